@@ -1,0 +1,5 @@
+import sys
+
+from isaerft.cli import main
+
+sys.exit(main())

@@ -1,0 +1,28 @@
+"""Trainable components on SAE latents. A new kind is one class plus one ``register_component``."""
+
+from isaerft.components.base import (
+    LatentComponent,
+    build_component,
+    component_kinds,
+    register_component,
+)
+from isaerft.components.bias import BiasComponent
+from isaerft.components.mlp import MLPComponent
+from isaerft.components.scale import ScaleComponent
+from isaerft.components.scale_bias import ScaleBiasComponent
+
+register_component("scale", ScaleComponent)
+register_component("bias", BiasComponent)
+register_component("scale_bias", ScaleBiasComponent)
+register_component("mlp", MLPComponent)
+
+__all__ = [
+    "BiasComponent",
+    "LatentComponent",
+    "MLPComponent",
+    "ScaleBiasComponent",
+    "ScaleComponent",
+    "build_component",
+    "component_kinds",
+    "register_component",
+]

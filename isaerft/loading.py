@@ -1,0 +1,200 @@
+"""Loading language models and SAEs: hub names for users with a network, local folders for everyone.
+
+Local model format (written by :func:`save_model`, read by :func:`load_model`)::
+
+    DIR/isaerft_model.json       {"format": "isaerft.hooked_transformer", "format_version": 1, "cfg": {...}}
+    DIR/model.safetensors        HookedTransformer state dict
+    DIR/tokenizer.json (+ HF tokenizer files, optional)
+
+SAEs use SAELens' own directory format (``cfg.json`` + ``sae_weights.safetensors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
+
+MODEL_FORMAT = "isaerft.hooked_transformer"
+MODEL_FORMAT_VERSION = 1
+MODEL_CONFIG_FILE = "isaerft_model.json"
+MODEL_WEIGHTS_FILE = "model.safetensors"
+SAE_SPEC_SEPARATOR = "::"
+
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float64": torch.float64,
+}
+
+
+def dtype_from_name(name: str | torch.dtype) -> torch.dtype:
+    """``"bfloat16"`` or ``"torch.bfloat16"`` -> ``torch.bfloat16``, with a clear error otherwise."""
+    if isinstance(name, torch.dtype):
+        return name
+    key = name.removeprefix("torch.")
+    if key not in _DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[key]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _cfg_to_json(cfg: HookedTransformerConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if field.name in ("device", "n_devices", "tokenizer_prepends_bos"):
+            continue
+        if isinstance(value, torch.dtype):
+            value = dtype_name(value)
+        elif not isinstance(value, (int, float, str, bool, type(None), list, dict)):
+            continue
+        out[field.name] = value
+    return out
+
+
+def save_model(model: HookedTransformer, path: str | Path) -> Path:
+    """Write ``model`` (and its tokenizer, if any) in the local model format, atomically per file."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if model.tokenizer is not None:
+        model.tokenizer.save_pretrained(str(path))
+    write_safetensors(path / MODEL_WEIGHTS_FILE, model.state_dict())
+    # The config goes last: its presence marks a complete folder.
+    write_json(
+        path / MODEL_CONFIG_FILE,
+        {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "cfg": _cfg_to_json(model.cfg),
+        },
+    )
+    return path
+
+
+def is_local_model(path: str | Path) -> bool:
+    return (Path(path) / MODEL_CONFIG_FILE).is_file()
+
+
+def _load_local_model(path: Path, device: str | None, dtype: torch.dtype | None) -> HookedTransformer:
+    meta = read_json(path / MODEL_CONFIG_FILE)
+    if meta.get("format") != MODEL_FORMAT:
+        raise ValueError(
+            f"{path / MODEL_CONFIG_FILE} is not an isaerft model folder "
+            f"(format={meta.get('format')!r}, expected {MODEL_FORMAT!r})"
+        )
+    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer isaerft (model format "
+            f"{meta['format_version']} > {MODEL_FORMAT_VERSION}); upgrade isaerft to load it"
+        )
+    cfg_dict = dict(meta["cfg"])
+    cfg_dict["dtype"] = dtype or dtype_from_name(cfg_dict.get("dtype", "float32"))
+    cfg_dict["device"] = device or "cpu"
+    cfg = HookedTransformerConfig(**cfg_dict)
+    tokenizer = None
+    if (path / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    model = HookedTransformer(cfg, tokenizer=tokenizer)
+    state = read_safetensors(path / MODEL_WEIGHTS_FILE)
+    model.load_state_dict({k: v.to(cfg.dtype) for k, v in state.items()}, strict=True)
+    return model.to(cfg.device).eval()
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    **from_pretrained_kwargs: Any,
+) -> HookedTransformer:
+    """Load a frozen-ready ``HookedTransformer``.
+
+    ``spec`` is a local folder in isaerft's model format (see :func:`save_model`) or a
+    TransformerLens pretrained name such as ``"gemma-2-2b"`` (needs the Hugging Face hub).
+    """
+    torch_dtype = dtype_from_name(dtype) if dtype is not None else None
+    path = Path(spec)
+    if is_local_model(path):
+        return _load_local_model(path, device, torch_dtype)
+    if path.exists():
+        raise ValueError(
+            f"{path} exists but holds no {MODEL_CONFIG_FILE}; save a model there with "
+            "isaerft.save_model(model, path) or pass a TransformerLens model name"
+        )
+    kwargs: dict[str, Any] = dict(from_pretrained_kwargs)
+    if device is not None:
+        kwargs["device"] = device
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    try:
+        return HookedTransformer.from_pretrained(str(spec), **kwargs)
+    except OSError as err:
+        raise OSError(
+            f"could not load TransformerLens model {spec!r}: {err}. It must be downloaded from "
+            "the Hugging Face hub; without network, pass a local folder written by isaerft.save_model"
+        ) from err
+
+
+def load_sae(
+    spec: str | Path,
+    sae_id: str | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str | torch.dtype | None = None,
+) -> SAE[Any]:
+    """Load an SAELens ``SAE``.
+
+    ``spec`` is a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``), or a SAELens
+    release with ``sae_id`` (also accepted as one string ``"release::sae_id"``), e.g.
+    ``load_sae("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical")``.
+    """
+    path = Path(spec)
+    if (path / "cfg.json").is_file():
+        sae = SAE.load_from_disk(str(path), device=device)
+    elif path.exists():
+        raise ValueError(
+            f"{path} exists but holds no SAELens cfg.json; save an SAE there with sae.save_model(path)"
+        )
+    else:
+        release = str(spec)
+        if sae_id is None and SAE_SPEC_SEPARATOR in release:
+            release, sae_id = release.split(SAE_SPEC_SEPARATOR, 1)
+        if sae_id is None:
+            raise ValueError(
+                f"{spec!r} is neither a local SAELens folder nor a 'release{SAE_SPEC_SEPARATOR}sae_id' "
+                "spec; pass sae_id= for a SAELens release"
+            )
+        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+        releases = get_pretrained_saes_directory()
+        if release not in releases:
+            raise ValueError(
+                f"unknown SAELens release {release!r}; see sae_lens' pretrained_saes.yaml for the "
+                "list, or pass a local SAELens folder"
+            )
+        if sae_id not in releases[release].saes_map:
+            known = sorted(releases[release].saes_map)[:10]
+            raise ValueError(f"release {release!r} has no sae_id {sae_id!r}; some valid ids: {known}")
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise OSError(
+                f"SAE {release}{SAE_SPEC_SEPARATOR}{sae_id} must be downloaded from the Hugging Face "
+                "hub but HF_HUB_OFFLINE=1; unset it, or pass a local SAELens folder"
+            )
+        sae = SAE.from_pretrained(release, sae_id, device=device)
+    if dtype is not None:
+        sae = sae.to(dtype=dtype_from_name(dtype))
+    return sae.eval()

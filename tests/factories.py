@@ -1,0 +1,99 @@
+"""Tiny random models and SAEs of every supported architecture, built in-process (no downloads)."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from sae_lens.saes import (
+    BatchTopKTrainingSAE,
+    BatchTopKTrainingSAEConfig,
+    GatedSAE,
+    GatedSAEConfig,
+    JumpReLUSAE,
+    JumpReLUSAEConfig,
+    MatryoshkaBatchTopKTrainingSAE,
+    MatryoshkaBatchTopKTrainingSAEConfig,
+    StandardSAE,
+    StandardSAEConfig,
+    TopKSAE,
+    TopKSAEConfig,
+)
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
+D_MODEL = 32
+
+
+def tiny_model(dtype: torch.dtype = torch.float32, n_layers: int = 3, seed: int = 0) -> HookedTransformer:
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=D_MODEL,
+        n_ctx=32,
+        d_head=8,
+        n_heads=4,
+        d_mlp=64,
+        d_vocab=50,
+        act_fn="gelu",
+        normalization_type="LN",
+        dtype=dtype,
+        seed=seed,
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def _randomise(sae: SAE[Any], seed: int) -> SAE[Any]:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sae.named_parameters():
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float32) * 0.2
+            if name == "threshold":
+                noise = noise.abs() * 0.1
+            param.copy_(noise.to(param.dtype))
+    return sae
+
+
+def tiny_sae(
+    architecture: str = "standard",
+    hook_name: str = "blocks.1.hook_resid_post",
+    d_in: int = D_MODEL,
+    d_sae: int = 4 * D_MODEL,
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+    **cfg_kwargs: Any,
+) -> SAE[Any]:
+    """An SAE with random weights; batchtopk and matryoshka go through SAELens' own conversion
+    from their training class to the inference SAE they save as."""
+    common: dict[str, Any] = {"d_in": d_in, "d_sae": d_sae, **cfg_kwargs}
+    sae: SAE[Any]
+    if architecture == "standard":
+        sae = StandardSAE(StandardSAEConfig(**common))
+    elif architecture == "topk":
+        sae = TopKSAE(TopKSAEConfig(k=8, **common))
+    elif architecture == "jumprelu":
+        sae = JumpReLUSAE(JumpReLUSAEConfig(**common))
+    elif architecture == "gated":
+        sae = GatedSAE(GatedSAEConfig(**common))
+    elif architecture in ("batchtopk", "matryoshka"):
+        if architecture == "batchtopk":
+            train = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(k=8, **common))
+        else:
+            cfg = MatryoshkaBatchTopKTrainingSAEConfig(
+                k=8, matryoshka_widths=[d_sae // 4, d_sae // 2, d_sae], **common
+            )
+            train = MatryoshkaBatchTopKTrainingSAE(cfg)
+        _randomise(train, seed)
+        with torch.no_grad():
+            train.topk_threshold.fill_(0.05)  # type: ignore[operator]
+        with tempfile.TemporaryDirectory() as tmp:
+            train.save_inference_model(tmp)
+            sae = SAE.load_from_disk(tmp)
+    else:
+        raise ValueError(architecture)
+    if architecture not in ("batchtopk", "matryoshka"):
+        _randomise(sae, seed)
+    sae.cfg.metadata.hook_name = hook_name
+    sae.cfg.metadata.model_name = "tiny"
+    return sae.to(dtype=dtype).eval()
