@@ -30,11 +30,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return write_text(path, text)
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    return atomic_write(path, write)
 
 
 def read_json(path: str | Path) -> Any:
@@ -53,5 +56,7 @@ def write_safetensors(
     return atomic_write(path, lambda p: save_file(owned, str(p), metadata=meta))
 
 
-def read_safetensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_safetensors(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     return load_file(str(path), device=str(device))

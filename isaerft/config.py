@@ -91,7 +91,9 @@ class ISaeRFTConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown ISaeRFTConfig field(s) {unknown}; valid fields: {sorted(known)}")
+            raise ValueError(
+                f"unknown ISaeRFTConfig field(s) {unknown}; valid fields: {sorted(known)}"
+            )
         return cls(**data)
 
     def to_json(self) -> str:
@@ -104,7 +106,9 @@ class ISaeRFTConfig:
 
 def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"ISaeRFTConfig.{name}={value!r} is not allowed; use one of {list(allowed)}")
+        raise ValueError(
+            f"ISaeRFTConfig.{name}={value!r} is not allowed; use one of {list(allowed)}"
+        )
 
 
 def _check_non_negative(name: str, value: float) -> None:

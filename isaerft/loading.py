@@ -87,7 +87,9 @@ def is_local_model(path: str | Path) -> bool:
     return (Path(path) / MODEL_CONFIG_FILE).is_file()
 
 
-def _load_local_model(path: Path, device: str | None, dtype: torch.dtype | None) -> HookedTransformer:
+def _load_local_model(
+    path: Path, device: str | None, dtype: torch.dtype | None
+) -> HookedTransformer:
     meta = read_json(path / MODEL_CONFIG_FILE)
     if meta.get("format") != MODEL_FORMAT:
         raise ValueError(
@@ -101,7 +103,8 @@ def _load_local_model(path: Path, device: str | None, dtype: torch.dtype | None)
         )
     cfg_dict = dict(meta["cfg"])
     cfg_dict["dtype"] = dtype or dtype_from_name(cfg_dict.get("dtype", "float32"))
-    cfg_dict["device"] = device or "cpu"
+    target_device = device or "cpu"
+    cfg_dict["device"] = target_device
     cfg = HookedTransformerConfig(**cfg_dict)
     tokenizer = None
     if (path / "tokenizer.json").is_file():
@@ -111,7 +114,7 @@ def _load_local_model(path: Path, device: str | None, dtype: torch.dtype | None)
     model = HookedTransformer(cfg, tokenizer=tokenizer)
     state = read_safetensors(path / MODEL_WEIGHTS_FILE)
     model.load_state_dict({k: v.to(cfg.dtype) for k, v in state.items()}, strict=True)
-    return model.to(cfg.device).eval()
+    return model.to(target_device).eval()
 
 
 def load_model(
@@ -188,7 +191,9 @@ def load_sae(
             )
         if sae_id not in releases[release].saes_map:
             known = sorted(releases[release].saes_map)[:10]
-            raise ValueError(f"release {release!r} has no sae_id {sae_id!r}; some valid ids: {known}")
+            raise ValueError(
+                f"release {release!r} has no sae_id {sae_id!r}; some valid ids: {known}"
+            )
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise OSError(
                 f"SAE {release}{SAE_SPEC_SEPARATOR}{sae_id} must be downloaded from the Hugging Face "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from transformer_lens import HookedTransformer
 
 from isaerft.components import build_component
 from isaerft.config import ISaeRFTConfig
-from isaerft.site import SaeSite, check_sae_supported
+from isaerft.site import SaeSite, SiteList, check_sae_supported
 
 
 class ISaeRFTModel(nn.Module):
@@ -35,6 +35,9 @@ class ISaeRFTModel(nn.Module):
         TypeError, ValueError: on a bad model, SAE or config; the model is left untouched.
     """
 
+    model: HookedTransformer
+    sites: SiteList
+
     def __init__(
         self,
         model: HookedTransformer,
@@ -46,7 +49,7 @@ class ISaeRFTModel(nn.Module):
         plan = plan_sites(model, saes, config)
         self.model = model
         self.config = config
-        self.sites = nn.ModuleList(
+        self.sites = SiteList(
             SaeSite(hook, sae, build_component(config.component, sae.cfg.d_sae, config))
             for hook, sae in plan
         )
@@ -72,7 +75,9 @@ class ISaeRFTModel(nn.Module):
         raise KeyError(f"no site at {hook_name!r}; spliced hooks: {self.hook_names}")
 
     @contextmanager
-    def spliced(self, latents: dict[str, torch.Tensor] | None = None) -> Iterator[HookedTransformer]:
+    def spliced(
+        self, latents: dict[str, torch.Tensor] | None = None
+    ) -> Iterator[HookedTransformer]:
         """Within this context the wrapped model runs with the components spliced in.
 
         ``latents`` maps hook names to precomputed ``sae.encode`` outputs for the inputs
@@ -82,7 +87,9 @@ class ISaeRFTModel(nn.Module):
             yield self.model
             return
         latents = latents or {}
-        hooks = [(site.hook_name, _hook_fn(site, latents.get(site.hook_name))) for site in self.sites]
+        hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
+            (site.hook_name, _hook_fn(site, latents.get(site.hook_name))) for site in self.sites
+        ]
         with self.model.hooks(fwd_hooks=hooks):
             yield self.model
 
@@ -95,7 +102,9 @@ class ISaeRFTModel(nn.Module):
         finally:
             self._enabled = previous
 
-    def forward(self, *args: Any, latents: dict[str, torch.Tensor] | None = None, **kwargs: Any) -> Any:
+    def forward(
+        self, *args: Any, latents: dict[str, torch.Tensor] | None = None, **kwargs: Any
+    ) -> Any:
         """``HookedTransformer.forward`` with the components spliced in (same signature)."""
         with self.spliced(latents):
             return self.model(*args, **kwargs)
@@ -200,7 +209,7 @@ class ISaeRFTModel(nn.Module):
 
     def num_moved_latents(self, tolerance: float = 1e-3) -> int:
         """How many latents (over all sites) moved by more than ``tolerance``."""
-        return sum(int((m > tolerance).sum()) for m in self.latent_magnitudes().values())
+        return sum(int((m > tolerance).sum().item()) for m in self.latent_magnitudes().values())
 
     def deviation_l1(self) -> torch.Tensor:
         """L1 norm of the deviation from identity, summed over sites, from the last forward."""
@@ -230,7 +239,7 @@ class ISaeRFTModel(nn.Module):
         return load_intervention(cls, model, saes, path)
 
 
-def _hook_fn(site: SaeSite, latents: torch.Tensor | None) -> Any:
+def _hook_fn(site: SaeSite, latents: torch.Tensor | None) -> Callable[..., torch.Tensor]:
     def hook(activation: torch.Tensor, hook: Any) -> torch.Tensor:
         return site(activation, latents)
 

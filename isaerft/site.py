@@ -9,6 +9,7 @@ bit for bit.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -107,6 +108,9 @@ class LinearDecoder:
 class SaeSite(nn.Module):
     """An SAE and its trainable component at one hook point."""
 
+    sae: SAE[Any]
+    component: LatentComponent
+
     def __init__(self, hook_name: str, sae: SAE[Any], component: LatentComponent) -> None:
         super().__init__()
         self.hook_name = hook_name
@@ -135,3 +139,12 @@ def _prime_out_norm(sae: SAE[Any], x: torch.Tensor) -> None:
     if sae.cfg.normalize_activations in ("layer_norm", "constant_norm_rescale"):
         sae.run_time_activation_norm_fn_in(sae.reshape_fn_in(x.to(sae.dtype)))
 
+
+class SiteList(nn.ModuleList):
+    """``nn.ModuleList`` of :class:`SaeSite`, typed as such."""
+
+    def __iter__(self) -> Iterator[SaeSite]:
+        return super().__iter__()  # type: ignore[return-value]
+
+    def __getitem__(self, index: int) -> SaeSite:  # type: ignore[override]
+        return super().__getitem__(index)  # type: ignore[return-value]

@@ -27,7 +27,9 @@ ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryosh
 D_MODEL = 32
 
 
-def tiny_model(dtype: torch.dtype = torch.float32, n_layers: int = 3, seed: int = 0) -> HookedTransformer:
+def tiny_model(
+    dtype: torch.dtype = torch.float32, n_layers: int = 3, seed: int = 0
+) -> HookedTransformer:
     cfg = HookedTransformerConfig(
         n_layers=n_layers,
         d_model=D_MODEL,

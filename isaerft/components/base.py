@@ -58,9 +58,13 @@ _REGISTRY: dict[str, type[LatentComponent]] = {}
 def register_component(kind: str, cls: type[LatentComponent]) -> type[LatentComponent]:
     """Make ``cls`` available as ``ISaeRFTConfig(component=kind)``."""
     if not (isinstance(cls, type) and issubclass(cls, LatentComponent)):
-        raise TypeError(f"register_component({kind!r}, ...) needs a LatentComponent subclass, got {cls!r}")
+        raise TypeError(
+            f"register_component({kind!r}, ...) needs a LatentComponent subclass, got {cls!r}"
+        )
     if kind in _REGISTRY and _REGISTRY[kind] is not cls:
-        raise ValueError(f"component kind {kind!r} is already registered to {_REGISTRY[kind].__name__}")
+        raise ValueError(
+            f"component kind {kind!r} is already registered to {_REGISTRY[kind].__name__}"
+        )
     _REGISTRY[kind] = cls
     return cls
 
