@@ -9,7 +9,12 @@ interleaved in one process so machine drift hits all of them alike:
 - ``saelens_error_term``: ``HookedSAETransformer`` with the SAE attached using
   ``use_error_term=True`` and a trainable scale on ``hook_sae_acts_post`` (encodes and decodes
   twice);
-- ``isaerft_dense``: ISaeRFT with the sparse decode turned off (shows what sparsity buys).
+- ``isaerft_dense``: ISaeRFT with the sparse decode turned off (shows what sparsity buys);
+- ``full_finetune``: every weight of the blocks after the hook (and the unembed) trains, the
+  usual alternative to training anything at the hook.
+
+Memory is reported as the MiB of tensors autograd saves for backward in one step (exact and
+deterministic on any device), plus, on CUDA, the allocator's peak above the resident weights.
 
 Usage: ``python benchmarks/step_time.py [--shape cpu|gemma-like] [--device cpu|cuda] [--out FILE]``.
 Results are ratios of median step times, written as JSON to ``benchmarks/results/``.
@@ -131,12 +136,47 @@ def make_steps(
             return model.run_with_hooks(tokens, return_type="loss", fwd_hooks=fwd)
 
     steps["saelens_error_term"] = stepper(saelens_loss, [scale])
+
+    layer = int(hook.split(".")[1])
+    downstream = [p for block in model.blocks[layer + 1 :] for p in block.parameters()]
+    downstream += list(model.ln_final.parameters()) + list(model.unembed.parameters())
+    # lr=0 keeps the shared model unchanged for the other variants; the work is the same.
+    full_opt = torch.optim.Adam(downstream, lr=0.0)
+
+    def full_step() -> None:
+        for param in downstream:
+            param.requires_grad_(True)
+        full_opt.zero_grad(set_to_none=True)
+        model(tokens, return_type="loss").backward()
+        full_opt.step()
+        for param in downstream:
+            param.requires_grad_(False)
+            param.grad = None
+
+    steps["full_finetune"] = full_step
     return steps
 
 
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def saved_for_backward_mib(step: Callable[[], None]) -> float:
+    """MiB of distinct tensors autograd saves for backward during one step.
+
+    Deterministic on any device, and the part of a step's memory that differs between
+    methods (weights are shared; optimizer state is counted separately)."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        seen[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step()
+    return sum(seen.values()) / 2**20
 
 
 def measure(
@@ -146,20 +186,30 @@ def measure(
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    peak: dict[str, float] = {}
     for _ in range(repeats):
         for name, step in steps.items():  # interleaved: drift hits every variant alike
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
             _sync(device)
             start = time.perf_counter()
             step()
             _sync(device)
             times[name].append(time.perf_counter() - start)
-            if device.startswith("cuda"):
-                peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+    saved = {name: round(saved_for_backward_mib(step), 2) for name, step in steps.items()}
+    peak: dict[str, float] = {}
+    if device.startswith("cuda"):
+        for name, step in steps.items():
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            torch.cuda.synchronize()
+            peak[name] = round((torch.cuda.max_memory_allocated() - base) / 2**20, 2)
     medians = {name: statistics.median(ts) for name, ts in times.items()}
-    return {"median_s": medians, "all_s": times, "peak_mib": peak or None}
+    return {
+        "median_s": medians,
+        "all_s": times,
+        "saved_for_backward_mib": saved,
+        "cuda_peak_above_weights_mib": peak or None,
+    }
 
 
 def run(shape: Shape, device: str, repeats: int, warmup: int) -> dict[str, Any]:
@@ -172,6 +222,7 @@ def run(shape: Shape, device: str, repeats: int, warmup: int) -> dict[str, Any]:
         "isaerft_over_floor": med["isaerft"] / med["floor"],
         "isaerft_over_saelens_error_term": med["isaerft"] / med["saelens_error_term"],
         "isaerft_dense_over_floor": med["isaerft_dense"] / med["floor"],
+        "isaerft_over_full_finetune": med["isaerft"] / med["full_finetune"],
     }
     return {
         "benchmark": "step_time",

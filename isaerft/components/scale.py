@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 class ScaleComponent(LatentComponent):
     """Multiplies each latent by a learned scale, stored as ``scale_delta = s - 1``.
 
-    A zero scale delta on an inactive latent changes nothing, so only the active latents
-    of each token are decoded when they are few (see ``sparse_decode_density``).
+    An inactive latent contributes nothing whatever its scale, so only the active latents of
+    each token are decoded when they are few (see ``sparse_decode_density``).
     """
 
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
@@ -28,6 +28,7 @@ class ScaleComponent(LatentComponent):
             init.normal_(0.0, config.init_std)
         self.scale_delta = nn.Parameter(init)
         self.sparse_density = config.sparse_decode_density
+        self._k_hint = 0  # largest active-latent count per token seen so far
 
     def latent_delta(self, f: torch.Tensor) -> torch.Tensor:
         return self.scale_delta.to(f.dtype) * f
@@ -39,15 +40,18 @@ class ScaleComponent(LatentComponent):
         self, f: torch.Tensor, decoder: LinearDecoder
     ) -> tuple[torch.Tensor, torch.Tensor]:
         l1 = self.scale_delta.abs().sum()
-        active = f != 0
-        k = int(active.sum(-1).max()) if f.numel() else 0
-        if self.sparse_density <= 0 or k > self.sparse_density * self.d_sae:
-            return decoder.dense(self.latent_delta(f)), l1
         flat = f.reshape(-1, self.d_sae)
-        if k == 0:
-            return decoder.dense(torch.zeros_like(f)), l1
-        _, idx = flat.abs().topk(k, dim=-1, sorted=False)
-        vals = flat.gather(-1, idx)
-        weights = self.scale_delta.to(vals.dtype)[idx] * vals
-        out = decoder.gather(idx, weights)
-        return out.reshape(*f.shape[:-1], -1), l1
+        limit = int(self.sparse_density * self.d_sae)
+        # Supported SAEs emit non-negative codes, so the top k+1 codes of a row include a
+        # zero exactly when the row has at most k active latents. Counting non-zeros directly
+        # costs as much as the encode; this check costs a top-k, often one per forward.
+        k = self._k_hint or int(getattr(decoder.sae.cfg, "k", 0) or 16)
+        k = min(k, limit)
+        while flat.shape[0] and k > 0:
+            vals, idx = flat.topk(min(k + 1, self.d_sae), dim=-1, sorted=False)
+            if bool((vals.min(dim=-1).values <= 0).all()):
+                self._k_hint = k
+                weights = self.scale_delta.to(vals.dtype)[idx] * vals
+                return decoder.gather(idx, weights).reshape(*f.shape[:-1], -1), l1
+            k = 0 if k >= limit else min(2 * k, limit)
+        return decoder.dense(self.latent_delta(f)), l1
