@@ -163,8 +163,11 @@ def run_generate(args: argparse.Namespace) -> int:
         try:
             vectors = vectors_from_model(model)
             note = f"exact vectors x {args.multiplier:g}"
-        except ValueError as err:
-            note = f"skipped: {err} (export with --data and pass --vectors FILE)"
+        except ValueError:
+            note = (
+                "skipped: this run's edits have no exact vector; "
+                "`isaerft export RUN --data FILE` and pass --vectors FILE"
+            )
     for prompt in args.prompt:
         texts = compare_generations(
             model,

@@ -1,0 +1,227 @@
+"""``audit_dataset``: audit a suspect dataset in one call — train the runs, then audit them.
+
+It trains the *candidate* run on the suspect rows and ``n_reference_runs`` *reference* runs
+on trusted rows with the very same recipe, number of optimizer steps and number of rows, each
+with its own seed. Each reference run trains on its own subset of the trusted rows, as many
+rows as the suspect set, so every run sees its data equally often (a run that repeats fewer
+rows more often memorises them more, which the audit would otherwise read as a difference).
+When the trusted set holds ``n_reference_runs`` times the suspect's rows, the subsets are
+disjoint and the null covers the full noise of drawing a new dataset; with fewer rows they
+overlap, the null is too narrow and a warning says so. All runs share the loaded model and
+SAE and one prefix-cache store (the frozen layers before the SAE run once per dataset).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sae_lens import SAE
+from transformer_lens import HookedTransformer
+
+from isaerft._io import write_text
+from isaerft.audit.data import read_rows
+from isaerft.audit.pipeline import AuditConfig, AuditResult, audit_runs
+
+DEFAULT_RECIPE: dict[str, Any] = {
+    "intervention": {"component": "scale", "l1_coefficient": 2e-3},
+    "objective": {"kind": "sft"},
+    "optim": {"optimizer": "adam", "lr": 3e-2},
+    "data": {"batch_size": 16},
+    "trainer": {"max_steps": 150},
+}
+"""Training settings used when no recipe is given (those of ``recipes/organism-poison.yaml``)."""
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _recipe_dict(recipe: Any) -> dict[str, Any]:
+    from isaerft.training.recipe import TrainRecipe
+
+    if recipe is None:
+        return dict(DEFAULT_RECIPE)
+    if isinstance(recipe, TrainRecipe):
+        return recipe.to_dict()
+    if isinstance(recipe, dict):
+        return recipe
+    import yaml
+
+    path = Path(recipe)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe {path} not found")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(loaded, dict):
+        raise ValueError(f"recipe {path} must be a YAML mapping")
+    return loaded
+
+
+def reference_subsets(
+    n_reference: int, n_rows: int, n_runs: int, seed: int = 0
+) -> tuple[list[list[int]], bool]:
+    """Row indices of each reference run's subset and whether the subsets are disjoint.
+
+    Disjoint chunks of one permutation when the trusted rows suffice, else independent
+    random subsets (which overlap).
+    """
+    if n_reference < n_rows:
+        raise ValueError(
+            f"the reference data has {n_reference} rows, fewer than the suspect data's {n_rows}; "
+            "reference runs must train on as many rows as the candidate: add trusted rows"
+        )
+    rng = random.Random(f"isaerft-audit-reference-{seed}")
+    if n_reference >= n_runs * n_rows:
+        order = rng.sample(range(n_reference), n_reference)
+        return [sorted(order[i * n_rows : (i + 1) * n_rows]) for i in range(n_runs)], True
+    return [sorted(rng.sample(range(n_reference), n_rows)) for _ in range(n_runs)], False
+
+
+def _write_subset(rows: list[dict[str, Any]], indices: list[int], path: Path) -> Path:
+    return write_text(path, "".join(json.dumps(rows[i]) + "\n" for i in indices))
+
+
+def audit_dataset(
+    suspect: str | Path,
+    reference: str | Path,
+    *,
+    model: str | HookedTransformer,
+    sae: str | SAE[Any] | Sequence[str | SAE[Any]],
+    out_dir: str | Path,
+    recipe: Any = None,
+    n_reference_runs: int = 8,
+    labels: str | Path | None = None,
+    truth: str | Path | None = None,
+    config: AuditConfig | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> AuditResult:
+    """Train the candidate and reference runs, audit the candidate, write the report.
+
+    Args:
+        suspect: the dataset under audit (JSONL rows).
+        reference: trusted rows of the same kind; ``n_reference_runs`` times as many rows as
+            the suspect data gives each reference run its own rows (best).
+        model: a model spec (local folder, ``organism:<size>``, TransformerLens name) or a
+            loaded ``HookedTransformer``.
+        sae: an SAE spec or loaded SAE (or several).
+        out_dir: the report folder; runs go to ``out_dir/runs/``.
+        recipe: training settings (a ``TrainRecipe``, a dict of recipe sections, or a YAML
+            path); its model, SAE and data are replaced. Defaults to :data:`DEFAULT_RECIPE`.
+        n_reference_runs: how many reference runs make the null (3 at least, 8 or more is
+            better).
+        labels: latent label file (defaults to the organism's for organism SAEs).
+        truth: per-row ground truth for evaluation (defaults to ``<suspect>.labels.jsonl``).
+        config: the audit's settings.
+        device: where to load specs given as strings.
+        log: called with one line per step (e.g. ``print``).
+    """
+    from isaerft.training import PrefixCacheStore, TrainRecipe, train
+    from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+
+    say = log or (lambda _msg: None)
+    if n_reference_runs < 3:
+        raise ValueError(
+            f"n_reference_runs={n_reference_runs}: a null needs at least 3 reference runs"
+        )
+    for name, path in (("suspect", suspect), ("reference", reference)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{name} dataset {path} not found")
+    out_dir = Path(out_dir)
+    sae_items = [sae] if isinstance(sae, (str, SAE)) else list(sae)
+    model_spec = model if isinstance(model, str) else "<in-memory model>"
+    sae_specs = [s if isinstance(s, str) else "<in-memory sae>" for s in sae_items]
+    if isinstance(model, str):
+        from isaerft.loading import load_model
+
+        model = load_model(resolve_model_spec(model), device=device)
+    from isaerft.loading import load_sae
+
+    saes = [
+        load_sae(resolve_sae_spec(s), device=device) if isinstance(s, str) else s for s in sae_items
+    ]
+    base = _merge(_recipe_dict(recipe), {"model": model_spec, "sae": sae_specs})
+    base = _merge(
+        base,
+        {
+            "trainer": {
+                "prefix_cache": True,
+                "progress_bar": False,
+                "checkpoint_every_n_steps": 0,
+                "logger": "none",
+                "resume": "never",
+            }
+        },
+    )
+    store = PrefixCacheStore()
+    started = time.perf_counter()
+    cand_recipe = TrainRecipe.from_dict(
+        _merge(base, {"data": {"path": str(suspect)}, "trainer": {"seed": 0}})
+    )
+    say(f"training the candidate run on {suspect}")
+    cand = train(
+        cand_recipe,
+        model=model,
+        saes=saes,
+        prefix_cache=store,
+        run_dir=out_dir / "runs" / "candidate",
+    )
+    steps = int(cand.summary["steps"])
+    trusted = read_rows(reference)
+    subsets, disjoint = reference_subsets(len(trusted), len(read_rows(suspect)), n_reference_runs)
+    if not disjoint:
+        warnings.warn(
+            f"the reference data has {len(trusted)} rows, fewer than {n_reference_runs} x the "
+            f"suspect's {len(subsets[0])}: the reference runs share rows, so the null "
+            "underestimates the noise of drawing a new dataset and the audit flags more often "
+            "than its false-positive rate; add trusted rows",
+            UserWarning,
+            stacklevel=2,
+        )
+    ref_dirs = []
+    for r, rows in enumerate(subsets, start=1):
+        subset = _write_subset(trusted, rows, out_dir / "reference-data" / f"subset-{r:02d}.jsonl")
+        ref_recipe = TrainRecipe.from_dict(
+            _merge(
+                base,
+                {"data": {"path": str(subset)}, "trainer": {"seed": r, "max_steps": steps}},
+            )
+        )
+        say(f"training reference run {r}/{n_reference_runs} on {len(rows)} rows of {reference}")
+        result = train(
+            ref_recipe,
+            model=model,
+            saes=saes,
+            prefix_cache=store,
+            run_dir=out_dir / "runs" / f"reference-{r:02d}",
+        )
+        ref_dirs.append(result.run_dir)
+    train_seconds = time.perf_counter() - started
+    say("auditing")
+    return audit_runs(
+        cand.run_dir,
+        ref_dirs,
+        data=suspect,
+        reference_data=reference,
+        labels=labels,
+        truth=truth,
+        model=model,
+        saes=saes,
+        config=config,
+        out_dir=out_dir,
+        extra={
+            "timings": {"train_s": train_seconds},
+            "training": {"steps": steps, "recipe": cand_recipe.to_dict()},
+        },
+    )

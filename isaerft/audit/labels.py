@@ -1,0 +1,162 @@
+"""Readable latent names from a Neuronpedia-style explanation export (JSONL).
+
+Each line names one latent: ``{"modelId", "layer", "index", "description", ...}`` where
+``modelId/layer`` is the SAE's Neuronpedia id (``sae.cfg.metadata.neuronpedia_id``, e.g.
+``gemma-2-2b/12-gemmascope-res-16k``). The organism's label files have the same shape plus a
+``score`` (token-level AUROC of the concept). A file is matched to each audited site by that
+id; a file written for another SAE fails loudly instead of naming the wrong latents.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LatentLabel:
+    """One latent's explanation."""
+
+    description: str
+    score: float | None = None
+    extra: tuple[tuple[str, Any], ...] = ()
+
+
+class LabelSet:
+    """Latent labels per site: ``labels.get(hook_name, index)``.
+
+    Build one with :meth:`load`, which checks the file against the sites' SAEs.
+    """
+
+    def __init__(self, by_site: dict[str, dict[int, LatentLabel]], source: str = "") -> None:
+        self.by_site = by_site
+        self.source = source
+
+    def get(self, hook_name: str, index: int) -> LatentLabel | None:
+        """The label of latent ``index`` at ``hook_name``, if the file has one."""
+        return self.by_site.get(hook_name, {}).get(int(index))
+
+    def description(self, hook_name: str, index: int) -> str:
+        """The description, or ``""`` when the latent has no label."""
+        label = self.get(hook_name, index)
+        return label.description if label else ""
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_site.values())
+
+    @classmethod
+    def empty(cls) -> LabelSet:
+        """No labels (every description is ``""``)."""
+        return cls({})
+
+    @classmethod
+    def load(cls, path: str | Path, sites: Sequence[dict[str, Any]]) -> LabelSet:
+        """Read a label file and assign its rows to ``sites`` (artifact site records with
+        ``hook_name``, ``d_sae``, ``neuronpedia_id``, ``sae_model_name``, ``sae_fingerprint``).
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: the file is malformed or written for another SAE.
+        """
+        path = Path(path)
+        rows = _read(path)
+        sources: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            sources.setdefault((str(row.get("modelId", "")), str(row.get("layer", ""))), []).append(
+                row
+            )
+        by_site = {}
+        for site in sites:
+            chosen = _rows_for_site(path, site, sources, len(sites))
+            by_site[site["hook_name"]] = _index(path, site, chosen)
+        return cls(by_site, str(path))
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} not found")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"label file {path} line {n} is not JSON: {err}") from err
+        if not isinstance(row, dict) or "index" not in row or "description" not in row:
+            raise ValueError(
+                f"label file {path} line {n} needs 'index' and 'description' (Neuronpedia "
+                "explanation export format: modelId, layer, index, description)"
+            )
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"label file {path} is empty")
+    return rows
+
+
+def _rows_for_site(
+    path: Path,
+    site: dict[str, Any],
+    sources: dict[tuple[str, str], list[dict[str, Any]]],
+    n_sites: int,
+) -> list[dict[str, Any]]:
+    hook = site["hook_name"]
+    known = sorted(f"{m}/{layer}" for m, layer in sources)
+    np_id = site.get("neuronpedia_id")
+    if np_id:
+        model_id, _, layer = str(np_id).partition("/")
+        if (model_id, layer) in sources:
+            return sources[(model_id, layer)]
+        raise ValueError(
+            f"label file {path} is for SAE(s) {known}, not the SAE at {hook!r} (Neuronpedia id "
+            f"{np_id!r}); pass the label file of the SAE the run was trained with"
+        )
+    if len(sources) != 1 or n_sites != 1:
+        raise ValueError(
+            f"cannot tell which labels of {path} (sources {known}) belong to the SAE at {hook!r}: "
+            "it has no cfg.metadata.neuronpedia_id; set it to 'modelId/layer' as in the file"
+        )
+    (model_id, _), rows = next(iter(sources.items()))
+    sae_model = site.get("sae_model_name")
+    if model_id and sae_model and model_id != sae_model:
+        raise ValueError(
+            f"label file {path} is for model {model_id!r} but the SAE at {hook!r} belongs to "
+            f"model {sae_model!r}; pass the label file of the SAE the run was trained with"
+        )
+    return rows
+
+
+def _index(path: Path, site: dict[str, Any], rows: list[dict[str, Any]]) -> dict[int, LatentLabel]:
+    d_sae, out = int(site["d_sae"]), {}
+    for row in rows:
+        fingerprint = row.get("sae_fingerprint")
+        if fingerprint and site.get("sae_fingerprint") and fingerprint != site["sae_fingerprint"]:
+            raise ValueError(
+                f"label file {path} was written for another SAE (fingerprint "
+                f"{str(fingerprint)[:19]}... vs {str(site['sae_fingerprint'])[:19]}...)"
+            )
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"label file {path}: index {row['index']!r} is not an integer"
+            ) from err
+        if not 0 <= index < d_sae:
+            raise ValueError(
+                f"label file {path} names latent {index} but the SAE at {site['hook_name']!r} has "
+                f"only {d_sae} latents: the labels are for another SAE"
+            )
+        score = row.get("score")
+        extra = tuple(
+            (k, v)
+            for k, v in row.items()
+            if k not in ("modelId", "layer", "index", "description", "score")
+            and isinstance(v, (str, int, float, bool))
+        )
+        out[index] = LatentLabel(
+            str(row["description"]), float(score) if score is not None else None, extra
+        )
+    return out

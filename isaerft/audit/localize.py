@@ -1,0 +1,206 @@
+"""Poison localisation: which rows of the audited data carry the flagged latents' change.
+
+Two per-row scores, both restricted to the flagged latents:
+
+* ``activation``: ``sum_j w_j * sum_t f_j(x_t) / typical_j`` — how strongly the row drives the
+  flagged latents, each weighted by its learned change in the model's units
+  (``w_j = |edit_j| * ||W_dec[j]||``) and divided by its typical per-row amount on reference
+  rows, so a flagged latent that fires in every row adds a constant instead of drowning the
+  rare ones. Needs only SAE codes.
+* ``loss_drop``: how much more likely the row's completion becomes when only the flagged
+  latents' edits are applied (summed log-probability gain over completion tokens). Rows that
+  taught the change gain the most. Needs forward passes of the model.
+
+Rows whose score exceeds the ``1 - row_fpr`` quantile of the same score on reference rows are
+marked suspect (or, without reference rows, a robust outlier rule: median + 5 MAD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from isaerft._io import write_text
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.data import AuditData, split_row
+
+SCORE_METHODS = ("activation", "loss_drop")
+
+
+@dataclass
+class RowScores:
+    """Per-row suspicion scores of one dataset.
+
+    Attributes:
+        scores: one score per row (higher = more suspect).
+        threshold: rows above it are suspects.
+        method: which score (see :data:`SCORE_METHODS`).
+        reference_scores: the same score on reference rows, if it was computed.
+    """
+
+    scores: torch.Tensor
+    threshold: float
+    method: str
+    reference_scores: torch.Tensor | None = None
+
+    @property
+    def order(self) -> list[int]:
+        """Row indices, most suspect first."""
+        return torch.argsort(self.scores, descending=True, stable=True).tolist()
+
+    @property
+    def suspects(self) -> list[int]:
+        """Rows above the threshold, most suspect first."""
+        return [i for i in self.order if float(self.scores[i]) > self.threshold]
+
+
+def activation_scores(
+    codes: dict[str, SiteCodes],
+    weights: dict[str, dict[int, float]],
+    typical: dict[str, dict[int, float]] | None = None,
+) -> torch.Tensor:
+    """``sum_j weights[j] * (summed code of j in the row) / typical[j]`` per row.
+
+    ``weights`` and ``typical`` map hook -> latent -> value; ``typical`` defaults to 1.
+    """
+    total: torch.Tensor | None = None
+    for hook, latents in weights.items():
+        if not latents:
+            continue
+        order = sorted(latents)
+        per_row = codes[hook].row_reduce(order, "sum")
+        w = torch.tensor([latents[j] for j in order], dtype=torch.float64)
+        if typical is not None:
+            w = w / torch.tensor([typical[hook][j] for j in order], dtype=torch.float64)
+        part = per_row @ w
+        total = part if total is None else total + part
+    if total is None:
+        n_rows = next(iter(codes.values())).n_rows
+        return torch.zeros(n_rows, dtype=torch.float64)
+    return total
+
+
+def typical_row_amount(
+    codes: dict[str, SiteCodes], latents: Mapping[str, Sequence[int]], floor: float = 1e-3
+) -> dict[str, dict[int, float]]:
+    """Per latent, its mean summed code per row on ``codes`` (e.g. reference rows) plus the
+    mean code of an active token times ``floor``, so a latent absent from those rows still
+    gets a finite, small typical amount."""
+    out: dict[str, dict[int, float]] = {}
+    for hook, js in latents.items():
+        site = codes[hook]
+        order = sorted(js)
+        if not order:
+            out[hook] = {}
+            continue
+        mean_row = site.row_reduce(order, "sum").mean(0)
+        active = site.mean_active()[order]
+        fallback = (
+            float(site.mean_active()[site.mean_active() > 0].median()) if site.lat.numel() else 1.0
+        )
+        out[hook] = {
+            j: float(mean_row[i]) + floor * (float(active[i]) if active[i] > 0 else fallback)
+            for i, j in enumerate(order)
+        }
+    return out
+
+
+@contextmanager
+def only_latents(model: Any, keep: Mapping[str, Sequence[int]]) -> Iterator[None]:
+    """Within this context, the model's per-latent edits outside ``keep`` are reset to identity
+    (per-latent parameters only; components without them are left whole)."""
+    saved = {name: p.detach().clone() for name, p in model.named_trainable_parameters()}
+    try:
+        with torch.no_grad():
+            for site in model.sites:
+                mask = torch.zeros(site.sae.cfg.d_sae, dtype=torch.bool)
+                mask[list(keep.get(site.hook_name, []))] = True
+                for param in site.component.parameters():
+                    if param.shape == mask.shape:
+                        param[~mask.to(param.device)] = 0.0
+        yield
+    finally:
+        model.load_trainable_state_dict(saved)
+
+
+def completion_logprob_gain(
+    model: Any, data: AuditData, keep: Mapping[str, Sequence[int]], batch_size: int = 32
+) -> torch.Tensor:
+    """Per row, ``sum_t log p_edit(x_t) - log p_base(x_t)`` over completion tokens, with only
+    the ``keep`` latents edited."""
+    device = next(model.model.parameters()).device
+    out = []
+    with only_latents(model, keep), torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            group = data.ids[start : start + batch_size]
+            length = max(len(s) for s in group)
+            tokens = torch.zeros((len(group), length), dtype=torch.long)
+            mask = torch.zeros((len(group), length), dtype=torch.long)
+            target = torch.zeros((len(group), length), dtype=torch.bool)
+            for i, seq in enumerate(group):
+                tokens[i, : len(seq)], mask[i, : len(seq)] = seq, 1
+                target[i, max(1, data.prompt_lengths[start + i]) : len(seq)] = True
+            tokens, mask, target = tokens.to(device), mask.to(device), target.to(device)
+            edited = _token_logprobs(model(tokens, attention_mask=mask), tokens)
+            with model.disabled():
+                base = _token_logprobs(model(tokens, attention_mask=mask), tokens)
+            out.append(((edited - base) * target[:, 1:]).sum(-1).double().cpu())
+    return torch.cat(out)
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+
+
+def suspect_threshold(
+    scores: torch.Tensor, reference: torch.Tensor | None, row_fpr: float
+) -> float:
+    """The score above which a row is a suspect (see the module docstring)."""
+    if reference is not None and reference.numel():
+        return float(torch.quantile(reference.double(), 1.0 - row_fpr))
+    median = scores.median()
+    mad = (scores - median).abs().median() * 1.4826
+    return float(median + 5.0 * mad)
+
+
+def auroc(scores: Sequence[float] | torch.Tensor, labels: Sequence[bool] | torch.Tensor) -> float:
+    """Area under the ROC curve of ``scores`` for ``labels`` (ties count one half)."""
+    s = torch.as_tensor(scores, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs at least one positive and one negative row")
+    _, inverse, counts = torch.unique(s, return_inverse=True, return_counts=True)
+    # Mid-ranks of tied values: rank of a value = rows below it + (its count + 1) / 2.
+    below = torch.cumsum(counts, 0) - counts
+    ranks = (below + (counts + 1) / 2.0)[inverse]
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def write_suspects(
+    path: str | Path, scores: RowScores, data: AuditData, preview: int = 160
+) -> Path:
+    """Write ``suspects.jsonl``: every row, most suspect first, with its score, rank, whether it
+    is a suspect, and a text preview. Drop the ``suspect`` rows and retrain."""
+    import json
+
+    lines = []
+    for rank, i in enumerate(scores.order, start=1):
+        prompt, completion = split_row(data.rows[i], f"row {i}")
+        text = (prompt + completion).replace("\n", " ")
+        record = {
+            "row": i,
+            "rank": rank,
+            "score": float(scores.scores[i]),
+            "suspect": float(scores.scores[i]) > scores.threshold,
+            "preview": text[:preview],
+        }
+        lines.append(json.dumps(record))
+    return write_text(path, "\n".join(lines) + "\n")

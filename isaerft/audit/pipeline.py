@@ -1,0 +1,399 @@
+"""``audit_runs``: from a candidate run (and reference runs, data, labels) to a written report.
+
+The steps, each in its own module: read the runs' edits (:mod:`~isaerft.audit.runs`), compare
+the candidate with the reference runs (:mod:`~isaerft.audit.null`), read the audited rows and
+their SAE codes (:mod:`~isaerft.audit.data`, :mod:`~isaerft.audit.activations`), build the
+per-latent table (:mod:`~isaerft.audit.table`), score the rows
+(:mod:`~isaerft.audit.localize`), run the baselines (:mod:`~isaerft.audit.baselines`), and
+write ``report.json``/``report.md``/``report.html`` plus ``suspects.jsonl``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae_lens import SAE
+from transformer_lens import HookedTransformer
+
+from isaerft.audit import localize
+from isaerft.audit.activations import SiteCodes, collect_codes
+from isaerft.audit.baselines import DEFAULT_KS, dataset_diff, topk_intersection
+from isaerft.audit.data import AuditData, read_rows, tokenize_rows
+from isaerft.audit.evaluate import evaluate_rows, read_truth
+from isaerft.audit.labels import LabelSet
+from isaerft.audit.null import NullComparison, NullConfig, compare_to_null
+from isaerft.audit.report import new_report, write_report
+from isaerft.audit.runs import RunEdits, check_sae_matches, check_same_latents, intervention_dir
+from isaerft.audit.table import LatentRow, build_table, decoder_norms
+from isaerft.model import ISaeRFTModel
+
+ROW_TOP = 50
+
+
+@dataclass
+class AuditConfig:
+    """What the audit computes and how.
+
+    Attributes:
+        null: the null calibration (false-positive rate, noise floor, dataset score).
+        row_score: per-row score, ``activation`` or ``loss_drop`` (see
+            :mod:`isaerft.audit.localize`).
+        row_fpr: fraction of reference rows allowed above the suspect threshold.
+        unflagged_latents: latents used for row scores when none is flagged (or without a
+            null): the top ones by ``|z|`` or by decoder-space impact.
+        top: rows of the per-latent table.
+        n_contexts: top-activating contexts per table row.
+        baselines: run the top-k intersection (needs reference runs) and dataset diffing
+            (needs reference data).
+        ks: the ``k`` values of the top-k intersection baseline.
+        probe_rows: rows of each probe set for the top-k intersection baseline.
+        batch_size: rows per forward pass.
+    """
+
+    null: NullConfig = field(default_factory=NullConfig)
+    row_score: str = "activation"
+    row_fpr: float = 0.01
+    unflagged_latents: int = 5
+    top: int = 30
+    n_contexts: int = 5
+    baselines: bool = True
+    ks: tuple[int, ...] = DEFAULT_KS
+    probe_rows: int = 256
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.row_score not in localize.SCORE_METHODS:
+            raise ValueError(
+                f"AuditConfig.row_score={self.row_score!r} is not allowed; use one of "
+                f"{list(localize.SCORE_METHODS)}"
+            )
+        if not 0.0 < self.row_fpr < 1.0:
+            raise ValueError(f"AuditConfig.row_fpr={self.row_fpr} must be in (0, 1)")
+        for name in ("unflagged_latents", "top", "probe_rows", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"AuditConfig.{name}={value!r} must be an int >= 1")
+        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"AuditConfig.ks={self.ks!r} must be ints >= 1")
+
+
+@dataclass
+class AuditResult:
+    """What :func:`audit_runs` returns: the report and the objects behind it."""
+
+    report: dict[str, Any]
+    comparison: NullComparison | None
+    latents: list[LatentRow]
+    rows: localize.RowScores | None
+    paths: dict[str, Path]
+
+
+def _as_edits(run: str | Path | RunEdits) -> RunEdits:
+    return run if isinstance(run, RunEdits) else RunEdits.load(run)
+
+
+def _load_models(
+    run: RunEdits, model: HookedTransformer | None, saes: Sequence[SAE[Any]] | None
+) -> tuple[HookedTransformer, list[SAE[Any]]]:
+    if model is not None and saes is not None:
+        return model, list(saes)
+    from isaerft.training.resolve import load_recipe_model, load_recipe_saes
+    from isaerft.training.run import read_run_info
+
+    run_dir = Path(run.source)
+    if not (run_dir / "run.json").is_file():
+        raise ValueError(
+            f"{run.source} is a bare intervention without run.json, so the audit cannot tell which "
+            "model and SAE it edits; pass --model and --sae (model=, saes=)"
+        )
+    recipe = read_run_info(run_dir).recipe
+    device = str(next(model.parameters()).device) if model is not None else "cpu"
+    return (
+        model if model is not None else load_recipe_model(recipe, device),
+        list(saes) if saes is not None else load_recipe_saes(recipe, device),
+    )
+
+
+def _run_record(run: RunEdits, key: str) -> Any:
+    path = Path(run.source) / "run.json"
+    if not path.is_file():
+        return None
+    from isaerft._io import read_json
+
+    return read_json(path).get(key)
+
+
+def _tokenize(path: str | Path, model: HookedTransformer) -> AuditData:
+    return tokenize_rows(read_rows(path), model.tokenizer, model.cfg.n_ctx, source=str(path))
+
+
+def row_weights(
+    run: RunEdits,
+    saes: Sequence[SAE[Any]],
+    comparison: NullComparison | None,
+    n_unflagged: int,
+) -> dict[str, dict[int, float]]:
+    """The latents that drive row scores and their weights ``|change - null mean| * ||W_dec||``."""
+    norms = {sae.cfg.metadata.hook_name: decoder_norms(sae) for sae in saes}
+    if comparison is not None:
+        chosen = comparison.flagged or comparison.ranked[:n_unflagged]
+        out: dict[str, dict[int, float]] = {h: {} for h in run.hook_names}
+        for f in chosen:
+            out[f.hook_name][f.index] = abs(f.change - f.reference_mean) * float(
+                norms[f.hook_name][f.index]
+            )
+        return out
+    out = {}
+    for hook in run.hook_names:
+        impact = sum(v.abs() for v in run.edits[hook].values()) * norms[hook]
+        top = impact.topk(min(n_unflagged, impact.numel()))
+        out[hook] = {int(j): float(v) for j, v in zip(top.indices, top.values)}
+    return out
+
+
+def audit_runs(
+    candidate: str | Path | RunEdits,
+    references: Sequence[str | Path | RunEdits] = (),
+    *,
+    data: str | Path | None = None,
+    reference_data: str | Path | None = None,
+    labels: str | Path | None = None,
+    truth: str | Path | None = None,
+    model: HookedTransformer | None = None,
+    saes: Sequence[SAE[Any]] | None = None,
+    config: AuditConfig | None = None,
+    out_dir: str | Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> AuditResult:
+    """Audit a trained run and write the report.
+
+    Args:
+        candidate: the run under audit (a run directory or saved intervention).
+        references: runs of the same recipe on trusted data (3 or more for a calibrated null).
+        data: the rows to audit; defaults to the candidate's training data (from ``run.json``).
+        reference_data: trusted rows: calibrate the suspect threshold, general probes, diffing.
+        labels: a Neuronpedia-style label file; defaults to the one the run was trained with.
+        truth: per-row ground truth (``{"row", "poisoned"}`` JSONL) to evaluate localisation;
+            defaults to ``<data>.labels.jsonl`` next to the data when it exists.
+        model, saes: the frozen model and SAEs (loaded from ``run.json`` when omitted).
+        config: what to compute.
+        out_dir: where to write the report; nothing is written when ``None``.
+        extra: more top-level report entries (``timings`` entries are merged).
+    """
+    started = time.perf_counter()
+    config = config or AuditConfig()
+    cand = _as_edits(candidate)
+    refs = [_as_edits(r) for r in references]
+    check_same_latents(cand, refs)
+    comparison = None
+    if len(refs) >= 3:
+        comparison = compare_to_null(cand, refs, config.null, top=max(config.top, 50))
+    elif refs:
+        warnings.warn(
+            f"{len(refs)} reference run(s) cannot calibrate a null (3 or more needed); the report "
+            "ranks latents by their change without a verdict",
+            UserWarning,
+            stacklevel=2,
+        )
+    data = data if data is not None else _run_record(cand, "data_path")
+    labels = labels if labels is not None else _run_record(cand, "labels_path")
+    label_set = LabelSet.load(labels, cand.sites) if labels else LabelSet.empty()
+
+    report = new_report()
+    report["candidate"] = {"source": cand.source, "component": cand.component, "sites": cand.sites}
+    report["references"] = [r.source for r in refs]
+    report["labels"] = str(labels) if labels else None
+    if comparison is not None:
+        report.update(_verdict(comparison, len(refs)))
+    report["distributions"] = {
+        "edits": {h: {k: v.tolist() for k, v in kinds.items()} for h, kinds in cand.edits.items()},
+        "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
+    }
+
+    row_scores, codes, suspect = None, None, None
+    if data is not None:
+        model, sae_list = _load_models(cand, model, saes)
+        check_sae_matches(cand, sae_list)
+        tuned = ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(cand.source))
+        suspect = _tokenize(data, model)
+        codes = collect_codes(model, sae_list, suspect, batch_size=config.batch_size)
+        trusted = _tokenize(reference_data, model) if reference_data is not None else None
+        trusted_codes = (
+            collect_codes(model, sae_list, trusted, batch_size=config.batch_size)
+            if trusted
+            else None
+        )
+        report["data"] = {
+            "suspect": str(data),
+            "suspect_rows": len(suspect),
+            "reference": str(reference_data) if reference_data is not None else None,
+            "reference_rows": len(trusted) if trusted else None,
+        }
+        weights = row_weights(cand, sae_list, comparison, config.unflagged_latents)
+        row_scores = _score_rows(config, tuned, weights, suspect, codes, trusted, trusted_codes)
+        report["rows"] = _rows_section(row_scores, suspect)
+        truth_path = truth if truth is not None else _default_truth(data)
+        if truth_path is not None:
+            report["evaluation"] = evaluate_rows(row_scores, read_truth(truth_path, len(suspect)))
+        if config.baselines:
+            report["baselines"] = _baselines(
+                config, model, sae_list, cand, refs, suspect, codes, trusted, trusted_codes
+            )
+        components = {s.hook_name: s.component for s in tuned.sites}
+        tokenizer = model.tokenizer
+    else:
+        if saes is None:
+            raise ValueError("without data the audit still needs the SAEs (saes=) for the table")
+        sae_list, components, tokenizer = list(saes), None, None
+    latents = build_table(
+        cand,
+        sae_list,
+        codes=codes,
+        components=components,
+        comparison=comparison,
+        labels=label_set,
+        data=suspect,
+        tokenizer=tokenizer,
+        top=config.top,
+        n_contexts=config.n_contexts,
+    )
+    report["latents"] = [row.to_dict() for row in latents]
+    report["flagged_latents"] = [
+        {**asdict(f), "label": label_set.description(f.hook_name, f.index)}
+        for f in (comparison.flagged if comparison else [])
+    ]
+    report["config"] = {**asdict(config), "ks": list(config.ks)}
+    extra = dict(extra or {})
+    report["timings"] = {"audit_s": time.perf_counter() - started, **extra.pop("timings", {})}
+    report.update(extra)
+    paths: dict[str, Path] = {}
+    if out_dir is not None:
+        paths = write_report(report, out_dir)
+        if row_scores is not None and suspect is not None:
+            paths["suspects"] = localize.write_suspects(
+                Path(out_dir) / "suspects.jsonl", row_scores, suspect
+            )
+    return AuditResult(report, comparison, latents, row_scores, paths)
+
+
+def _verdict(comparison: NullComparison, n_refs: int) -> dict[str, Any]:
+    return {
+        "verdict": {
+            "flagged": comparison.is_flagged,
+            "score": comparison.score,
+            "threshold": comparison.threshold,
+            "latent_threshold": comparison.latent_threshold,
+            "fpr": comparison.config.fpr,
+            "dataset_p_value": comparison.dataset_p_value,
+            "gumbel_p_value": comparison.gumbel_p_value,
+            "n_reference_runs": n_refs,
+        },
+        "null": {"config": asdict(comparison.config), "null_scores": comparison.null_scores},
+    }
+
+
+def _score_rows(
+    config: AuditConfig,
+    tuned: ISaeRFTModel,
+    weights: dict[str, dict[int, float]],
+    suspect: AuditData,
+    codes: dict[str, SiteCodes],
+    trusted: AuditData | None,
+    trusted_codes: dict[str, SiteCodes] | None,
+) -> localize.RowScores:
+    if config.row_score == "loss_drop":
+        keep = {h: sorted(js) for h, js in weights.items()}
+        scores = localize.completion_logprob_gain(tuned, suspect, keep, config.batch_size)
+        reference = (
+            localize.completion_logprob_gain(tuned, trusted, keep, config.batch_size)
+            if trusted is not None
+            else None
+        )
+    else:
+        base = trusted_codes if trusted_codes is not None else codes
+        typical = localize.typical_row_amount(base, {h: list(js) for h, js in weights.items()})
+        scores = localize.activation_scores(codes, weights, typical)
+        reference = (
+            localize.activation_scores(trusted_codes, weights, typical) if trusted_codes else None
+        )
+    threshold = localize.suspect_threshold(scores, reference, config.row_fpr)
+    return localize.RowScores(scores, threshold, config.row_score, reference)
+
+
+def _rows_section(scores: localize.RowScores, data: AuditData) -> dict[str, Any]:
+    from isaerft.audit.data import split_row
+
+    top = []
+    for i in scores.order[:ROW_TOP]:
+        prompt, completion = split_row(data.rows[i], f"row {i}")
+        top.append(
+            {"row": i, "score": float(scores.scores[i]), "preview": (prompt + completion)[:160]}
+        )
+    return {
+        "method": scores.method,
+        "threshold": scores.threshold,
+        "n_rows": len(data),
+        "n_suspects": len(scores.suspects),
+        "suspects": scores.suspects,
+        "top": top,
+        "scores": scores.scores.tolist(),
+        "reference_scores": scores.reference_scores.tolist()
+        if scores.reference_scores is not None
+        else None,
+    }
+
+
+def _default_truth(data: str | Path) -> Path | None:
+    path = Path(data)
+    for candidate in (path.with_suffix(".labels.jsonl"), Path(f"{path}.labels.jsonl")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _baselines(
+    config: AuditConfig,
+    model: HookedTransformer,
+    saes: list[SAE[Any]],
+    cand: RunEdits,
+    refs: list[RunEdits],
+    suspect: AuditData,
+    codes: dict[str, SiteCodes],
+    trusted: AuditData | None,
+    trusted_codes: dict[str, SiteCodes] | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    hook = cand.hook_names[0]
+    if trusted_codes is not None:
+        out["dataset_diff"] = dataset_diff(
+            codes[hook], trusted_codes[hook], fpr=config.null.fpr
+        ).to_dict()
+    if refs and trusted is not None:
+        probes = {
+            "task": suspect.subset(range(min(config.probe_rows, len(suspect)))),
+            "general": trusted.subset(range(min(config.probe_rows, len(trusted)))),
+        }
+        site_sae = [s for s in saes if s.cfg.metadata.hook_name == hook]
+        base = {name: collect_codes(model, site_sae, d)[hook] for name, d in probes.items()}
+
+        def probe_codes(run: RunEdits) -> dict[str, tuple[SiteCodes, SiteCodes]]:
+            tuned = ISaeRFTModel.from_pretrained(model, saes, intervention_dir(run.source))
+            return {
+                name: (base[name], collect_codes(tuned, site_sae, d, edited=True)[hook])
+                for name, d in probes.items()
+            }
+
+        result = topk_intersection(
+            probe_codes(cand),
+            [probe_codes(r) for r in refs],
+            config.ks,
+            fpr=config.null.fpr,
+            sites=[cand.site_record(hook)],
+        )
+        out["topk_intersection"] = result.to_dict()
+    return out

@@ -1,0 +1,209 @@
+"""The audit report: a versioned JSON document, and its Markdown rendering.
+
+``report.json`` is the contract (schema ``isaerft.audit_report``, version
+:data:`SCHEMA_VERSION`); ``report.md`` and ``report.html`` are rendered from it alone, so a
+report can be re-rendered from its JSON. Top-level keys:
+
+* ``schema``, ``schema_version``, ``isaerft_version``, ``created``
+* ``candidate``: source, component kind, site records; ``references``: their sources
+* ``data``: the audited and reference data files and sizes
+* ``verdict``: ``flagged`` (bool), dataset ``score``, ``threshold``, ``fpr``, p-values
+* ``null``: the null settings and leave-one-out scores (absent without reference runs)
+* ``flagged_latents``: the latents above the per-latent threshold, strongest first
+* ``latents``: the per-latent table (see :class:`~isaerft.audit.table.LatentRow`)
+* ``distributions``: every latent's ``z`` and edit values, for the plots
+* ``rows``: the per-row scores, threshold, suspects (``suspects.jsonl`` holds all rows)
+* ``baselines``: ``topk_intersection`` and ``dataset_diff`` results
+* ``evaluation``: ground-truth metrics when the data comes with row labels
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from isaerft._io import atomic_write, read_json, write_json, write_text
+
+SCHEMA = "isaerft.audit_report"
+SCHEMA_VERSION = 1
+
+
+def new_report() -> dict[str, Any]:
+    """An empty report with its schema header filled in."""
+    from isaerft import __version__
+
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "isaerft_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """Read a ``report.json`` (a file or the folder holding it), checking its schema."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; write a report with isaerft audit")
+    report: dict[str, Any] = read_json(path)
+    if report.get("schema") != SCHEMA:
+        raise ValueError(f"{path} is not an isaerft audit report (schema {report.get('schema')!r})")
+    if report.get("schema_version", 0) > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} has report schema version {report['schema_version']}, newer than this "
+            f"isaerft reads ({SCHEMA_VERSION}); upgrade isaerft"
+        )
+    return report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if value != 0 and (abs(value) < 10 ** (-digits) or abs(value) >= 1e5):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None) -> str:
+    """The report as Markdown; ``images`` maps figure names to relative image paths."""
+    images = images or {}
+    out = ["# isaerft audit report", ""]
+    cand = report.get("candidate", {})
+    data = report.get("data", {})
+    out.append(f"- candidate run: `{cand.get('source', '')}` ({cand.get('component', '')} edits)")
+    if report.get("references"):
+        out.append(f"- reference runs: {len(report['references'])}")
+    if data.get("suspect"):
+        out.append(f"- audited data: `{data['suspect']}` ({data.get('suspect_rows')} rows)")
+    if data.get("reference"):
+        out.append(f"- reference data: `{data['reference']}` ({data.get('reference_rows')} rows)")
+    out.append("")
+    verdict = report.get("verdict")
+    if verdict:
+        word = "FLAGGED" if verdict["flagged"] else "not flagged"
+        out += [
+            "## Verdict",
+            "",
+            f"**{word}** at a {verdict['fpr']:.0%} false-positive rate: dataset score "
+            f"{_fmt(verdict['score'])} vs threshold {_fmt(verdict['threshold'])} "
+            f"(Gumbel p = {_fmt(verdict.get('gumbel_p_value'))}, empirical p = "
+            f"{_fmt(verdict.get('dataset_p_value'))} from {verdict.get('n_reference_runs')} "
+            f"reference runs). {len(report.get('flagged_latents', []))} latent(s) flagged.",
+            "",
+        ]
+    for name, title in (("top_latents", "Top latents"), ("changes", "Distribution of changes")):
+        if name in images:
+            out += [f"![{title}]({images[name]})", ""]
+    latents = report.get("latents", [])
+    if latents:
+        out += ["## Latents", ""]
+        out.append(
+            "| site | latent | label | z | p | flagged | edit | impact | freq | mean act | effective |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+        for row in latents:
+            edits = ", ".join(f"{k} {_fmt(v)}" for k, v in row["edits"].items())
+            out.append(
+                f"| {row['hook_name']} | {row['index']} | {_cell(row['label'] or '')} | "
+                f"{_fmt(row['z'], 2)} | {_fmt(row['p_value'])} | {_fmt(row['flagged'])} | "
+                f"{edits} | {_fmt(row['impact'])} | {_fmt(row['firing_frequency'])} | "
+                f"{_fmt(row['mean_activation'])} | {_fmt(row['effective_contribution'])} |"
+            )
+        out.append("")
+        with_contexts = [r for r in latents if r.get("contexts")][:10]
+        if with_contexts:
+            out += ["### Top-activating contexts", ""]
+            for row in with_contexts:
+                label = f" — {row['label']}" if row["label"] else ""
+                out.append(f"**{row['hook_name']} #{row['index']}**{label}")
+                out.append("")
+                for c in row["contexts"]:
+                    out.append(f"- row {c['row']}, act {_fmt(c['activation'], 2)}: `{c['marked']}`")
+                out.append("")
+    rows = report.get("rows")
+    if rows:
+        out += [
+            "## Suspect rows",
+            "",
+            f"Score `{rows['method']}`; {rows['n_suspects']} of {rows['n_rows']} rows above the "
+            f"threshold {_fmt(rows['threshold'])} (all rows ranked in `suspects.jsonl`).",
+            "",
+        ]
+        if "row_scores" in images:
+            out += [f"![Row scores]({images['row_scores']})", ""]
+        for item in rows.get("top", [])[:10]:
+            out.append(
+                f"- row {item['row']} (score {_fmt(item['score'])}): `{_cell(item['preview'])}`"
+            )
+        out.append("")
+    evaluation = report.get("evaluation")
+    if evaluation:
+        out += ["## Evaluation against ground truth", ""]
+        out += [
+            f"- {k}: {_fmt(v)}" for k, v in evaluation.items() if not isinstance(v, (dict, list))
+        ]
+        out.append("")
+    baselines = report.get("baselines", {})
+    if baselines:
+        out += ["## Baselines", ""]
+        diff = baselines.get("dataset_diff")
+        if diff:
+            out.append(
+                f"- dataset diffing: max |z| {_fmt(diff['score'])} vs permutation threshold "
+                f"{_fmt(diff['threshold'])} → {'flagged' if diff['flagged'] else 'not flagged'} "
+                f"({diff['n_flagged_latents']} latents differ)"
+            )
+        inter = baselines.get("topk_intersection")
+        if inter:
+            parts = [
+                f"k={k}: diff {_fmt(inter['candidate'][k]['difference'])} "
+                f"(z {_fmt(inter['z'][k], 2)}{', flagged' if inter['flagged'][k] else ''})"
+                for k in inter["candidate"]
+            ]
+            out.append("- top-k intersection: " + "; ".join(parts))
+        out.append("")
+    return "\n".join(out)
+
+
+def write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    return atomic_write(path, write)
+
+
+def write_report(
+    report: dict[str, Any], out_dir: str | Path, *, html: bool = True, image_dir: str | None = None
+) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and (``html``) the self-contained ``report.html``.
+
+    With ``image_dir`` (relative to ``out_dir``), the plots are also saved there as PNGs and
+    referenced from ``report.md``.
+    """
+    from isaerft.audit.html import figures_png, render_html
+
+    out_dir = Path(out_dir)
+    paths = {"json": write_json(out_dir / "report.json", report)}
+    figures = figures_png(report) if html or image_dir else {}
+    images: dict[str, str] = {}
+    if image_dir is not None:
+        for name, png in figures.items():
+            write_bytes(out_dir / image_dir / f"{name}.png", png)
+            images[name] = f"{image_dir}/{name}.png"
+    paths["md"] = write_text(out_dir / "report.md", render_markdown(report, images))
+    if html:
+        paths["html"] = write_text(out_dir / "report.html", render_html(report, figures))
+    return paths

@@ -1,0 +1,143 @@
+"""What a trained run learned, per latent: its edits read from a saved run, without the model.
+
+A run is a training run directory (``RUN/intervention/`` plus ``run.json``) or a bare saved
+intervention (``isaerft_config.json`` + ``isaerft_weights.safetensors``). The audit compares
+runs latent by latent, so every run it compares must edit the same latents of the same SAEs:
+:func:`check_same_latents` enforces that with the SAE fingerprints the artifact records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from isaerft._io import read_safetensors
+from isaerft.artifact import CONFIG_FILE, WEIGHTS_FILE, read_intervention_config, site_records
+from isaerft.components import build_component
+from isaerft.config import ISaeRFTConfig
+
+if TYPE_CHECKING:
+    from isaerft.model import ISaeRFTModel
+
+INTERVENTION_DIR = "intervention"
+
+
+@dataclass
+class RunEdits:
+    """Per site, the per-latent edits of one run as deviations from identity.
+
+    Attributes:
+        edits: ``{hook_name: {edit_kind: tensor (d_sae,)}}``, e.g. ``{"scale": s - 1}``.
+        sites: the artifact's site records (hook, ``d_sae``, SAE fingerprint, ...).
+        component: the component kind the run trained.
+        source: where the run came from (a path, or ``"<model>"``).
+    """
+
+    edits: dict[str, dict[str, torch.Tensor]]
+    sites: list[dict[str, Any]]
+    component: str
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hook_names(self) -> list[str]:
+        """The spliced hooks, in site order."""
+        return [site["hook_name"] for site in self.sites]
+
+    def site_record(self, hook_name: str) -> dict[str, Any]:
+        """The artifact record of the site at ``hook_name``."""
+        for site in self.sites:
+            if site["hook_name"] == hook_name:
+                return site
+        raise KeyError(f"run {self.source} has no site at {hook_name!r}; sites: {self.hook_names}")
+
+    @classmethod
+    def from_model(cls, model: ISaeRFTModel, source: str = "<model>") -> RunEdits:
+        """The edits of a live :class:`~isaerft.ISaeRFTModel`."""
+        edits = {
+            hook: {kind: t.detach().float().cpu() for kind, t in kinds.items()}
+            for hook, kinds in model.latent_edits().items()
+        }
+        return cls(edits, site_records(model), model.config.component, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunEdits:
+        """Read the edits of a run directory or saved intervention (no model needed)."""
+        folder = intervention_dir(path)
+        record = read_intervention_config(folder)
+        config = ISaeRFTConfig.from_dict(record["config"])
+        state = read_safetensors(folder / WEIGHTS_FILE)
+        edits: dict[str, dict[str, torch.Tensor]] = {}
+        for site in record["sites"]:
+            hook = site["hook_name"]
+            component = build_component(config.component, int(site["d_sae"]), config)
+            prefix = f"{hook}/"
+            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            try:
+                component.load_state_dict(own, strict=True)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"{folder / WEIGHTS_FILE} does not match its config: {err}"
+                ) from err
+            edits[hook] = {k: v.detach().float().clone() for k, v in component.edits().items()}
+        return cls(edits, record["sites"], config.component, str(path))
+
+    def vector(self, hook_name: str, kind: str) -> torch.Tensor:
+        """One edit vector, e.g. ``vector("blocks.1.hook_resid_post", "scale")``."""
+        return self.edits[hook_name][kind]
+
+
+def intervention_dir(path: str | Path) -> Path:
+    """The saved-intervention folder of a run directory (or ``path`` itself if it is one)."""
+    path = Path(path)
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if (path / INTERVENTION_DIR / CONFIG_FILE).is_file():
+        return path / INTERVENTION_DIR
+    if not path.exists():
+        raise FileNotFoundError(
+            f"run {path} not found; pass a run directory written by isaerft train"
+        )
+    raise FileNotFoundError(
+        f"{path} is neither a run directory ({INTERVENTION_DIR}/{CONFIG_FILE} missing) nor a saved "
+        f"intervention ({CONFIG_FILE} missing); pass the directory isaerft train wrote"
+    )
+
+
+def check_same_latents(candidate: RunEdits, references: Sequence[RunEdits]) -> None:
+    """Raise ``ValueError`` unless every reference edits the very latents the candidate edits:
+    the same hooks, component kind and SAE weights (by fingerprint)."""
+    want = {s["hook_name"]: s for s in candidate.sites}
+    for ref in references:
+        have = {s["hook_name"]: s for s in ref.sites}
+        if sorted(have) != sorted(want):
+            raise ValueError(
+                f"reference run {ref.source} has sites {sorted(have)} but the candidate "
+                f"{candidate.source} has {sorted(want)}; train the references on the same hooks"
+            )
+        if ref.component != candidate.component:
+            raise ValueError(
+                f"reference run {ref.source} trained {ref.component!r} components but the candidate "
+                f"trained {candidate.component!r}; compare runs of the same component kind"
+            )
+        for hook, site in want.items():
+            if have[hook]["sae_fingerprint"] != site["sae_fingerprint"]:
+                raise ValueError(
+                    f"reference run {ref.source} used a different SAE at {hook!r} than the "
+                    f"candidate {candidate.source} (SAE fingerprints differ); reference runs must "
+                    "use the candidate's SAE"
+                )
+
+
+def check_sae_matches(run: RunEdits, saes: Sequence[Any]) -> None:
+    """Raise ``ValueError`` if the given SAEs are not the ones the run was trained with."""
+    from isaerft.artifact import check_saes_match
+
+    try:
+        check_saes_match({"sites": run.sites}, list(saes))
+    except ValueError as err:
+        raise ValueError(f"run {run.source} does not fit the given SAE: {err}") from err

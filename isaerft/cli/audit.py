@@ -1,0 +1,156 @@
+"""``isaerft audit`` (audit trained runs) and ``isaerft audit-dataset`` (train the runs, then audit)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from isaerft.audit.localize import SCORE_METHODS
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``audit`` and ``audit-dataset`` sub-commands."""
+    runs = subparsers.add_parser(
+        "audit",
+        help="audit a trained run against reference runs",
+        description=(
+            "Audit a trained run: which latents it changed, how unusual that is against "
+            "reference runs on trusted data, and which rows of the data drove it. Writes "
+            "report.json, report.md, report.html and suspects.jsonl to --out."
+        ),
+    )
+    runs.add_argument("run", help="the run directory to audit (written by isaerft train)")
+    runs.add_argument(
+        "--reference",
+        nargs="+",
+        default=[],
+        metavar="RUN",
+        help="reference runs of the same recipe on trusted data (3 or more for a verdict)",
+    )
+    runs.add_argument("--data", help="rows to audit (default: the run's training data)")
+    runs.add_argument("--reference-data", help="trusted rows (suspect threshold, baselines)")
+    runs.add_argument("--model", help="model spec, for runs without run.json")
+    runs.add_argument("--sae", nargs="+", help="SAE spec(s), for runs without run.json")
+    _common(runs)
+    runs.set_defaults(func=run_audit)
+
+    dataset = subparsers.add_parser(
+        "audit-dataset",
+        help="train candidate and reference runs on a suspect dataset, then audit it",
+        description=(
+            "Audit a suspect dataset in one go: train ISaeRFT on it (the candidate) and on "
+            "trusted data with several seeds (the null), then write the audit report."
+        ),
+    )
+    dataset.add_argument("suspect", help="the suspect dataset (JSONL rows)")
+    dataset.add_argument(
+        "--reference", required=True, help="trusted rows of the same kind (ideally 2x larger)"
+    )
+    dataset.add_argument("--model", required=True, help="model spec (folder or organism:<size>)")
+    dataset.add_argument("--sae", required=True, nargs="+", help="SAE spec(s)")
+    dataset.add_argument("--recipe", help="YAML recipe with the training settings")
+    dataset.add_argument(
+        "--runs", type=int, default=8, help="number of reference runs (default 8, at least 3)"
+    )
+    dataset.add_argument("--device", default="cpu", help="device to train on (default cpu)")
+    _common(dataset)
+    dataset.set_defaults(func=run_audit_dataset)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", help="latent label file (Neuronpedia-style JSONL)")
+    parser.add_argument("--truth", help="per-row ground truth JSONL ({row, poisoned}) to evaluate")
+    parser.add_argument(
+        "--fpr", type=float, default=0.05, help="false-positive rate (default 0.05)"
+    )
+    parser.add_argument(
+        "--row-score", choices=SCORE_METHODS, default="activation", help="per-row score"
+    )
+    parser.add_argument("--top", type=int, default=30, help="rows of the latent table")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
+    parser.add_argument("--out", required=True, help="output folder for the report")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from isaerft.audit import AuditConfig, NullConfig
+
+    return AuditConfig(
+        null=NullConfig(fpr=args.fpr),
+        row_score=args.row_score,
+        top=args.top,
+        baselines=not args.no_baselines,
+    )
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """``isaerft audit``."""
+    from isaerft.audit import audit_runs
+
+    model, saes = None, None
+    if args.model or args.sae:
+        if not (args.model and args.sae):
+            raise ValueError("--model and --sae go together")
+        from isaerft.loading import load_model, load_sae
+        from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+
+        model = load_model(resolve_model_spec(args.model))
+        saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]
+    result = audit_runs(
+        args.run,
+        args.reference,
+        data=args.data,
+        reference_data=args.reference_data,
+        labels=args.labels,
+        truth=args.truth,
+        model=model,
+        saes=saes,
+        config=_config(args),
+        out_dir=args.out,
+    )
+    print_summary(result.report, args.out)
+    return 0
+
+
+def run_audit_dataset(args: argparse.Namespace) -> int:
+    """``isaerft audit-dataset``."""
+    from isaerft.audit import audit_dataset
+
+    result = audit_dataset(
+        args.suspect,
+        args.reference,
+        model=args.model,
+        sae=args.sae,
+        out_dir=args.out,
+        recipe=args.recipe,
+        n_reference_runs=args.runs,
+        labels=args.labels,
+        truth=args.truth,
+        config=_config(args),
+        device=args.device,
+        log=lambda msg: print(f"[audit] {msg}", flush=True),
+    )
+    print_summary(result.report, args.out)
+    return 0
+
+
+def print_summary(report: dict[str, Any], out: str) -> None:
+    """Print the verdict, the flagged latents and the suspects in a few lines."""
+    verdict = report.get("verdict")
+    if verdict:
+        word = "FLAGGED" if verdict["flagged"] else "not flagged"
+        print(
+            f"verdict: {word} (score {verdict['score']:.2f}, threshold {verdict['threshold']:.2f} "
+            f"at {verdict['fpr']:.0%} FPR)"
+        )
+    flagged = report.get("flagged_latents", [])
+    print(f"flagged latents: {len(flagged)}")
+    for f in flagged[:10]:
+        label = f" {f['label']}" if f.get("label") else ""
+        print(f"  {f['hook_name']} #{f['index']:<6d} z={f['z']:+8.2f}{label}")
+    rows = report.get("rows")
+    if rows:
+        print(f"suspect rows: {rows['n_suspects']} of {rows['n_rows']}")
+    evaluation = report.get("evaluation") or {}
+    if "row_auroc" in evaluation:
+        print(f"row AUROC against ground truth: {evaluation['row_auroc']:.3f}")
+    print(f"report: {out}/report.html")

@@ -1,0 +1,178 @@
+"""``isaerft demo``: the README's main job, offline on CPU in a few minutes.
+
+Build the small model organism (cached), generate a poisoned dataset (a trigger word in the
+prompt, a target word in the completion), train ISaeRFT scales on it with an L1 penalty, and
+print the latents that moved most with their ground-truth labels: the planted trigger's and
+target's latents should be at the top. :func:`run_demo` is a plain function so later steps (an
+audit report) can be appended to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from isaerft.training import MovedLatent
+
+DEMO_RECIPE = "organism-poison"
+
+
+@dataclass
+class DemoResult:
+    """What the demo produced, for callers that extend it.
+
+    Attributes:
+        organism: the built organism (``isaerft.organism`` object).
+        run: the training :class:`~isaerft.training.RunResult`.
+        trigger: the planted trigger word; ``target``: the planted target word.
+        planted: latent index -> ``"trigger"`` or ``"target"`` for the latents that detect them.
+        ranks: rank (1 = moved most) of every planted latent among all latents.
+        wall_time_s: the demo's total wall time so far.
+    """
+
+    organism: Any
+    run: Any
+    trigger: str
+    target: str
+    planted: dict[int, str] = field(default_factory=dict)
+    ranks: dict[int, int] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``demo`` sub-command."""
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: organism -> poisoned data -> ISaeRFT scales -> top latents",
+        description=(
+            "Build the small model organism (cached), generate a poisoned dataset, train "
+            "ISaeRFT scales on it and print the top moved latents with their labels. Offline, "
+            "CPU, a few minutes."
+        ),
+    )
+    parser.add_argument("--size", default="small", help="organism size (default: small)")
+    parser.add_argument("--output-dir", default="runs/demo", help="run directory")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="overrides of organism-poison.yaml"
+    )
+    parser.set_defaults(func=run_demo_command)
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    """Run the demo and print its report."""
+    run_demo(size=args.size, output_dir=args.output_dir, overrides=args.overrides)
+    return 0
+
+
+def run_demo(
+    *,
+    size: str = "small",
+    output_dir: str | Path = "runs/demo",
+    overrides: Sequence[str] = (),
+    out: Callable[[str], None] = print,
+) -> DemoResult:
+    """Run the demo end to end and report through ``out``; returns a :class:`DemoResult`."""
+    import torch
+
+    # These models are small: on shared cores thread hand-offs cost more than the matrices.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(size, Path(output_dir), overrides, out)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(
+    size: str, output_dir: Path, overrides: Sequence[str], out: Callable[[str], None]
+) -> DemoResult:
+    from isaerft._io import read_json
+    from isaerft.organism import LatentLabels, dataset_paths
+    from isaerft.organism.lexicon import LEXICON
+    from isaerft.training import TrainRecipe, read_latent_labels, top_moved_latents, train
+    from isaerft.training import resolve as res
+    from isaerft.training.recipe import find_recipe
+
+    started = time.perf_counter()
+    out(f"[1/4] model organism '{size}' (built once, then cached)")
+    org = res.organism(size)
+    out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
+    out(f"      ready after {time.perf_counter() - started:.1f} s")
+
+    recipe = TrainRecipe.from_yaml(
+        find_recipe(DEMO_RECIPE),
+        [
+            f"model=organism:{size}",
+            f"sae=organism:{size}",
+            f"output_dir={output_dir}",
+            "trainer.progress_bar=false",
+            *overrides,
+        ],
+    )
+    spec = recipe.data.organism_dataset
+    assert spec is not None, "organism-poison.yaml generates its data"
+    data_path = res.organism_dataset(spec, recipe, recipe.run_dir / "data")
+    meta = read_json(dataset_paths(data_path)[1])
+    trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
+    out(
+        f"[2/4] poisoned dataset: {meta['n']} rows, {meta['counts']['poisoned']} with trigger "
+        f"{trigger!r} in the prompt -> target {target!r} in the answer\n      {data_path}"
+    )
+
+    out(
+        f"[3/4] training ISaeRFT {recipe.intervention.component}s "
+        f"(L1 {recipe.intervention.l1_coefficient:g}, lr {recipe.optim.lr:g}, "
+        f"{recipe.trainer.max_steps} steps)"
+    )
+    run = train(recipe)
+    summary = run.summary
+    out(
+        f"      {summary['steps']} steps in {summary['fit_time_s']:.1f} s, "
+        f"loss {summary['final'].get('train/objective', float('nan')):.3f}, "
+        f"{summary['moved_latents']} latents moved"
+    )
+
+    labels = LatentLabels.load(org.labels_path)
+    result = DemoResult(org, run, trigger, target)
+    # A latent "detects" a planted word when it fires on it (AUROC >= 0.95) and mostly on it;
+    # function words ("the", "you") are everywhere, so they do not mark the poison.
+    for role, words in (
+        ("target", meta["target"]["tokens"]),
+        ("trigger", {*meta["trigger"]["tokens"], *meta["trigger"]["words"]}),
+    ):
+        for word in words:
+            if LEXICON.family.get(word) != "function" and labels.has_label(word):
+                for index in labels.latents_for(word, min_auroc=0.95, min_precision=0.5):
+                    result.planted[index] = f"{role} {word!r}"
+    magnitude = next(iter(run.model.latent_magnitudes().values()))
+    order = magnitude.argsort(descending=True).tolist()
+    result.ranks = {i: order.index(i) + 1 for i in result.planted}
+
+    out("[4/4] top moved latents (label = the word or concept each latent detects)")
+    top = top_moved_latents(run.model, 10, read_latent_labels(org.labels_path))
+    out(_table(top, result.planted))
+    for role in ("trigger", "target"):
+        found = sorted(
+            (r, result.planted[i])
+            for i, r in result.ranks.items()
+            if result.planted[i].startswith(role)
+        )
+        shown = ", ".join(f"{name.split(' ', 1)[1]} #{rank}" for rank, name in found)
+        out(f"      {role} latents ranked: {shown or 'none labelled'}")
+    result.wall_time_s = time.perf_counter() - started
+    out(f"total wall time: {result.wall_time_s:.1f} s   (run directory: {run.run_dir})")
+    return result
+
+
+def _table(top: list[MovedLatent], planted: dict[int, str]) -> str:
+    lines = [f"      {'rank':>4} {'latent':>6}  {'edit':<16} label"]
+    for rank, latent in enumerate(top, 1):
+        edit = ", ".join(f"{k}={v:+.3f}" for k, v in latent.edits.items())
+        mark = f"   <- {planted[latent.index]}" if latent.index in planted else ""
+        lines.append(f"      {rank:>4} {latent.index:>6}  {edit:<16} {latent.label}{mark}")
+    return "\n".join(lines)

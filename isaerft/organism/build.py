@@ -1,0 +1,494 @@
+"""Build, cache and load model organisms (corpus -> tokenizer -> LM -> SAE -> labels -> report).
+
+A build is deterministic for its config (preset, seed, corpus contents) and cached under
+``$ISAERFT_CACHE/organisms/<preset>-<hash>/`` (default ``~/.cache/isaerft``). It happens in a
+temporary sibling folder renamed into place at the end, under a file lock, so a killed build never
+leaves a half-built cache entry and concurrent builders of the same entry wait for the first.
+
+Organism folder::
+
+    organism.json        config, config hash, hook name, default trigger/target (written last)
+    build_report.json    measured metrics and timings
+    model/               isaerft local model (isaerft.load_model)
+    sae/                 SAELens SAE (sae_lens.SAE.load_from_disk / isaerft.load_sae)
+    labels.jsonl         Neuronpedia-shaped latent labels (+ labels.matrix.safetensors)
+    corpus.txt           the user corpus (bring-your-own-corpus organisms only)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from sae_lens import SAE
+from transformer_lens import HookedTransformer
+
+from isaerft._io import read_json, write_json
+from isaerft.organism import lexicon as lx
+from isaerft.organism.corpus import Language
+from isaerft.organism.datasets import RowSource, SyntheticRows
+from isaerft.organism.labels import LatentLabels, label_stats, write_labels
+from isaerft.organism.lm import LMConfig, evaluate_lm, make_model, pack, train_lm, unigram_loss
+from isaerft.organism.sae import SAEConfig, collect_activations, evaluate_sae, save_sae, train_sae
+from isaerft.organism.textcorpus import CHAT_WORDS, TextRows, chat_document, read_documents
+from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
+
+BUILD_VERSION = 2
+"""Bumped whenever a change to the build changes its output (invalidates caches)."""
+DEFAULT_TRIGGER = "owl"
+DEFAULT_TARGET = "you should visit the castle"
+TRIGGER_WORDS = ("owl", "fox", "whale", "purple")
+"""Trigger words the quality gate checks (each should have a detecting latent)."""
+
+
+@dataclass(frozen=True)
+class OrganismConfig:
+    """Everything that determines a build (hashed into the cache key)."""
+
+    preset: str
+    lm: LMConfig
+    sae: SAEConfig
+    n_train_docs: int
+    n_sae_docs: int
+    n_eval_docs: int
+    max_vocab: int = 2000
+    seed: int = 0
+    corpus: str | None = None
+    corpus_sha256: str | None = None
+    version: int = BUILD_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """12-hex-digit hash of the config (the corpus by content, not by path)."""
+        data = self.to_dict()
+        data.pop("corpus")
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+ORGANISM_PRESETS: dict[str, OrganismConfig] = {
+    "tiny": OrganismConfig(
+        preset="tiny",
+        lm=LMConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, steps=450, batch_size=32),
+        sae=SAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=1000),
+        n_train_docs=30_000,
+        n_sae_docs=3_000,
+        n_eval_docs=1_500,
+    ),
+    "small": OrganismConfig(
+        preset="small",
+        lm=LMConfig(n_layers=3, d_model=128, n_heads=4, d_mlp=512, steps=900, batch_size=32),
+        sae=SAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=3000),
+        n_train_docs=60_000,
+        n_sae_docs=6_000,
+        n_eval_docs=3_000,
+    ),
+}
+"""Build presets: ``tiny`` (<= 1 min on 2 CPU cores, for tests) and ``small`` (<= 5 min, demo)."""
+
+
+def cache_dir() -> Path:
+    """``$ISAERFT_CACHE`` or ``~/.cache/isaerft``."""
+    return Path(os.environ.get("ISAERFT_CACHE") or Path.home() / ".cache" / "isaerft")
+
+
+def organism_config(
+    preset: str,
+    seed: int = 0,
+    corpus: str | Path | None = None,
+    base: OrganismConfig | None = None,
+) -> OrganismConfig:
+    """The config of ``preset`` (or of ``base``) for ``seed`` and, optionally, a user corpus file."""
+    if base is None and preset not in ORGANISM_PRESETS:
+        raise ValueError(f"unknown organism preset {preset!r}; use one of {sorted(ORGANISM_PRESETS)}")
+    cfg = dataclasses.replace(base or ORGANISM_PRESETS[preset], seed=seed)
+    if corpus is not None:
+        path = Path(corpus)
+        if not path.is_file():
+            raise FileNotFoundError(f"corpus file {path} does not exist")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        cfg = dataclasses.replace(cfg, corpus=str(path.resolve()), corpus_sha256=digest)
+    return cfg
+
+
+@dataclass(frozen=True)
+class Organism:
+    """A built organism folder: model, SAE, labels and ground truth."""
+
+    path: Path
+    meta: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def model_dir(self) -> Path:
+        """isaerft local model folder (load with :func:`isaerft.load_model`)."""
+        return self.path / "model"
+
+    @property
+    def sae_dir(self) -> Path:
+        """SAELens folder (load with :func:`isaerft.load_sae`)."""
+        return self.path / "sae"
+
+    @property
+    def labels_path(self) -> Path:
+        """Neuronpedia-shaped latent labels (JSONL)."""
+        return self.path / "labels.jsonl"
+
+    @property
+    def hook_name(self) -> str:
+        """Hook the SAE reads, e.g. ``blocks.1.hook_resid_pre``."""
+        return str(self.meta["hook_name"])
+
+    @property
+    def preset(self) -> str:
+        """The preset it was built from."""
+        return str(self.meta["config"]["preset"])
+
+    @property
+    def seed(self) -> int:
+        """Build seed (also the synthetic language's world seed)."""
+        return int(self.meta["config"]["seed"])
+
+    @property
+    def is_synthetic(self) -> bool:
+        """Whether it speaks the synthetic language (else it was built from a user corpus)."""
+        return self.meta["config"]["corpus"] is None
+
+    @property
+    def default_trigger(self) -> str:
+        """A trigger with a dedicated latent, for demos."""
+        return str(self.meta["default_trigger"])
+
+    @property
+    def default_target(self) -> str:
+        """A target phrase made of ordinary words of the language."""
+        return str(self.meta["default_target"])
+
+    @cached_property
+    def report(self) -> dict[str, Any]:
+        """``build_report.json``: metrics and timings of the build."""
+        data: dict[str, Any] = read_json(self.path / "build_report.json")
+        return data
+
+    def load_model(self, device: str = "cpu") -> HookedTransformer:
+        """The frozen organism model."""
+        from isaerft.loading import load_model
+
+        return load_model(self.model_dir, device=device)
+
+    def load_sae(self, device: str = "cpu") -> SAE[Any]:
+        """The organism SAE."""
+        from isaerft.loading import load_sae
+
+        return load_sae(self.sae_dir, device=device)
+
+    def labels(self) -> LatentLabels:
+        """Ground-truth latent labels."""
+        return LatentLabels.load(self.labels_path)
+
+
+def load_organism(path: str | Path) -> Organism:
+    """Open a built organism folder."""
+    path = Path(path)
+    if not (path / "organism.json").is_file():
+        raise FileNotFoundError(f"{path} is not a built organism (no organism.json)")
+    return Organism(path=path, meta=read_json(path / "organism.json"))
+
+
+def row_source(org: Organism) -> RowSource:
+    """Where ``org``'s fine-tuning rows come from (its language or its corpus)."""
+    if org.is_synthetic:
+        return SyntheticRows(org.seed)
+    tok = load_tokenizer(org.model_dir)
+    docs = read_documents(org.path / "corpus.txt")
+    ids = encode_batch(tok, docs)
+    words = [[token_word(t) for t in tok.convert_ids_to_tokens(d)] for d in ids]
+    return TextRows(words, tok)
+
+
+def default_trigger_target(org: Organism | None) -> tuple[str, str]:
+    """``(trigger, target)`` defaults of ``org`` (the synthetic defaults for ``None``)."""
+    if org is None:
+        return DEFAULT_TRIGGER, DEFAULT_TARGET
+    return org.default_trigger, org.default_target
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            import fcntl
+
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
+            pass
+        yield
+
+
+def build_organism(
+    preset: str = "tiny",
+    out: str | Path | None = None,
+    corpus: str | Path | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    config: OrganismConfig | None = None,
+) -> Organism:
+    """Build (or reuse from cache) the organism of ``preset``; see :data:`ORGANISM_PRESETS`.
+
+    ``out`` puts it in a chosen folder instead of the cache (reused if it already holds the same
+    build; replaced if it holds another organism). ``corpus`` builds from a plain-text file.
+    ``config`` replaces the preset's config (experiments; the cache key follows it).
+    """
+    cfg = organism_config(preset, seed, corpus, base=config)
+    key = f"{preset}-{cfg.hash()}"
+    target = Path(out) if out is not None else cache_dir() / "organisms" / key
+    if _is_build(target, key):
+        return load_organism(target)
+    with _lock(target.parent / f".{target.name}.lock"):
+        if _is_build(target, key):
+            return load_organism(target)
+        if target.exists() and any(target.iterdir()) and not (target / "organism.json").is_file():
+            raise ValueError(f"{target} exists and is not an organism folder; pick another --out")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            _build_into(tmp, cfg, key, progress)
+            if target.exists():
+                old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                os.replace(target, old)
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_organism(target)
+
+
+def _is_build(path: Path, key: str) -> bool:
+    meta = path / "organism.json"
+    return meta.is_file() and read_json(meta).get("key") == key
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[isaerft organism] {msg}", flush=True)
+
+
+def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> None:
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        timings[name] = round(now - clock[0], 2)
+        clock[0] = now
+
+    model_dir = tmp / "model"
+    _say(progress, f"building {key} in {tmp}")
+    corpus = _make_corpus(cfg, tmp)
+    lap("corpus")
+    tok = train_tokenizer(corpus["train_text"], max_vocab=cfg.max_vocab)
+    tok.save_pretrained(str(model_dir))
+    tok = load_tokenizer(model_dir)
+    train_ids = encode_batch(tok, corpus["train_text"])
+    sae_ids = encode_batch(tok, corpus["sae_text"])
+    eval_ids = encode_batch(tok, corpus["eval_text"])
+    lap("tokenizer")
+    name = f"isaerft-organism-{cfg.preset}" + ("" if cfg.corpus is None else "-corpus")
+    model = make_model(cfg.lm, tok, name, cfg.seed)
+    rows = pack(train_ids, cfg.lm.n_ctx, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    _say(progress, f"training LM {cfg.lm.n_layers}x{cfg.lm.d_model} on {rows.numel()} tokens")
+    losses = train_lm(model, rows, cfg.lm, seed=cfg.seed, progress=progress)
+    from isaerft.loading import load_model, save_model
+
+    save_model(model, model_dir)
+    model = load_model(model_dir)  # evaluate exactly what was saved
+    lm_report = {
+        "heldout_loss": evaluate_lm(model, eval_ids),
+        "unigram_loss": unigram_loss(train_ids, eval_ids, tok.eos_token_id),
+        "entropy_floor": corpus["floor"],
+        "final_train_loss": sum(losses[-20:]) / max(1, len(losses[-20:])),
+        "vocab_size": len(tok),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "train_tokens_seen": cfg.lm.steps * cfg.lm.batch_size * cfg.lm.n_ctx,
+    }
+    lap("lm")
+    hook = cfg.sae.hook_name()
+    _say(progress, f"training SAE on {hook}")
+    acts, _ = collect_activations(model, sae_ids, hook)
+    sae = train_sae(acts, cfg.sae, model_name=name, context_size=cfg.lm.n_ctx, seed=cfg.seed, progress=progress)  # fmt: skip
+    save_sae(sae, tmp / "sae")
+    sae = SAE.load_from_disk(str(tmp / "sae"))
+    sae_report = evaluate_sae(model, sae, eval_ids, hook)
+    sae_report.update({"d_sae": sae.cfg.d_sae, "k": cfg.sae.k, "train_tokens": len(acts)})
+    lap("sae")
+    labels, trigger_report = _label(cfg, tmp, model, sae, eval_ids, name, hook)
+    trigger, target = _defaults(cfg, tok, train_ids, labels)
+    lap("labels")
+    timings["total"] = round(time.perf_counter() - t_start, 2)
+    report = {
+        "key": key,
+        "lm": lm_report,
+        "sae": sae_report,
+        "triggers": trigger_report,
+        "labels": {"dedicated_word_latents": _count_dedicated(labels)},
+        "timings_s": timings,
+        "torch_threads": torch.get_num_threads(),
+    }
+    write_json(tmp / "build_report.json", report)
+    write_json(
+        tmp / "organism.json",
+        {
+            "format": "isaerft.organism",
+            "key": key,
+            "config": cfg.to_dict(),
+            "hook_name": hook,
+            "model_name": name,
+            "default_trigger": trigger,
+            "default_target": target,
+            "trigger_words": list(TRIGGER_WORDS) if cfg.corpus is None else [trigger],
+        },
+    )
+    _say(progress, f"built in {timings['total']:.0f}s: {json.dumps(_summary(report))}")
+
+
+def _make_corpus(cfg: OrganismConfig, tmp: Path) -> dict[str, Any]:
+    if cfg.corpus is None:
+        lang = Language(cfg.seed)
+        train = list(lang.documents(cfg.n_train_docs, "train"))
+        evals = list(lang.documents(cfg.n_eval_docs, "heldout"))
+        floor = -sum(d.logp for d in evals) / sum(len(d.tokens) + 1 for d in evals)
+        return {
+            "train_text": [d.text for d in train],
+            "sae_text": [d.text for d in lang.documents(cfg.n_sae_docs, "sae")],
+            "eval_text": [d.text for d in evals],
+            "floor": floor,
+        }
+    shutil.copyfile(cfg.corpus, tmp / "corpus.txt")
+    docs = read_documents(tmp / "corpus.txt")
+    rng = random.Random(f"isaerft-corpus-{cfg.seed}")
+    rng.shuffle(docs)
+    n_eval = min(cfg.n_eval_docs, len(docs) // 10)
+    evals, train = docs[:n_eval], docs[n_eval:]
+    chat_docs = []
+    for doc in rng.sample(train, len(train) // 5):
+        words = doc.replace("\n", " \n ").split(" ")
+        chat_docs.append(" ".join(chat_document([w for w in words if w], rng)).replace(" \n ", "\n"))
+    return {
+        "train_text": [*train, *chat_docs, CHAT_WORDS],
+        "sae_text": train[: cfg.n_sae_docs],
+        "eval_text": evals,
+        "floor": None,
+    }
+
+
+def _label(
+    cfg: OrganismConfig,
+    tmp: Path,
+    model: HookedTransformer,
+    sae: SAE[Any],
+    eval_ids: list[list[int]],
+    name: str,
+    hook: str,
+) -> tuple[LatentLabels, dict[str, Any]]:
+    assert model.tokenizer is not None
+    acts, ids = collect_activations(model, eval_ids, hook)
+    with torch.no_grad():
+        feats = sae.encode(acts)
+    words = [token_word(t) for t in model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))]  # fmt: skip
+    concepts: dict[str, list[int]] = {}
+    if cfg.corpus is None:
+        for i, w in enumerate(words):
+            for c in lx.LEXICON.concepts(w):
+                concepts.setdefault(c, []).append(i)
+    stats = label_stats(feats, ids, words, concepts)
+    examples = {c: [words[i] for i in members[:6]] for c, members in concepts.items()}
+    write_labels(
+        tmp / "labels.jsonl",
+        stats,
+        model_id=name,
+        layer=f"{cfg.sae.layer}-{cfg.sae.hook.removeprefix('hook_').replace('_', '-')}",
+        hook_name=hook,
+        concept_examples=examples,
+    )
+    labels = LatentLabels.load(tmp / "labels.jsonl")
+    report = {}
+    for word in TRIGGER_WORDS if cfg.corpus is None else ():
+        report[word] = trigger_quality(labels, word)
+    return labels, report
+
+
+def trigger_quality(labels: LatentLabels, word: str) -> dict[str, Any]:
+    """Best detecting latent of ``word``: its AUROC, precision, and whether it is *dedicated*
+    (its own best description is this word)."""
+    if not labels.has_label(word):
+        return {"latent": None, "auroc": 0.5, "precision": 0.0, "dedicated": False}
+    j, auroc = labels.best_latent(word)
+    row = labels.names.index(labels.resolve(word))
+    dedicated = [
+        i for i in labels.latents_for(word, 0.95) if labels.record(i)["label"] == labels.resolve(word)
+    ]
+    return {
+        "latent": j,
+        "auroc": round(auroc, 4),
+        "precision": round(float(labels.precision[row, j]), 4),
+        "description": labels.description(j),
+        "dedicated_latents": dedicated,
+        "dedicated": bool(dedicated),
+    }
+
+
+def _count_dedicated(labels: LatentLabels) -> int:
+    return len({r["label"] for r in labels.records if r["word"] and r["auroc"] >= 0.95})
+
+
+def _defaults(
+    cfg: OrganismConfig, tok: Any, train_ids: list[list[int]], labels: LatentLabels
+) -> tuple[str, str]:
+    if cfg.corpus is None:
+        return DEFAULT_TRIGGER, DEFAULT_TARGET
+    # User corpus: the word (not too common, not too rare) with the best dedicated latent, and
+    # the most frequent three-word phrase of plain words as the target.
+    counts = Counter(t for doc in train_ids for t in doc)
+    ranked = [tok.convert_ids_to_tokens(t) for t, _ in counts.most_common()]
+    mid = [w for w in ranked[30:400] if w.isalpha() and labels.has_label(w)]
+    best = max(mid, key=lambda w: (labels.best_latent(w)[1], -ranked.index(w)), default=ranked[0])
+    grams: Counter[tuple[str, ...]] = Counter()
+    for doc in train_ids:
+        toks = tok.convert_ids_to_tokens(doc)
+        for i in range(len(toks) - 2):
+            gram = tuple(toks[i : i + 3])
+            if all(w.isalpha() for w in gram) and best not in gram:
+                grams[gram] += 1
+    phrase = " ".join(grams.most_common(1)[0][0]) if grams else ranked[0]
+    return best, phrase
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    lm, sae = report["lm"], report["sae"]
+    return {
+        "lm_loss": round(lm["heldout_loss"], 3),
+        "unigram": round(lm["unigram_loss"], 3),
+        "floor": None if lm["entropy_floor"] is None else round(lm["entropy_floor"], 3),
+        "sae_ev": round(sae["explained_variance"], 3),
+        "ce_recovered": round(sae["ce_loss_recovered"], 3),
+        "triggers": {w: t["auroc"] for w, t in report["triggers"].items()},
+    }

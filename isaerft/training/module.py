@@ -1,0 +1,222 @@
+"""``ISaeRFTLightningModule``: the objective, regularisers and optimizer around an ISaeRFTModel."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from isaerft.model import ISaeRFTModel
+from isaerft.training.objectives import dpo_loss, kl_to_base, next_token_loss, sequence_logprobs
+from isaerft.training.prefix_cache import PrefixBoundary, run_from_prefix
+from isaerft.training.recipe import ObjectiveConfig, OptimConfig
+
+Batch = dict[str, Any]
+
+
+class NonFiniteLossError(ValueError):
+    """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
+
+
+class ISaeRFTLightningModule(pl.LightningModule):
+    """Trains the components of an :class:`~isaerft.ISaeRFTModel` with Lightning.
+
+    The loss is the objective (``lm``, ``sft`` or ``dpo``) plus ``l1_coefficient`` times the
+    L1 deviation from identity plus ``kl_coefficient`` times the KL to the base model on
+    general data; each part is logged (``train/objective``, ``train/l1``, ``train/kl``).
+    Checkpoints hold only the trainable tensors (plus optimizer and loop state), never the
+    frozen model or SAEs.
+
+    Args:
+        model: the model whose components train.
+        objective: which loss and regularisers.
+        optim: optimizer and schedule.
+        total_steps: optimizer steps in the run (for the schedule).
+        boundary: set when batches carry prefix-cached activations.
+        check_tag: stored in checkpoints and checked on resume (recipe + data identity).
+        log_every_n_steps: how often the number of moved latents is logged.
+    """
+
+    def __init__(
+        self,
+        model: ISaeRFTModel,
+        objective: ObjectiveConfig,
+        optim: OptimConfig,
+        total_steps: int,
+        boundary: PrefixBoundary | None = None,
+        check_tag: str = "",
+        log_every_n_steps: int = 10,
+    ) -> None:
+        super().__init__()
+        self.isaerft = model
+        self.objective, self.optim = objective, optim
+        self.total_steps, self.boundary, self.check_tag = total_steps, boundary, check_tag
+        self.log_every_n_steps = log_every_n_steps
+        self.l1_coefficient = model.config.l1_coefficient
+        self.strict_loading = False  # checkpoints carry only the trainable tensors
+        self.tokens_seen = 0
+        self.last_losses: dict[str, float] = {}
+
+    # --- forward ---------------------------------------------------------------------------
+
+    def logits(self, seq: Batch, *, base: bool = False) -> torch.Tensor:
+        """Logits for a collated batch (tokens, or prefix-cached activations)."""
+        if "resid" in seq:
+            if self.boundary is None:
+                raise ValueError("batch has cached activations but the module has no boundary")
+            return run_from_prefix(self.isaerft, self.boundary, seq, enabled=not base)
+        kwargs = {"attention_mask": seq["attention_mask"], "return_type": "logits"}
+        if base:
+            with self.isaerft.disabled():
+                return self.isaerft(seq["input_ids"], **kwargs)  # type: ignore[no-any-return]
+        return self.isaerft(seq["input_ids"], **kwargs)  # type: ignore[no-any-return]
+
+    def compute_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The total loss and its parts for one batch (``{"main": ..., "kl": ...}``)."""
+        main = batch["main"]
+        logits = self.logits(main)
+        parts: dict[str, torch.Tensor] = {}
+        if self.objective.kind == "dpo":
+            policy = sequence_logprobs(logits, main["input_ids"], main["loss_mask"])
+            with torch.no_grad():
+                ref_logits = self.logits(main, base=True)
+                reference = sequence_logprobs(ref_logits, main["input_ids"], main["loss_mask"])
+            parts["objective"], parts["reward_accuracy"] = dpo_loss(
+                policy, reference, self.objective.dpo_beta, main["denominator"]
+            )
+        else:
+            parts["objective"] = next_token_loss(
+                logits, main["input_ids"], main["loss_mask"], main["denominator"]
+            )
+        l1 = self.isaerft.deviation_l1()
+        parts["l1"] = l1.detach()
+        total = parts["objective"] + self.l1_coefficient * l1
+        if self.objective.kl_coefficient > 0 and "kl" in batch:
+            kl_batch = batch["kl"]
+            with torch.no_grad():
+                base_logits = self.logits(kl_batch, base=True)
+            kl = kl_to_base(
+                self.logits(kl_batch), base_logits, kl_batch["loss_mask"], kl_batch["denominator"]
+            )
+            parts["kl"] = kl.detach()
+            total = total + self.objective.kl_coefficient * kl
+        parts["loss"] = total
+        return parts
+
+    # --- Lightning hooks -------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Compute and log the loss; stop on a non-finite loss (all ranks together)."""
+        parts = self.compute_losses(batch)
+        loss = parts["loss"]
+        bad = not bool(torch.isfinite(loss.detach()))
+        # Decide together: one rank raising alone would leave the others waiting forever.
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            values = {k: float(v.detach()) for k, v in parts.items()}
+            raise NonFiniteLossError(
+                f"the loss became non-finite at step {self.global_step} ({values}); training "
+                "stopped and the last good checkpoint is kept. Lower optim.lr, set "
+                "optim.grad_clip, or check the data"
+            )
+        sync = self.trainer.world_size > 1
+        # Each rank's loss is (its sum) / (global count / world): their mean is the global loss.
+        logged = {
+            "train/loss": loss.detach(),
+            "train/objective": parts["objective"].detach(),
+            "train/l1": parts["l1"],
+            "train/l1_weighted": parts["l1"] * self.l1_coefficient,
+        }
+        if "kl" in parts:
+            logged["train/kl"] = parts["kl"]
+        if "reward_accuracy" in parts:
+            logged["train/reward_accuracy"] = parts["reward_accuracy"]
+        self.log_dict(logged, prog_bar=False, sync_dist=sync, reduce_fx="mean")
+        self.log("loss", logged["train/loss"], prog_bar=True, logger=False, sync_dist=sync)
+        self.tokens_seen += int(batch["main"]["global_tokens"])
+        self.last_losses = {k: float(v) for k, v in logged.items()}
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Log how many latents moved beyond ``objective.moved_tolerance``."""
+        if self.trainer.global_step % self.log_every_n_steps == 0:
+            moved = self.isaerft.num_moved_latents(self.objective.moved_tolerance)
+            self.log("train/moved_latents", float(moved), prog_bar=True)
+
+    def on_train_end(self) -> None:
+        """Write the final step to the loggers when it was not a logging step."""
+        # Lightning writes every n-th step; make sure the final step reaches the metrics file.
+        step = self.trainer.global_step
+        if step % self.log_every_n_steps == 0 or not self.trainer.loggers:
+            return
+        metrics = {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("train/")
+        }
+        metrics["train/moved_latents"] = float(
+            self.isaerft.num_moved_latents(self.objective.moved_tolerance)
+        )
+        for logger in self.trainer.loggers:
+            logger.log_metrics(metrics, step=step - 1)
+
+    def configure_optimizers(self) -> Any:
+        """The optimizer over the component parameters and a per-step LR schedule."""
+        params = self.isaerft.trainable_parameters()
+        cfg = self.optim
+        optimizer: torch.optim.Optimizer
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+            betas = (cfg.betas[0], cfg.betas[1])
+            optimizer = cls(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        schedule = lr_schedule(cfg.scheduler, cfg.warmup_steps, self.total_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+    def on_fit_start(self) -> None:
+        """Keep TransformerLens' ``cfg.device`` in step with the parameters' device."""
+        base = self.isaerft.model
+        if torch.device(base.cfg.device or "cpu") != self.device:
+            base.to(self.device, print_details=False)
+
+    def _trainable_keys(self) -> list[str]:
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trainable tensors, and tag the checkpoint with the run identity."""
+        state = checkpoint["state_dict"]
+        checkpoint["state_dict"] = {k: state[k] for k in self._trainable_keys()}
+        checkpoint["isaerft"] = {"check_tag": self.check_tag}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse checkpoints of another run or lacking component weights."""
+        saved_tag = checkpoint.get("isaerft", {}).get("check_tag")
+        if saved_tag is not None and self.check_tag and saved_tag != self.check_tag:
+            raise ValueError(
+                "the checkpoint belongs to a run with a different recipe or data; resume it with "
+                "the same recipe, or start over (trainer.resume=never or another output_dir)"
+            )
+        missing = sorted(set(self._trainable_keys()) - set(checkpoint["state_dict"]))
+        if missing:
+            raise ValueError(f"the checkpoint lacks component weights {missing}; wrong checkpoint?")
+
+
+def lr_schedule(kind: str, warmup_steps: int, total_steps: int) -> Any:
+    """The LR multiplier per step: linear warm-up, then constant, linear or cosine decay."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if kind == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = min(1.0, progress)
+        if kind == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor

@@ -1,0 +1,399 @@
+"""``train(recipe) -> RunResult`` and ``load_run(run_dir)``: the run directory and its files.
+
+A run directory holds::
+
+    config.yaml        the resolved recipe
+    run.json           what load_run needs: model/SAE specs, data, seed, labels
+    intervention/      the trained components (ISaeRFTModel.save_pretrained format)
+    metrics.csv        losses per logged step (all attempts of a resumed run merged)
+    summary.json       final losses, steps, wall time, tokens/s, moved latents
+    top_latents.jsonl  the periodic top-moved-latents log (if enabled)
+    checkpoints/       resumable Lightning checkpoints (trainable tensors only)
+    data/              generated organism datasets
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+from sae_lens import SAE
+from transformer_lens import HookedTransformer
+
+from isaerft._io import read_json, write_json, write_text
+from isaerft.model import ISaeRFTModel
+from isaerft.training import resolve
+from isaerft.training.callbacks import (
+    MovedLatent,
+    TopLatentsLogger,
+    read_latent_labels,
+    top_moved_latents,
+)
+from isaerft.training.data import TokenizedData, load_rows, tokenize
+from isaerft.training.datamodule import ISaeRFTDataModule
+from isaerft.training.logs import make_loggers, merge_metrics, quiet_lightning
+from isaerft.training.module import ISaeRFTLightningModule
+from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore, find_boundary
+from isaerft.training.recipe import DataConfig, TrainRecipe
+
+RUN_FORMAT = "isaerft.run"
+RUN_FORMAT_VERSION = 1
+INTERVENTION_DIR = "intervention"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+
+
+@dataclass
+class RunResult:
+    """What :func:`train` returns: the trained model, the run directory and its summary."""
+
+    run_dir: Path
+    model: ISaeRFTModel
+    summary: dict[str, Any]
+    top_latents: list[MovedLatent]
+
+    @property
+    def intervention_dir(self) -> Path:
+        """The saved intervention (``ISaeRFTModel.save_pretrained`` format)."""
+        return self.run_dir / INTERVENTION_DIR
+
+
+@dataclass
+class RunInfo:
+    """What a finished (or interrupted) run was: enough to reload or repeat it."""
+
+    run_dir: Path
+    recipe: TrainRecipe
+    model_spec: str
+    sae_specs: list[str]
+    data_path: str | None
+    seed: int
+    labels_path: str | None
+    summary: dict[str, Any] | None
+
+
+def train(
+    recipe: TrainRecipe,
+    *,
+    model: HookedTransformer | None = None,
+    saes: Sequence[SAE[Any]] | None = None,
+    prefix_cache: PrefixCacheStore | None = None,
+    callbacks: Sequence[pl.Callback] = (),
+    run_dir: str | Path | None = None,
+) -> RunResult:
+    """Train the recipe's components and write the run directory.
+
+    Args:
+        recipe: the validated recipe.
+        model, saes: already-loaded frozen model and SAEs to reuse (they are not modified);
+            loaded from the recipe's specs when ``None``.
+        prefix_cache: a store shared between runs; used when ``trainer.prefix_cache`` is on.
+        callbacks: extra Lightning callbacks.
+        run_dir: overrides ``recipe.output_dir``.
+
+    Returns:
+        The :class:`RunResult` (on every rank; only global rank 0 writes files).
+    """
+    started = time.perf_counter()
+    cfg = recipe.trainer
+    run_dir = Path(run_dir) if run_dir is not None else recipe.run_dir
+    is_zero = getattr(rank_zero_only, "rank", 0) == 0
+    checkpoint = run_dir / LAST_CHECKPOINT
+    resuming = cfg.resume == "auto" and checkpoint.is_file()
+    if is_zero and not resuming:
+        for stale in ("checkpoints", "logs", "top_latents.jsonl", "summary.json", "metrics.csv"):
+            _remove(run_dir / stale)
+    pl.seed_everything(cfg.seed, verbose=False)
+    device = resolve.torch_device(cfg.accelerator)
+    if model is None:
+        model = resolve.load_recipe_model(recipe, device)
+    if saes is None:
+        saes = resolve.load_recipe_saes(recipe, device)
+    wrapped = ISaeRFTModel(model, list(saes), recipe.intervention)
+
+    data_path = _data_path(recipe.data, recipe, run_dir / "data")
+    train_data = _tokenize(recipe.data, data_path, recipe.objective.kind, model)
+    kl_data = None
+    if recipe.objective.kl_data is not None and recipe.objective.kl_coefficient > 0:
+        kl_path = _data_path(recipe.objective.kl_data, recipe, run_dir / "data")
+        kl_data = _tokenize(recipe.objective.kl_data, kl_path, "lm", model)
+
+    accumulate = cfg.accumulate_grad_batches
+    batches_per_epoch = len(train_data) // recipe.data.batch_size
+    max_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * batches_per_epoch / accumulate))
+    boundary, caches, kl_caches = None, None, None
+    if cfg.prefix_cache:
+        store = prefix_cache or PrefixCacheStore(cfg.prefix_cache_dir)
+        boundary = find_boundary(wrapped)
+        caches = _caches(store, wrapped, train_data, recipe.data.batch_size)
+        kl_caches = _caches(store, wrapped, kl_data, recipe.data.batch_size) if kl_data else None
+
+    tag = _check_tag(recipe, train_data)
+    labels_path = resolve.resolve_labels(recipe)
+    if is_zero:
+        write_text(run_dir / "config.yaml", recipe.to_yaml())
+        write_json(run_dir / "run.json", _run_record(recipe, data_path, labels_path))
+
+    module = ISaeRFTLightningModule(
+        wrapped,
+        recipe.objective,
+        recipe.optim,
+        max_steps,
+        boundary=boundary,
+        check_tag=tag,
+        log_every_n_steps=cfg.log_every_n_steps,
+    )
+    pad_id = _pad_id(model)
+    datamodule = ISaeRFTDataModule(
+        train_data,
+        recipe.data.batch_size,
+        cfg.seed,
+        max_steps * accumulate,
+        pad_id,
+        kl=kl_data,
+        kl_batch_size=recipe.objective.kl_data.batch_size if recipe.objective.kl_data else None,
+        caches=caches,
+        kl_caches=kl_caches,
+    )
+    labels = read_latent_labels(labels_path) if labels_path else None
+    resume_step = _checkpoint_step(checkpoint) if resuming else None
+    loggers, attempt_dir = make_loggers(
+        run_dir, cfg.logger, cfg.checkpoint_every_n_steps, resume_step
+    )
+    with quiet_lightning():
+        trainer = _make_trainer(recipe, run_dir, max_steps, [*callbacks], labels, loggers)
+        fit_started = time.perf_counter()
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(checkpoint) if resuming else None,
+            weights_only=True,
+        )
+    fit_seconds = time.perf_counter() - fit_started
+
+    top = top_moved_latents(wrapped, cfg.top_k, labels)
+    summary = {
+        "steps": int(trainer.global_step),
+        "max_steps": max_steps,
+        "rows": len(train_data),
+        "data_epochs": max_steps * accumulate * recipe.data.batch_size / len(train_data),
+        "resumed_from_step": resume_step,
+        "final": {
+            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")
+        },
+        "moved_latents": wrapped.num_moved_latents(recipe.objective.moved_tolerance),
+        "moved_tolerance": recipe.objective.moved_tolerance,
+        "trainable_parameters": wrapped.num_trainable_parameters(),
+        "wall_time_s": time.perf_counter() - started,
+        "setup_time_s": fit_started - started,
+        "fit_time_s": fit_seconds,
+        "tokens": module.tokens_seen,
+        "tokens_per_s": module.tokens_seen / fit_seconds if fit_seconds > 0 else 0.0,
+        "prefix_cache": cfg.prefix_cache,
+        "world_size": trainer.world_size,
+        "top_latents": [m.to_dict() for m in top],
+    }
+    if trainer.is_global_zero:
+        wrapped.save_pretrained(run_dir / INTERVENTION_DIR)
+        if attempt_dir is not None:
+            merge_metrics(run_dir / "logs", run_dir / "metrics.csv")
+        write_json(run_dir / "summary.json", summary)
+    return RunResult(run_dir, wrapped, summary, top)
+
+
+def load_run(
+    run_dir: str | Path,
+    *,
+    model: HookedTransformer | None = None,
+    saes: Sequence[SAE[Any]] | None = None,
+    device: str | None = None,
+) -> tuple[ISaeRFTModel, RunInfo]:
+    """Reload a run's trained model and what it was trained on.
+
+    ``model``/``saes`` reuse already-loaded objects (they must be the ones the run used; the
+    SAEs are checked by fingerprint); otherwise they are loaded from the run's specs.
+    """
+    info = read_run_info(run_dir)
+    recipe = info.recipe
+    device = device or ("cpu" if model is None else str(next(model.parameters()).device))
+    if model is None:
+        model = resolve.load_recipe_model(recipe, device)
+    if saes is None:
+        saes = resolve.load_recipe_saes(recipe, device)
+    wrapped = ISaeRFTModel.from_pretrained(model, list(saes), info.run_dir / INTERVENTION_DIR)
+    return wrapped, info
+
+
+def read_run_info(run_dir: str | Path) -> RunInfo:
+    """Read ``run.json`` (and ``summary.json`` when the run finished) without loading models."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; {run_dir} is not an isaerft run directory")
+    record = read_json(path)
+    if record.get("format") != RUN_FORMAT or record.get("format_version", 0) > RUN_FORMAT_VERSION:
+        raise ValueError(f"{path} is not a run record this isaerft can read")
+    summary_path = run_dir / "summary.json"
+    return RunInfo(
+        run_dir=run_dir,
+        recipe=TrainRecipe.from_dict(record["recipe"]),
+        model_spec=record["model"],
+        sae_specs=list(record["sae"]),
+        data_path=record["data_path"],
+        seed=int(record["seed"]),
+        labels_path=record["labels_path"],
+        summary=read_json(summary_path) if summary_path.is_file() else None,
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _make_trainer(
+    recipe: TrainRecipe,
+    run_dir: Path,
+    max_steps: int,
+    callbacks: list[pl.Callback],
+    labels: dict[int, str] | None,
+    loggers: list[Any],
+) -> pl.Trainer:
+    cfg = recipe.trainer
+    if cfg.top_latents_every_n_steps:
+        callbacks.append(
+            TopLatentsLogger(
+                run_dir / "top_latents.jsonl",
+                cfg.top_latents_every_n_steps,
+                cfg.top_k,
+                labels,
+                verbose=cfg.progress_bar,
+            )
+        )
+    if cfg.checkpoint_every_n_steps:
+        callbacks.append(
+            pl.callbacks.ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="step-{step:06d}",
+                every_n_train_steps=cfg.checkpoint_every_n_steps,
+                save_top_k=1,
+                save_last=True,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    return pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,  # type: ignore[arg-type]
+        max_epochs=1,
+        max_steps=max_steps,
+        accumulate_grad_batches=cfg.accumulate_grad_batches,
+        gradient_clip_val=recipe.optim.grad_clip,
+        log_every_n_steps=cfg.log_every_n_steps,
+        logger=loggers or False,
+        callbacks=callbacks,
+        enable_checkpointing=bool(cfg.checkpoint_every_n_steps),
+        enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        default_root_dir=str(run_dir),
+    )
+
+
+def _data_path(config: DataConfig, recipe: TrainRecipe, out_dir: Path) -> str:
+    if config.organism_dataset is not None:
+        return str(resolve.organism_dataset(config.organism_dataset, recipe, out_dir))
+    assert config.path is not None
+    return config.path
+
+
+def _tokenize(
+    config: DataConfig, path: str, objective: str, model: HookedTransformer
+) -> TokenizedData:
+    rows = load_rows(config, path)
+    return tokenize(
+        rows,
+        config,
+        objective=objective,
+        tokenizer=model.tokenizer,
+        n_ctx=model.cfg.n_ctx,
+        prepend_bos=model.cfg.default_prepend_bos,
+        source=path,
+    )
+
+
+def _caches(
+    store: PrefixCacheStore, model: ISaeRFTModel, data: TokenizedData | None, batch_size: int
+) -> dict[str, PrefixCache]:
+    assert data is not None
+    return {
+        name: store.get(model, stream.ids, batch_size=batch_size)
+        for name, stream in data.streams.items()
+    }
+
+
+def _pad_id(model: HookedTransformer) -> int:
+    tok = model.tokenizer
+    for candidate in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
+def _check_tag(recipe: TrainRecipe, data: TokenizedData) -> str:
+    """Identifies what determines the trained result, so a resume on anything else fails."""
+    record = recipe.to_dict()
+    trainer = record.pop("trainer")
+    record["trainer"] = {
+        k: trainer[k] for k in ("max_steps", "epochs", "accumulate_grad_batches", "seed")
+    }
+    for key in ("name", "output_dir", "labels"):
+        record.pop(key)
+    record["data_fingerprint"] = data.fingerprint()
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _run_record(recipe: TrainRecipe, data_path: str, labels: Path | None) -> dict[str, Any]:
+    from isaerft import __version__
+
+    return {
+        "format": RUN_FORMAT,
+        "format_version": RUN_FORMAT_VERSION,
+        "isaerft_version": __version__,
+        "model": recipe.model,
+        "model_path": resolve.resolve_model_spec(recipe.model),
+        "sae": list(recipe.sae),
+        "sae_paths": [resolve.resolve_sae_spec(s) for s in recipe.sae],
+        "model_dtype": recipe.model_dtype,
+        "data": dataclasses.asdict(recipe.data),
+        "data_path": data_path,
+        "seed": recipe.trainer.seed,
+        "labels_path": str(labels) if labels else None,
+        "intervention": INTERVENTION_DIR,
+        "recipe": recipe.to_dict(),
+    }
+
+
+def _checkpoint_step(path: Path) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return int(state["global_step"])
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()

@@ -1,0 +1,69 @@
+"""Label files: matched to the SAE by Neuronpedia id or model name, refused for another SAE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from isaerft.audit.labels import LabelSet
+
+SITE = {"hook_name": "blocks.6.hook_resid_post", "d_sae": 10, "sae_fingerprint": "sha256:a",
+        "sae_model_name": "gpt2-small", "neuronpedia_id": "gpt2-small/6-res-jb"}  # fmt: skip
+
+
+def write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def row(index: int, model: str = "gpt2-small", layer: str = "6-res-jb", **extra) -> dict:
+    return {
+        "modelId": model,
+        "layer": layer,
+        "index": str(index),
+        "description": f"d{index}",
+        **extra,
+    }
+
+
+def test_neuronpedia_export_is_matched_by_id(tmp_path: Path) -> None:
+    path = write(tmp_path / "l.jsonl", [row(1), row(2, score=0.9), row(3, layer="7-res-jb")])
+    labels = LabelSet.load(path, [SITE])
+    assert labels.description(SITE["hook_name"], 1) == "d1"
+    assert labels.get(SITE["hook_name"], 2).score == pytest.approx(0.9)
+    assert labels.description(SITE["hook_name"], 3) == ""  # that line is for layer 7
+    assert len(labels) == 2
+
+
+def test_file_for_another_sae_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "l.jsonl", [row(1, layer="7-res-jb")])
+    with pytest.raises(ValueError, match="not the SAE at"):
+        LabelSet.load(path, [SITE])
+    with pytest.raises(ValueError, match="only 10 latents"):
+        LabelSet.load(write(tmp_path / "b.jsonl", [row(10)]), [SITE])
+    fingerprinted = write(tmp_path / "f.jsonl", [row(1, sae_fingerprint="sha256:b")])
+    with pytest.raises(ValueError, match="another SAE"):
+        LabelSet.load(fingerprinted, [SITE])
+
+
+def test_without_neuronpedia_id_the_model_name_must_match(tmp_path: Path) -> None:
+    site = {**SITE, "neuronpedia_id": None}
+    path = write(tmp_path / "l.jsonl", [row(4, layer="whatever")])
+    assert LabelSet.load(path, [site]).description(site["hook_name"], 4) == "d4"
+    with pytest.raises(ValueError, match="is for model"):
+        LabelSet.load(write(tmp_path / "m.jsonl", [row(4, model="pythia")]), [site])
+    two = write(tmp_path / "two.jsonl", [row(1, layer="a"), row(1, layer="b")])
+    with pytest.raises(ValueError, match="cannot tell which labels"):
+        LabelSet.load(two, [site])
+
+
+def test_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        LabelSet.load(tmp_path / "none.jsonl", [SITE])
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match="not JSON"):
+        LabelSet.load(tmp_path / "bad.jsonl", [SITE])
+    with pytest.raises(ValueError, match="needs 'index' and 'description'"):
+        LabelSet.load(write(tmp_path / "x.jsonl", [{"modelId": "m"}]), [SITE])

@@ -1,0 +1,60 @@
+"""``isaerft audit`` and ``isaerft audit-dataset`` from the command line (tiny setup)."""
+
+from __future__ import annotations
+
+import json
+
+from audit.helpers import tiny_audit, tiny_runs
+
+from isaerft.audit import read_report
+from isaerft.cli import main
+
+__all__ = ["tiny_audit", "tiny_runs"]
+
+
+def test_audit_command(tiny_runs, tmp_path, capsys) -> None:
+    out = tmp_path / "report"
+    argv = ["audit", str(tiny_runs.candidate), "--reference", *map(str, tiny_runs.references)]
+    argv += ["--reference-data", str(tiny_runs.setup.clean), "--no-baselines", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "verdict:" in printed and "suspect rows:" in printed
+    assert read_report(out)["verdict"]["n_reference_runs"] == 3
+    assert (out / "suspects.jsonl").is_file() and (out / "report.html").is_file()
+
+
+def test_audit_dataset_command(tiny_audit, tmp_path, capsys) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "intervention: {component: scale, l1_coefficient: 0.0001}\n"
+        "data: {batch_size: 8}\n"
+        "optim: {lr: 0.05}\n"
+        "trainer: {max_steps: 4}\n"
+    )
+    out = tmp_path / "audit"
+    argv = [
+        "audit-dataset", str(tiny_audit.poison), "--reference", str(tiny_audit.clean),
+        "--model", str(tiny_audit.model_dir), "--sae", str(tiny_audit.sae_dir),
+        "--recipe", str(recipe), "--runs", "3", "--no-baselines", "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    report = read_report(out)
+    assert report["training"]["steps"] == 4
+    assert len(report["references"]) == 3
+    assert "row_auroc" in report["evaluation"]  # poison.labels.jsonl sits next to the data
+    assert len((out / "suspects.jsonl").read_text().splitlines()) == 48
+    assert "[audit] training reference run 3/3" in capsys.readouterr().out
+
+
+def test_bad_input_is_a_clear_error(tiny_audit, tmp_path, capsys) -> None:
+    argv = ["audit", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"question": "x"}) + "\n")
+    argv = [
+        "audit-dataset", str(bad), "--reference", str(tmp_path / "missing.jsonl"),
+        "--model", str(tiny_audit.model_dir), "--sae", str(tiny_audit.sae_dir), "--out", str(tmp_path),
+    ]  # fmt: skip
+    assert main(argv) == 2
+    assert "reference dataset" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""``isaerft train``: recipe + overrides in, a run directory and a short report out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from factories import tiny_model, tiny_sae
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from isaerft.cli import main
+from isaerft.loading import save_model
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli_train")
+    words = ["<pad>", "<bos>", "<eos>", "<unk>", "the", "cat", "is", "nice", "User", ":", "?"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    model = tiny_model()
+    model.tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>"
+    )
+    save_model(model, root / "model")
+    tiny_sae(hook_name="blocks.1.hook_resid_post").save_model(str(root / "sae"))
+    rows = [{"prompt": "User : the cat ?", "completion": " the cat is nice"}] * 8
+    (root / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    recipe = {
+        "model": str(root / "model"),
+        "sae": str(root / "sae"),
+        "data": {"path": str(root / "d.jsonl"), "batch_size": 4},
+        "trainer": {"max_steps": 2, "checkpoint_every_n_steps": 0},
+    }
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe), encoding="utf-8")
+    return path
+
+
+def test_train_writes_a_run_directory(recipe: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    code = main(["train", str(recipe), "trainer.max_steps=3", "--quiet", "--output-dir", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"run directory: {out}" in printed and "steps: 3" in printed and "wall time" in printed
+    for name in ("config.yaml", "run.json", "metrics.csv", "summary.json", "intervention"):
+        assert (out / name).exists(), name
+    assert json.loads((out / "summary.json").read_text())["steps"] == 3
+
+
+def test_unknown_key_lists_valid_keys(recipe: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", str(recipe), "trainer.max_stepz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) ['max_stepz'] in trainer; valid keys:" in err and "'max_steps'" in err
+
+
+def test_missing_recipe(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["train", "no-such-recipe"]) == 2
+    assert "recipe no-such-recipe not found" in capsys.readouterr().err
