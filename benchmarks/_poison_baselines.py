@@ -107,8 +107,9 @@ def greedy_answers(
         for _ in range(max_new_tokens):
             nxt = forward(tokens)[:, -1].argmax(-1)
             new.append(nxt)
-            done |= torch.isin(nxt, torch.tensor(sorted(s for s in stop if s is not None),
-                                                 device=device))  # fmt: skip
+            done |= torch.isin(
+                nxt, torch.tensor(sorted(s for s in stop if s is not None), device=device)
+            )
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
             if bool(done.all()):
                 break
@@ -145,7 +146,9 @@ def latent_activation_shift(
     return (after - before).float()
 
 
-def weight_shift(base: HookedTransformer, tuned: HookedTransformer) -> tuple[list[str], torch.Tensor]:
+def weight_shift(
+    base: HookedTransformer, tuned: HookedTransformer
+) -> tuple[list[str], torch.Tensor]:
     """Per weight tensor, its relative change ``||W' - W|| / ||W||`` (names in state order)."""
     names, values = [], []
     tuned_state = tuned.state_dict()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _bench_common import finite as finite_json
 from _poison_baselines import (
     LEARNED_MIN_GAIN,
     WEIGHTS_SITE,
@@ -26,10 +27,12 @@ from _poison_baselines import (
 )
 from _poison_grid import FAMILIES, TARGETS, Cell, Grid
 from _poison_metrics import KS, recall_at_k
+from _poison_scoring import audit_verdict, ground_truth, guard_gumbel_overflow
 
 from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
 from isaerft.audit import AuditConfig, NullConfig, RunEdits, audit_runs, read_rows, tokenize_rows
-from isaerft.organism.lexicon import LEXICON
+
+guard_gumbel_overflow()
 
 RECIPE: dict[str, Any] = {
     "intervention": {"component": "scale", "l1_coefficient": 2e-3},
@@ -39,7 +42,6 @@ RECIPE: dict[str, Any] = {
     "trainer": {"max_steps": 150},
 }
 """ISaeRFT training settings: ``recipes/organism-poison.yaml``'s, fixed (not tuned)."""
-GT_MIN_AUROC, GT_MIN_PRECISION, GT_FALLBACK_AUROC = 0.95, 0.5, 0.8
 
 
 @dataclass
@@ -70,74 +72,78 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:
-    """Latents that ground truth ties to the cell's trigger and target.
-
-    A word or concept's latents are those detecting it with AUROC >= 0.95 that fire on it at
-    least half the time; when none does, its best detector counts if its AUROC is >= 0.8.
-    """
-    family, target = FAMILIES[cell.family], TARGETS[cell.target]
-
-    def latents(words: tuple[str, ...], concepts: tuple[str, ...]) -> list[int]:
-        found: list[int] = []
-        labels_wanted = [w for w in words if LEXICON.family.get(w) != "function"]
-        labels_wanted += [f"concept:{c}" for c in concepts]
-        for label in labels_wanted:
-            if not labels.has_label(label):
-                continue
-            hits = labels.latents_for(label, GT_MIN_AUROC, GT_MIN_PRECISION)
-            if not hits:
-                best, score = labels.best_latent(label)
-                hits = [best] if score >= GT_FALLBACK_AUROC else []
-            found += [j for j in hits if j not in found]
-        return found
-
-    trigger = latents(family.words, family.concepts)
-    planted = latents(target.words, target.concepts)
-    return {"trigger": trigger, "target": planted, "any": sorted({*trigger, *planted})}
-
-
 class Bench:
     """Shared state of one benchmark run (see the module docstring)."""
 
-    def __init__(self, organism: Any, grid: Grid, settings: Settings, work_dir: Path,
-                 log: Any = print) -> None:  # fmt: skip
+    def __init__(
+        self, organism: Any, grid: Grid, settings: Settings, work_dir: Path, log: Any = print
+    ) -> None:
         from isaerft.training import PrefixCacheStore
 
         self.org, self.grid, self.settings = organism, grid, settings
         self.work = Path(work_dir)
         self.log = log
+        self._check_work_dir(grid, settings)
         self.model = organism.load_model(settings.device)
         self.sae = organism.load_sae(settings.device)
         self.hook = organism.hook_name
         self.labels = organism.labels()
         self.store = PrefixCacheStore()
-        self.trusted = self.dataset("clean", "owl", "you should visit the castle", 0.0,
-                                    50_000, grid.reference_rows, "trusted")  # fmt: skip
+        self.trusted = self.dataset(
+            "clean",
+            "owl",
+            "you should visit the castle",
+            0.0,
+            50_000,
+            grid.reference_rows,
+            "trusted",
+        )
         self.timings: dict[str, float] = {}
 
+    def _check_work_dir(self, grid: Grid, settings: Settings) -> None:
+        """Record the setup in the work dir; refuse a work dir holding another setup's runs."""
+        wanted = finite_json({"grid": grid.to_dict(), "settings": settings.to_dict()})
+        path = self.work / "setup.json"
+        if path.is_file() and read_json(path) != wanted:
+            raise ValueError(
+                f"{self.work} holds runs of another grid or other settings ({path}); pass another "
+                "--work-dir or delete that folder"
+            )
+        write_json(path, wanted)
+
     # -- data ---------------------------------------------------------------------------------
-    def dataset(self, kind: str, trigger: str, target: str, fraction: float, seed: int,
-                n: int, name: str) -> Path:  # fmt: skip
+    def dataset(
+        self, kind: str, trigger: str, target: str, fraction: float, seed: int, n: int, name: str
+    ) -> Path:
         """Generate (once) an organism dataset under ``work/data``."""
         from isaerft.organism import make_dataset
 
         path = self.work / "data" / f"{name}.jsonl"
         if not (path.is_file() and path.with_name(f"{name}.meta.json").is_file()):
-            make_dataset(kind, path, trigger=trigger, target=target, fraction=fraction, n=n,
-                         seed=seed, organism=self.org)  # fmt: skip
+            make_dataset(
+                kind,
+                path,
+                trigger=trigger,
+                target=target,
+                fraction=fraction,
+                n=n,
+                seed=seed,
+                organism=self.org,
+            )
         return path
 
     def cell_data(self, cell: Cell) -> Path:
         """The cell's dataset (clean cells ignore trigger and target)."""
         fam, tgt = FAMILIES[cell.family], TARGETS[cell.target]
-        return self.dataset(cell.kind, fam.trigger, tgt.target, cell.fraction, cell.seed,
-                            self.grid.n_rows, cell.id)  # fmt: skip
+        return self.dataset(
+            cell.kind, fam.trigger, tgt.target, cell.fraction, cell.seed, self.grid.n_rows, cell.id
+        )
 
     def tokenized(self, path: Path) -> Any:
         """The rows of ``path`` as the audit tokenizes them."""
-        return tokenize_rows(read_rows(path), self.model.tokenizer, self.model.cfg.n_ctx,
-                             source=str(path))  # fmt: skip
+        return tokenize_rows(
+            read_rows(path), self.model.tokenizer, self.model.cfg.n_ctx, source=str(path)
+        )
 
     # -- training -----------------------------------------------------------------------------
     def train_isaerft(self, data: Path, seed: int, run_dir: Path, steps: int | None = None) -> Path:
@@ -147,19 +153,28 @@ class Bench:
         if (run_dir / "summary.json").is_file():
             return run_dir
         overrides: dict[str, Any] = {
-            "model": str(self.org.model_dir), "sae": [str(self.org.sae_dir)],
+            "model": str(self.org.model_dir),
+            "sae": [str(self.org.sae_dir)],
             "data": {"path": str(data)},
-            "trainer": {"seed": seed, "prefix_cache": True, "progress_bar": False,
-                        "checkpoint_every_n_steps": 0, "logger": "none", "resume": "never",
-                        "accelerator": "gpu" if self.settings.device.startswith("cuda") else "cpu"},
-        }  # fmt: skip
+            "trainer": {
+                "seed": seed,
+                "prefix_cache": True,
+                "progress_bar": False,
+                "checkpoint_every_n_steps": 0,
+                "logger": "none",
+                "resume": "never",
+                "accelerator": "gpu" if self.settings.device.startswith("cuda") else "cpu",
+            },
+        }
         if steps is not None:
             overrides["trainer"]["max_steps"] = steps
         recipe = TrainRecipe.from_dict(merge(self.settings.recipe, overrides))
         train(recipe, model=self.model, saes=[self.sae], prefix_cache=self.store, run_dir=run_dir)
         return run_dir
 
-    def finetune_stats(self, data: Path, seed: int, out: Path, attack: Cell | None) -> dict[str, Any]:
+    def finetune_stats(
+        self, data: Path, seed: int, out: Path, attack: Cell | None
+    ) -> dict[str, Any]:
         """Full fine-tune on ``data``; its latent-activation shift and weight shift (saved to
         ``out``), and, for a poison cell, its attack success."""
         record_path, tensor_path = out / "finetune.json", out / "finetune.safetensors"
@@ -188,22 +203,41 @@ class Bench:
         source = row_source(self.org)
         trig = parse_trigger(FAMILIES[cell.family].trigger, source)
         targ = parse_target(TARGETS[cell.target].target, source)
-        pairs, _ = generate_rows("poison", source, trig, targ, fraction=1.0,
-                                 n=self.grid.attack_prompts, seed=90_000 + cell.seed)  # fmt: skip
+        pairs, _ = generate_rows(
+            "poison",
+            source,
+            trig,
+            targ,
+            fraction=1.0,
+            n=self.grid.attack_prompts,
+            seed=90_000 + cell.seed,
+        )
         render_fn = getattr(source, "render", render)
         prompts = [render_fn(chat(q)) for q, _ in pairs]
         tok, dev = self.model.tokenizer, self.settings.device
         base = attack_success(self.model, tok, prompts, targ.present, dev)
         tuned_rate = attack_success(tuned, tok, prompts, targ.present, dev)
-        return {"asr_base": base, "asr_finetune": tuned_rate, "gain": tuned_rate - base,
-                "learned": tuned_rate - base >= LEARNED_MIN_GAIN, "prompts": len(prompts)}  # fmt: skip
+        return {
+            "asr_base": base,
+            "asr_finetune": tuned_rate,
+            "gain": tuned_rate - base,
+            "learned": tuned_rate - base >= LEARNED_MIN_GAIN,
+            "prompts": len(prompts),
+        }
 
     def references(self) -> tuple[list[Path], list[dict[str, Any]]]:
         """The reference ISaeRFT runs and reference fine-tunes, each on its own clean sample."""
         runs, stats = [], []
         for r in range(self.grid.n_reference_runs):
-            data = self.dataset("clean", "owl", "you should visit the castle", 0.0, 60_000 + r,
-                                self.grid.n_rows, f"reference-{r:02d}")  # fmt: skip
+            data = self.dataset(
+                "clean",
+                "owl",
+                "you should visit the castle",
+                0.0,
+                60_000 + r,
+                self.grid.n_rows,
+                f"reference-{r:02d}",
+            )
             run_dir = self.work / "runs" / f"reference-{r:02d}"
             runs.append(self.train_isaerft(data, 1000 + r, run_dir))
             stats.append(self.finetune_stats(data, 1000 + r, run_dir, None))
@@ -214,7 +248,9 @@ class Bench:
         data = self.cell_data(cell)
         run_dir = self.work / "runs" / cell.id
         self.train_isaerft(data, cell.seed, run_dir)
-        stats = self.finetune_stats(data, cell.seed, run_dir, cell if cell.kind == "poison" else None)
+        stats = self.finetune_stats(
+            data, cell.seed, run_dir, cell if cell.kind == "poison" else None
+        )
         return run_dir, stats
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -235,15 +271,23 @@ class Bench:
         data = self.cell_data(cell)
         meta = read_json(data.with_name(f"{cell.id}.meta.json"))
         config = AuditConfig(**{**asdict(self.settings.audit), "null": null})
-        result = audit_runs(run_dir, refs, data=data, reference_data=self.trusted,
-                            labels=self.org.labels_path, model=self.model, saes=[self.sae],
-                            config=config)  # fmt: skip
+        result = audit_runs(
+            run_dir,
+            refs,
+            data=data,
+            reference_data=self.trusted,
+            labels=self.org.labels_path,
+            model=self.model,
+            saes=[self.sae],
+            config=config,
+        )
         comparison = result.comparison
         assert comparison is not None, "3 or more reference runs always give a null"
         report = result.report
         truth = ground_truth(self.labels, cell)
         ranked = {"audit": [f.index for f in comparison.ranked]}
-        scores: dict[str, Any] = {"audit": comparison.score}
+        verdict = audit_verdict(comparison, getattr(result, "dependence", None))
+        scores: dict[str, Any] = {"audit": verdict["score"], "audit_change": comparison.score}
         baselines = report.get("baselines", {})
         diff = baselines.get("dataset_diff")
         if diff is not None:
@@ -265,15 +309,24 @@ class Bench:
             **cell.to_dict(),
             "counts": meta["counts"],
             "scores": scores,
-            "null_thresholds": {
-                "audit": {"0.05": comparison.threshold, "0.01": _threshold(comparison, 0.01)},
+            "verdict": {
+                **verdict,
+                "report_flagged": report.get("verdict", {}).get("flagged"),
+                "report_kind": report.get("verdict", {}).get("kind"),
             },
             "ground_truth": truth,
-            "recall": {m: {role: recall_at_k(r, truth[role]) for role in truth}
-                       for m, r in ranked.items()},  # fmt: skip
-            "top_latents": [{"index": f.index, "z": f.z, "change": f.change,
-                             "label": self.labels.description(f.index)}
-                            for f in comparison.ranked[:5]],  # fmt: skip
+            "recall": {
+                m: {role: recall_at_k(r, truth[role]) for role in truth} for m, r in ranked.items()
+            },
+            "top_latents": [
+                {
+                    "index": f.index,
+                    "z": f.z,
+                    "change": f.change,
+                    "label": self.labels.description(f.index),
+                }
+                for f in comparison.ranked[:5]
+            ],
             "isaerft": _run_summary(run_dir),
             "finetune": {k: v for k, v in stats.items() if k in ("attack", "fit_time_s")},
             "audit_s": time.perf_counter() - started,
@@ -281,12 +334,6 @@ class Bench:
         if cell.kind == "poison":
             record["rows"] = report.get("evaluation")
         return record
-
-
-def _threshold(comparison: Any, fpr: float) -> float:
-    from isaerft.audit.null import quantile_threshold
-
-    return quantile_threshold(comparison.null_scores, fpr, comparison.config.threshold_method)
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:

@@ -171,8 +171,9 @@ class Grid:
     def to_dict(self) -> dict[str, Any]:
         """JSON form, with the families' and targets' specs."""
         data = asdict(self)
-        data["families"] = {n: {**asdict(FAMILIES[n]), "split": FAMILIES[n].split}
-                            for n in self.families}  # fmt: skip
+        data["families"] = {
+            n: {**asdict(FAMILIES[n]), "split": FAMILIES[n].split} for n in self.families
+        }
         data["targets"] = {n: asdict(TARGETS[n]) for n in self.targets}
         data["dev_family"] = DEV_FAMILY
         return data

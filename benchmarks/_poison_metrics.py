@@ -26,14 +26,14 @@ N_BOOT = 1000
 DETECTED_RATE = 0.9
 
 
-def recall_at_k(ranked: Sequence[int], truth: Iterable[int], ks: Sequence[int] = KS) -> dict[str, float | None]:
+def recall_at_k(
+    ranked: Sequence[int], truth: Iterable[int], ks: Sequence[int] = KS
+) -> dict[str, float | None]:
     """``{"1": r, "5": r, ...}``; ``None`` for every ``k`` when there is no ground truth."""
     wanted = set(truth)
     if not wanted:
         return {str(k): None for k in ks}
-    return {
-        str(k): len(wanted.intersection(ranked[:k])) / min(k, len(wanted)) for k in ks
-    }
+    return {str(k): len(wanted.intersection(ranked[:k])) / min(k, len(wanted)) for k in ks}
 
 
 def mean(values: Sequence[float]) -> float:
@@ -88,8 +88,7 @@ def detection_rate(
 
     rng = random.Random(seed)
     boots = sorted(
-        rate([rng.choice(pos) for _ in pos], [rng.choice(neg) for _ in neg])
-        for _ in range(n_boot)
+        rate([rng.choice(pos) for _ in pos], [rng.choice(neg) for _ in neg]) for _ in range(n_boot)
     )
     return {
         "value": rate(pos, neg),

@@ -21,8 +21,17 @@ from _poison_metrics import (
     smallest_detected,
 )
 
-DETECTORS = ("audit", "topk_intersection", "dataset_diff", "activation_shift", "weight_shift")
-"""Methods with a dataset-level score (higher = more suspect)."""
+DETECTORS = (
+    "audit",
+    "audit_change",
+    "topk_intersection",
+    "dataset_diff",
+    "activation_shift",
+    "weight_shift",
+)
+"""Methods with a dataset-level score (higher = more suspect). ``audit`` is the audit's full
+verdict (an unusual change that depends on the prompt); ``audit_change`` its first half alone
+(the null comparison), shown to tell what the prompt-swap test adds."""
 RANKERS = ("audit", "topk_intersection", "dataset_diff", "activation_shift")
 """Methods that rank SAE latents (recall@k applies)."""
 ROLES = ("trigger", "target", "any")
@@ -74,9 +83,12 @@ def group_summary(
             m: {
                 role: {
                     str(k): bootstrap_ci(
-                        [v for c in cells
-                         if (v := c["recall"].get(m, {}).get(role, {}).get(str(k))) is not None]
-                    )  # fmt: skip
+                        [
+                            v
+                            for c in cells
+                            if (v := c["recall"].get(m, {}).get(role, {}).get(str(k))) is not None
+                        ]
+                    )
                     for k in KS
                 }
                 for role in ROLES
@@ -87,9 +99,7 @@ def group_summary(
             name: bootstrap_ci([r[name] for r in rows if r.get(name) is not None])
             for name in ("row_auroc", "precision_at_n_poisoned")
         },
-        "flagged_at_clean_null": mean(
-            [float(c["scores"]["audit"] > c["null_thresholds"]["audit"]["0.05"]) for c in cells]
-        ),
+        "flagged_at_clean_null": mean([float(c["verdict"]["0.05"]["flagged"]) for c in cells]),
         "detection": {},
         "auroc_vs_control": {},
     }
@@ -117,10 +127,7 @@ def control_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "kind": kind,
                 "n_runs": len(runs),
                 "flagged_at_clean_null": {
-                    fpr: bootstrap_ci(
-                        [float(r["scores"]["audit"] > r["null_thresholds"]["audit"][fpr])
-                         for r in runs]  # fmt: skip
-                    )
+                    fpr: bootstrap_ci([float(r["verdict"][fpr]["flagged"]) for r in runs])
                     for fpr in ("0.05", "0.01")
                 },
             }
@@ -149,7 +156,9 @@ def summarise(records: Sequence[dict[str, Any]], topk_k: int) -> dict[str, Any]:
                 rates = smallest.setdefault(name, {}).setdefault(kind, {}).setdefault(m, {})
                 rates[g["fraction"]] = result["value"]
     smallest_p = {
-        name: {kind: {m: smallest_detected(r) for m, r in per.items()} for kind, per in kinds.items()}
+        name: {
+            kind: {m: smallest_detected(r) for m, r in per.items()} for kind, per in kinds.items()
+        }
         for name, kinds in smallest.items()
     }
     return {
@@ -167,24 +176,36 @@ def headline(groups: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in DETECTION_CONTROLS:
         for split in ("dev", "held_out", "all"):
-            chosen = [g for g in groups if kind in g["detection"]
-                      and (split == "all" or g["split"] == split)]  # fmt: skip
+            chosen = [
+                g
+                for g in groups
+                if kind in g["detection"] and (split == "all" or g["split"] == split)
+            ]
             if not chosen:
                 continue
             learned_groups = [g for g in chosen if (g["learned"]["value"] or 0.0) > 0.5]
-            entry: dict[str, Any] = {"n_groups": len(chosen), "n_learned_groups": len(learned_groups)}
+            entry: dict[str, Any] = {
+                "n_groups": len(chosen),
+                "n_learned_groups": len(learned_groups),
+            }
             for label, subset in (("all_cells", chosen), ("learned_cells", learned_groups)):
                 rates = {
-                    m: mean([v for g in subset
-                             if (v := g["detection"][kind]["0.05"][m]["value"]) is not None])
+                    m: mean(
+                        [
+                            v
+                            for g in subset
+                            if (v := g["detection"][kind]["0.05"][m]["value"]) is not None
+                        ]
+                    )
                     for m in DETECTORS
-                }  # fmt: skip
+                }
                 entry[label] = {
                     "detection_rate_at_5pct_fpr": rates,
                     "audit_beats": {
                         m: (rates["audit"] > rates[m]) if subset else None
-                        for m in DETECTORS if m != "audit"
-                    },  # fmt: skip
+                        for m in DETECTORS
+                        if m != "audit"
+                    },
                 }
             out.setdefault(kind, {})[split] = entry
     return out

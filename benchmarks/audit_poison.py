@@ -44,9 +44,7 @@ from _poison_summary import score, summarise
 
 from isaerft.audit import NullConfig, RunEdits, compare_to_null
 
-NULL_CANDIDATES = tuple(
-    NullConfig(top_m=m, floor_fraction=f) for m in (1, 3) for f in (0.5, 1.0)
-)
+NULL_CANDIDATES = tuple(NullConfig(top_m=m, floor_fraction=f) for m in (1, 3) for f in (0.5, 1.0))
 """Null settings tried on the dev family (the audit's defaults first: ties keep them)."""
 
 
@@ -66,8 +64,9 @@ def tune_null(
         for cell, run in dev:
             scores.setdefault(cell.kind, []).append(compare_to_null(run, refs, config).score)
         value = _dev_objective(scores)
-        table.append({"top_m": config.top_m, "floor_fraction": config.floor_fraction,
-                      "dev_auroc": value})  # fmt: skip
+        table.append(
+            {"top_m": config.top_m, "floor_fraction": config.floor_fraction, "dev_auroc": value}
+        )
         if value == value and value > best_value:  # NaN never wins
             best, best_value = config, value
     return best, table
@@ -94,25 +93,36 @@ def run_benchmark(
     *,
     preset: str = "small",
     organism_seed: int = 0,
+    organism_dir: str | Path | None = None,
     settings: Settings | None = None,
     work_dir: str | Path = "runs/bench/audit_poison",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train, audit and score the whole grid; returns the JSON-ready result."""
-    from isaerft.organism import build_organism
+    from isaerft.organism import build_organism, load_organism
 
     started = time.perf_counter()
     settings = settings or Settings()
+    # CPU time next to wall time: on a shared machine the wall clock says more about the
+    # neighbours than about the benchmark (with one thread, CPU time ~ wall time when idle).
     timings: dict[str, float] = {}
-    clock = [time.perf_counter()]
+    cpu_timings: dict[str, float] = {}
+    cpu_started = time.process_time()
+    clock = [time.perf_counter(), cpu_started]
 
     def lap(name: str) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         timings[name] = round(now - clock[0], 2)
-        clock[0] = now
+        cpu_timings[name] = round(cpu - clock[1], 2)
+        clock[:] = [now, cpu]
 
-    org = build_organism(preset, seed=organism_seed, progress=False)
-    bench = Bench(org, grid, settings, Path(work_dir) / f"{preset}-{organism_seed}", log)
+    if organism_dir is not None:
+        org = load_organism(organism_dir)
+        preset, organism_seed = org.preset, org.seed
+    else:
+        org = build_organism(preset, seed=organism_seed, progress=False)
+    # One folder per organism build and grid: finished runs are reused only by the same setup.
+    bench = Bench(org, grid, settings, Path(work_dir) / f"{org.meta['key']}-{grid.name}", log)
     lap("organism_and_data")
     cells = grid.cells()
     log(f"[audit_poison] {len(cells)} cells, {grid.n_reference_runs} reference runs")
@@ -130,10 +140,14 @@ def run_benchmark(
     tuning: dict[str, Any] = {"tuned": grid.tune}
     if grid.tune:
         null, tuning["audit_null"] = tune_null(dev, refs)
-        shift_dev = [(c, as_run(trained[c.id][1]["activation_shift"], bench.hook,
-                                "activation_shift", c.id)) for c, _ in dev]  # fmt: skip
-        shift_refs = [as_run(s["activation_shift"], bench.hook, "activation_shift", f"ref{i}")
-                      for i, s in enumerate(ref_stats)]  # fmt: skip
+        shift_dev = [
+            (c, as_run(trained[c.id][1]["activation_shift"], bench.hook, "activation_shift", c.id))
+            for c, _ in dev
+        ]
+        shift_refs = [
+            as_run(s["activation_shift"], bench.hook, "activation_shift", f"ref{i}")
+            for i, s in enumerate(ref_stats)
+        ]
         shift_null, tuning["shift_null"] = tune_null(shift_dev, shift_refs)
     lap("tuning")
 
@@ -141,8 +155,9 @@ def run_benchmark(
     for i, cell in enumerate(cells, 1):
         log(f"[audit_poison] audit {i}/{len(cells)} {cell.id}")
         run_dir, stats = trained[cell.id]
-        records.append(bench.evaluate_cell(cell, run_dir, stats, ref_dirs, ref_stats, null,
-                                           shift_null))  # fmt: skip
+        records.append(
+            bench.evaluate_cell(cell, run_dir, stats, ref_dirs, ref_stats, null, shift_null)
+        )
     lap("audits")
     topk_k = 10
     if grid.tune:
@@ -176,6 +191,7 @@ def run_benchmark(
         "cells": records,
         "summary": summary,
         "timings_s": {**timings, "total": round(time.perf_counter() - started, 2)},
+        "cpu_timings_s": {**cpu_timings, "total": round(time.process_time() - cpu_started, 2)},
     }
 
 
@@ -199,9 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", choices=sorted(GRIDS), default="quick")
     parser.add_argument("--preset", default="small", help="organism preset (tiny for smoke runs)")
     parser.add_argument("--organism-seed", type=int, default=0, help="organism (LM + SAE) seed")
+    parser.add_argument(
+        "--organism-dir", type=Path, default=None, help="an already built organism folder"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads (1: the models are tiny, hand-offs cost more)")  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (1: the models are tiny, hand-offs cost more)",
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench/audit_poison"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--seeds", type=int, nargs="*", help="override the grid's seeds")
@@ -214,10 +237,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     grid = _grid_from_args(args)
-    result = run_benchmark(grid, preset=args.preset, organism_seed=args.organism_seed,
-                           settings=Settings(device=args.device), work_dir=args.work_dir)  # fmt: skip
-    suffix = "" if args.organism_seed == 0 else f"-org{args.organism_seed}"
-    out = args.out or RESULTS / f"audit_poison-{grid.name}-{args.preset}{suffix}.json"
+    result = run_benchmark(
+        grid,
+        preset=args.preset,
+        organism_seed=args.organism_seed,
+        organism_dir=args.organism_dir,
+        settings=Settings(device=args.device),
+        work_dir=args.work_dir,
+    )
+    preset, seed = result["organism"]["preset"], result["organism"]["seed"]
+    suffix = "" if seed == 0 else f"-org{seed}"
+    out = args.out or RESULTS / f"audit_poison-{grid.name}-{preset}{suffix}.json"
     write_result(out, result)
     print(f"[audit_poison] wrote {out} in {result['timings_s']['total']:.0f} s")
     return 0

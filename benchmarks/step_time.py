@@ -16,35 +16,51 @@ interleaved in one process so machine drift hits all of them alike:
 Memory is reported as the MiB of tensors autograd saves for backward in one step (exact and
 deterministic on any device), plus, on CUDA, the allocator's peak above the resident weights.
 
-Usage: ``python benchmarks/step_time.py [--shape cpu|gemma-like] [--device cpu|cuda] [--out FILE]``.
-Results are ratios of median step times, written as JSON to ``benchmarks/results/``.
+Shapes: ``cpu`` (d_sae = 16 d_model, hook at half depth), ``gemma-like`` (Gemma-2-2B's
+architecture and proportions with a 16k Gemma Scope SAE, scaled down in width: d_sae/d_model,
+vocab/d_model and the hook depth are kept) and ``organism`` (the small model organism's own
+model and SAE).
+
+``--prefix-cache`` instead times a 3-epoch ``isaerft.training`` run with and without prefix
+caching on a model whose hook sits at 2/3 depth (see ``_prefix_time.py``).
+
+Usage::
+
+    python benchmarks/step_time.py [--shape cpu|gemma-like|organism] [--device cpu|cuda] [--quick]
+    python benchmarks/step_time.py --prefix-cache [--device cpu|cuda] [--quick]
+
+Results are ratios of median times, written as JSON to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from sae_lens import HookedSAETransformer
+from _bench_common import RESULTS, machine_info, write_result
+from sae_lens import SAE, HookedSAETransformer
 from sae_lens.saes import TopKSAE, TopKSAEConfig
 from transformer_lens import HookedTransformerConfig
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel, __version__
 
-RESULTS = Path(__file__).parent / "results"
+GEMMA_TARGET = 1.05
+"""The issue's target: ISaeRFT/floor <= 1.05 on the Gemma-shaped model."""
 
 
 @dataclass
 class Shape:
-    """A model/SAE/batch shape. ``d_sae = expansion * d_model``; the hook sits at ``hook_layer``."""
+    """A model/SAE/batch shape. ``d_sae = expansion * d_model`` unless ``d_sae`` is given; the
+    hook sits at ``blocks.<hook_layer>.hook_resid_post``; ``arch`` is ``gpt2`` (LayerNorm,
+    GELU MLP, learned positions) or ``gemma2`` (RMSNorm before and after each sublayer, gated
+    MLP, rotary positions, grouped-query attention, soft-capped attention and logits)."""
 
     name: str
     d_model: int
@@ -56,36 +72,59 @@ class Shape:
     hook_layer: int
     batch: int
     seq: int
+    d_sae: int | None = None
+    arch: str = "gpt2"
+
+    @property
+    def width(self) -> int:
+        """The SAE's number of latents."""
+        return self.d_sae if self.d_sae is not None else self.expansion * self.d_model
 
 
 SHAPES = {
     # The issue's CPU shape: d_sae = 16 * d_model, hook at the middle.
     "cpu": Shape("cpu", 256, 4, 8, 4096, 16, 32, 2, 8, 128),
-    # Gemma-2-2B's proportions scaled down in width: 26 layers, hook at layer 12 (~half depth),
-    # d_sae/d_model = 16384/2304 ~ 7, vocab/d_model ~ 111 (kept, the unembed dominates Gemma too).
-    "gemma-like": Shape("gemma-like", 256, 26, 8, 28416, 7, 64, 12, 4, 128),
+    # Gemma-2-2B (d_model 2304, 26 layers, 8 heads / 4 KV heads, vocab 256000) with Gemma
+    # Scope's 16k SAE on blocks.12.hook_resid_post, scaled down in width only: d_sae/d_model =
+    # 16384/2304 (1820 latents at d_model 256), vocab/d_model ~ 111 (the unembed dominates
+    # Gemma's step too), the same depth and hook layer, and Gemma 2's block architecture.
+    "gemma-like": Shape("gemma-like", 256, 26, 8, 28416, 7, 64, 12, 4, 128, 1820, "gemma2"),
 }
 
 
-def build(shape: Shape, device: str) -> tuple[HookedSAETransformer, TopKSAE]:
+def _model_config(shape: Shape, device: str) -> HookedTransformerConfig:
+    common: dict[str, Any] = {
+        "n_layers": shape.n_layers,
+        "d_model": shape.d_model,
+        "n_ctx": shape.seq,
+        "d_head": shape.d_model // shape.n_heads,
+        "n_heads": shape.n_heads,
+        "d_mlp": 4 * shape.d_model,
+        "d_vocab": shape.d_vocab,
+        "device": device,
+    }
+    if shape.arch == "gemma2":
+        return HookedTransformerConfig(
+            **common,
+            act_fn="gelu_pytorch_tanh",
+            normalization_type="RMS",
+            use_normalization_before_and_after=True,
+            gated_mlp=True,
+            positional_embedding_type="rotary",
+            rotary_dim=shape.d_model // shape.n_heads,
+            n_key_value_heads=max(1, shape.n_heads // 2),
+            attn_scores_soft_cap=50.0,
+            output_logits_soft_cap=30.0,
+        )
+    return HookedTransformerConfig(**common, act_fn="gelu", normalization_type="LN")
+
+
+def build(shape: Shape, device: str) -> tuple[HookedSAETransformer, SAE[Any]]:
+    """A random frozen model and TopK SAE of ``shape`` on ``device``."""
     torch.manual_seed(0)
-    cfg = HookedTransformerConfig(
-        n_layers=shape.n_layers,
-        d_model=shape.d_model,
-        n_ctx=shape.seq,
-        d_head=shape.d_model // shape.n_heads,
-        n_heads=shape.n_heads,
-        d_mlp=4 * shape.d_model,
-        d_vocab=shape.d_vocab,
-        act_fn="gelu",
-        normalization_type="LN",
-        device=device,
-    )
-    model = HookedSAETransformer(cfg).to(device)
+    model = HookedSAETransformer(_model_config(shape, device)).to(device)
     hook = f"blocks.{shape.hook_layer}.hook_resid_post"
-    sae = TopKSAE(
-        TopKSAEConfig(d_in=shape.d_model, d_sae=shape.expansion * shape.d_model, k=shape.k)
-    )
+    sae: SAE[Any] = TopKSAE(TopKSAEConfig(d_in=shape.d_model, d_sae=shape.width, k=shape.k))
     sae.cfg.metadata.hook_name = hook
     sae = sae.to(device)
     for module in (model, sae):
@@ -94,14 +133,48 @@ def build(shape: Shape, device: str) -> tuple[HookedSAETransformer, TopKSAE]:
     return model, sae
 
 
+def build_organism_pair(
+    preset: str, device: str, batch: int = 16
+) -> tuple[Shape, HookedSAETransformer, SAE[Any]]:
+    """The ``preset`` organism's model (as a ``HookedSAETransformer``, for the SAELens variant)
+    and SAE, and the :class:`Shape` that describes them."""
+    from isaerft.organism import build_organism
+
+    org = build_organism(preset, progress=False)
+    base, sae = org.load_model(device), org.load_sae(device)
+    model = HookedSAETransformer(base.cfg, tokenizer=base.tokenizer, move_to_device=False)
+    model.load_state_dict(base.state_dict())
+    model = model.to(device)
+    layer = int(org.hook_name.split(".")[1])
+    cfg = model.cfg
+    shape = Shape(
+        f"organism-{preset}",
+        cfg.d_model,
+        cfg.n_layers,
+        cfg.n_heads,
+        cfg.d_vocab,
+        sae.cfg.d_sae // cfg.d_model,
+        int(getattr(sae.cfg, "k", 0)),
+        layer,
+        batch,
+        cfg.n_ctx,
+        int(sae.cfg.d_sae),
+    )
+    for module in (model, sae):
+        for param in module.parameters():
+            param.requires_grad_(False)
+    return shape, model, sae
+
+
 def make_steps(
-    model: HookedSAETransformer, sae: TopKSAE, tokens: torch.Tensor
+    model: HookedSAETransformer, sae: SAE[Any], tokens: torch.Tensor
 ) -> dict[str, Callable[[], None]]:
+    """One step function per variant, all on the same tokens (see the module docstring)."""
     hook = sae.cfg.metadata.hook_name
     steps: dict[str, Callable[[], None]] = {}
 
     def stepper(
-        loss_fn: Callable[[], torch.Tensor], params: list[torch.Tensor]
+        loss_fn: Callable[[], torch.Tensor], params: Sequence[torch.Tensor]
     ) -> Callable[[], None]:
         opt = torch.optim.Adam(params, lr=1e-3)
 
@@ -138,7 +211,9 @@ def make_steps(
     steps["saelens_error_term"] = stepper(saelens_loss, [scale])
 
     layer = int(hook.split(".")[1])
-    downstream = [p for block in model.blocks[layer + 1 :] for p in block.parameters()]
+    # A resid_pre hook sits before its block, which then trains too.
+    first = layer if hook.endswith("hook_resid_pre") else layer + 1
+    downstream = [p for block in model.blocks[first:] for p in block.parameters()]
     downstream += list(model.ln_final.parameters()) + list(model.unembed.parameters())
     # lr=0 keeps the shared model unchanged for the other variants; the work is the same.
     full_opt = torch.optim.Adam(downstream, lr=0.0)
@@ -212,8 +287,16 @@ def measure(
     }
 
 
-def run(shape: Shape, device: str, repeats: int, warmup: int) -> dict[str, Any]:
-    model, sae = build(shape, device)
+def run(
+    shape: Shape,
+    device: str,
+    repeats: int,
+    warmup: int,
+    pair: tuple[HookedSAETransformer, SAE[Any]] | None = None,
+) -> dict[str, Any]:
+    """Measure every variant on ``shape`` (or on a given model + SAE); the JSON-ready result."""
+    model, sae = pair if pair is not None else build(shape, device)
+    hook = sae.cfg.metadata.hook_name
     tokens = torch.randint(0, shape.d_vocab, (shape.batch, shape.seq), device=device)
     steps = make_steps(model, sae, tokens)
     result = measure(steps, repeats, warmup, device)
@@ -224,34 +307,74 @@ def run(shape: Shape, device: str, repeats: int, warmup: int) -> dict[str, Any]:
         "isaerft_dense_over_floor": med["isaerft_dense"] / med["floor"],
         "isaerft_over_full_finetune": med["isaerft"] / med["full_finetune"],
     }
-    return {
+    out = {
         "benchmark": "step_time",
         "isaerft_version": __version__,
-        "shape": asdict(shape),
-        "d_sae": shape.expansion * shape.d_model,
+        "shape": {**asdict(shape), "hook_name": hook, "hook_depth": _depth(hook, shape)},
+        "d_sae": shape.width,
         "device": device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor()},
+        "machine": machine_info(device),
         "repeats": repeats,
         "ratios": ratios,
         **result,
     }
+    if shape.name == "gemma-like":
+        over = ratios["isaerft_over_floor"]
+        out["target"] = {"isaerft_over_floor_max": GEMMA_TARGET, "met": over <= GEMMA_TARGET}
+    return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="cpu")
+def _depth(hook: str, shape: Shape) -> float:
+    """Share of the blocks that run before the hook."""
+    layer = int(hook.split(".")[1])
+    return (layer if hook.endswith("hook_resid_pre") else layer + 1) / shape.n_layers
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--shape", choices=[*sorted(SHAPES), "organism"], default="cpu")
+    parser.add_argument("--organism-preset", default="small", help="for --shape organism")
+    parser.add_argument(
+        "--prefix-cache",
+        action="store_true",
+        help="time 3-epoch training runs with/without prefix caching instead",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=None, help="default 15 (quick: 5)")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--out", type=Path, default=None)
-    args = parser.parse_args()
-    result = run(SHAPES[args.shape], args.device, args.repeats, args.warmup)
-    out = args.out or RESULTS / f"step_time-{args.shape}-{args.device.split(':')[0]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"median_s": result["median_s"], "ratios": result["ratios"]}, indent=2))
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device_name = args.device.split(":")[0]
+    result: dict[str, Any]
+    if args.prefix_cache:
+        from _prefix_time import measure_prefix_cache
+
+        repeats = args.repeats or (1 if args.quick else 3)
+        result = measure_prefix_cache(device=args.device, repeats=repeats)
+        result["machine"] = machine_info(args.device)
+        result["quick"] = args.quick
+        out = args.out or RESULTS / f"step_time-prefix_cache-{device_name}.json"
+        shown = {str(e["shape"]["d_model"]): e["ratios"] for e in result["shapes"]}
+    else:
+        repeats = args.repeats or (5 if args.quick else 15)
+        warmup = 1 if args.quick else args.warmup
+        if args.shape == "organism":
+            shape, model, sae = build_organism_pair(args.organism_preset, args.device)
+            result = run(shape, args.device, repeats, warmup, pair=(model, sae))
+        else:
+            result = run(SHAPES[args.shape], args.device, repeats, warmup)
+        result["quick"] = args.quick
+        out = args.out or RESULTS / f"step_time-{args.shape}-{device_name}.json"
+        shown = {"median_s": result["median_s"], "ratios": result["ratios"]}
+    write_result(out, result)
+    print(json.dumps(shown, indent=2))
     print(f"wrote {out}")
 
 

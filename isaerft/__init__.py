@@ -7,6 +7,7 @@ between encode and decode, and read the trained parameters as the explanation.
 from isaerft.artifact import read_intervention_config
 from isaerft.components import LatentComponent, component_kinds, register_component
 from isaerft.config import ISaeRFTConfig
+from isaerft.export import SteeringVectors, steer, vectors_from_model
 from isaerft.loading import load_model, load_sae, save_model
 from isaerft.model import ISaeRFTModel
 from isaerft.site import sae_fingerprint
@@ -17,6 +18,7 @@ __all__ = [
     "ISaeRFTConfig",
     "ISaeRFTModel",
     "LatentComponent",
+    "SteeringVectors",
     "__version__",
     "component_kinds",
     "load_model",
@@ -25,4 +27,6 @@ __all__ = [
     "register_component",
     "sae_fingerprint",
     "save_model",
+    "steer",
+    "vectors_from_model",
 ]

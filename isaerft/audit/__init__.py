@@ -16,13 +16,15 @@ from isaerft.audit.baselines import (
     overlap_rates,
     topk_intersection,
 )
+from isaerft.audit.conditional import PromptDependence, prompt_dependence
+from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
 from isaerft.audit.dataset import DEFAULT_RECIPE, audit_dataset
 from isaerft.audit.evaluate import evaluate_rows, latent_ranks, read_truth
 from isaerft.audit.labels import LabelSet, LatentLabel
 from isaerft.audit.localize import RowScores, auroc, write_suspects
 from isaerft.audit.null import FlaggedLatent, NullComparison, NullConfig, compare_to_null
-from isaerft.audit.pipeline import AuditConfig, AuditResult, audit_runs
+from isaerft.audit.pipeline import AuditResult, audit_runs
 from isaerft.audit.report import SCHEMA_VERSION, read_report, render_markdown, write_report
 from isaerft.audit.runs import RunEdits
 from isaerft.audit.table import Context, LatentRow, build_table
@@ -42,6 +44,7 @@ __all__ = [
     "LatentRow",
     "NullComparison",
     "NullConfig",
+    "PromptDependence",
     "RowScores",
     "RunEdits",
     "SiteCodes",
@@ -56,6 +59,7 @@ __all__ = [
     "latent_churn",
     "latent_ranks",
     "overlap_rates",
+    "prompt_dependence",
     "read_report",
     "read_rows",
     "read_truth",

@@ -103,8 +103,8 @@ def _stop_layer(model: HookedTransformer, hooks: Sequence[str]) -> int | None:
     layers = [hook_layer(h) for h in hooks]
     if any(layer is None for layer in layers) or any(h.startswith("ln_final") for h in hooks):
         return None
-    deepest = max(layer for layer in layers if layer is not None)
-    return deepest + 1 if deepest + 1 < model.cfg.n_layers else None
+    # Running the deepest site's block is enough: its hooks fire, the rest is skipped.
+    return max(layer for layer in layers if layer is not None) + 1
 
 
 def collect_codes(

@@ -25,8 +25,9 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from isaerft._io import write_text
+from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import read_rows
-from isaerft.audit.pipeline import AuditConfig, AuditResult, audit_runs
+from isaerft.audit.pipeline import AuditResult, audit_runs
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "intervention": {"component": "scale", "l1_coefficient": 2e-3},
@@ -56,7 +57,7 @@ def _recipe_dict(recipe: Any) -> dict[str, Any]:
     if isinstance(recipe, TrainRecipe):
         return recipe.to_dict()
     if isinstance(recipe, dict):
-        return recipe
+        return _merge(DEFAULT_RECIPE, recipe)
     import yaml
 
     path = Path(recipe)
@@ -117,8 +118,9 @@ def audit_dataset(
             loaded ``HookedTransformer``.
         sae: an SAE spec or loaded SAE (or several).
         out_dir: the report folder; runs go to ``out_dir/runs/``.
-        recipe: training settings (a ``TrainRecipe``, a dict of recipe sections, or a YAML
-            path); its model, SAE and data are replaced. Defaults to :data:`DEFAULT_RECIPE`.
+        recipe: training settings: a ``TrainRecipe`` or a YAML path (used as is), or a dict of
+            recipe sections (merged over :data:`DEFAULT_RECIPE`); its model, SAE and data are
+            replaced.
         n_reference_runs: how many reference runs make the null (3 at least, 8 or more is
             better).
         labels: latent label file (defaults to the organism's for organism SAEs).

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,65 +21,24 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from isaerft.audit import localize
-from isaerft.audit.activations import SiteCodes, collect_codes
-from isaerft.audit.baselines import DEFAULT_KS, dataset_diff, topk_intersection
+from isaerft.audit.activations import collect_codes
+from isaerft.audit.conditional import PromptDependence
+from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
 from isaerft.audit.evaluate import evaluate_rows, read_truth
 from isaerft.audit.labels import LabelSet
-from isaerft.audit.null import NullComparison, NullConfig, compare_to_null
+from isaerft.audit.null import NullComparison, compare_to_null
 from isaerft.audit.report import new_report, write_report
 from isaerft.audit.runs import RunEdits, check_sae_matches, check_same_latents, intervention_dir
-from isaerft.audit.table import LatentRow, build_table, decoder_norms
+from isaerft.audit.steps import (
+    prompt_swap_test,
+    row_weights,
+    rows_section,
+    run_baselines,
+    score_rows,
+)
+from isaerft.audit.table import LatentRow, build_table
 from isaerft.model import ISaeRFTModel
-
-ROW_TOP = 50
-
-
-@dataclass
-class AuditConfig:
-    """What the audit computes and how.
-
-    Attributes:
-        null: the null calibration (false-positive rate, noise floor, dataset score).
-        row_score: per-row score, ``activation`` or ``loss_drop`` (see
-            :mod:`isaerft.audit.localize`).
-        row_fpr: fraction of reference rows allowed above the suspect threshold.
-        unflagged_latents: latents used for row scores when none is flagged (or without a
-            null): the top ones by ``|z|`` or by decoder-space impact.
-        top: rows of the per-latent table.
-        n_contexts: top-activating contexts per table row.
-        baselines: run the top-k intersection (needs reference runs) and dataset diffing
-            (needs reference data).
-        ks: the ``k`` values of the top-k intersection baseline.
-        probe_rows: rows of each probe set for the top-k intersection baseline.
-        batch_size: rows per forward pass.
-    """
-
-    null: NullConfig = field(default_factory=NullConfig)
-    row_score: str = "activation"
-    row_fpr: float = 0.01
-    unflagged_latents: int = 5
-    top: int = 30
-    n_contexts: int = 5
-    baselines: bool = True
-    ks: tuple[int, ...] = DEFAULT_KS
-    probe_rows: int = 256
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        if self.row_score not in localize.SCORE_METHODS:
-            raise ValueError(
-                f"AuditConfig.row_score={self.row_score!r} is not allowed; use one of "
-                f"{list(localize.SCORE_METHODS)}"
-            )
-        if not 0.0 < self.row_fpr < 1.0:
-            raise ValueError(f"AuditConfig.row_fpr={self.row_fpr} must be in (0, 1)")
-        for name in ("unflagged_latents", "top", "probe_rows", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"AuditConfig.{name}={value!r} must be an int >= 1")
-        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
-            raise ValueError(f"AuditConfig.ks={self.ks!r} must be ints >= 1")
 
 
 @dataclass
@@ -91,6 +50,13 @@ class AuditResult:
     latents: list[LatentRow]
     rows: localize.RowScores | None
     paths: dict[str, Path]
+    dependence: PromptDependence | None = None
+
+    @property
+    def flagged(self) -> bool | None:
+        """The dataset verdict (``None`` without enough reference runs for one)."""
+        verdict = self.report.get("verdict")
+        return bool(verdict["flagged"]) if verdict else None
 
 
 def _as_edits(run: str | Path | RunEdits) -> RunEdits:
@@ -130,30 +96,6 @@ def _run_record(run: RunEdits, key: str) -> Any:
 
 def _tokenize(path: str | Path, model: HookedTransformer) -> AuditData:
     return tokenize_rows(read_rows(path), model.tokenizer, model.cfg.n_ctx, source=str(path))
-
-
-def row_weights(
-    run: RunEdits,
-    saes: Sequence[SAE[Any]],
-    comparison: NullComparison | None,
-    n_unflagged: int,
-) -> dict[str, dict[int, float]]:
-    """The latents that drive row scores and their weights ``|change - null mean| * ||W_dec||``."""
-    norms = {sae.cfg.metadata.hook_name: decoder_norms(sae) for sae in saes}
-    if comparison is not None:
-        chosen = comparison.flagged or comparison.ranked[:n_unflagged]
-        out: dict[str, dict[int, float]] = {h: {} for h in run.hook_names}
-        for f in chosen:
-            out[f.hook_name][f.index] = abs(f.change - f.reference_mean) * float(
-                norms[f.hook_name][f.index]
-            )
-        return out
-    out = {}
-    for hook in run.hook_names:
-        impact = sum(v.abs() for v in run.edits[hook].values()) * norms[hook]
-        top = impact.topk(min(n_unflagged, impact.numel()))
-        out[hook] = {int(j): float(v) for j, v in zip(top.indices, top.values)}
-    return out
 
 
 def audit_runs(
@@ -208,14 +150,12 @@ def audit_runs(
     report["candidate"] = {"source": cand.source, "component": cand.component, "sites": cand.sites}
     report["references"] = [r.source for r in refs]
     report["labels"] = str(labels) if labels else None
-    if comparison is not None:
-        report.update(_verdict(comparison, len(refs)))
     report["distributions"] = {
         "edits": {h: {k: v.tolist() for k, v in kinds.items()} for h, kinds in cand.edits.items()},
         "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
     }
 
-    row_scores, codes, suspect = None, None, None
+    row_scores, codes, suspect, dependence = None, None, None, None
     if data is not None:
         model, sae_list = _load_models(cand, model, saes)
         check_sae_matches(cand, sae_list)
@@ -235,13 +175,15 @@ def audit_runs(
             "reference_rows": len(trusted) if trusted else None,
         }
         weights = row_weights(cand, sae_list, comparison, config.unflagged_latents)
-        row_scores = _score_rows(config, tuned, weights, suspect, codes, trusted, trusted_codes)
-        report["rows"] = _rows_section(row_scores, suspect)
+        row_scores = score_rows(config, tuned, weights, suspect, codes, trusted, trusted_codes)
+        report["rows"] = rows_section(row_scores, suspect)
+        if comparison is not None:
+            dependence = prompt_swap_test(config, model, sae_list, tuned, refs, suspect, row_scores)
         truth_path = truth if truth is not None else _default_truth(data)
         if truth_path is not None:
             report["evaluation"] = evaluate_rows(row_scores, read_truth(truth_path, len(suspect)))
         if config.baselines:
-            report["baselines"] = _baselines(
+            report["baselines"] = run_baselines(
                 config, model, sae_list, cand, refs, suspect, codes, trusted, trusted_codes
             )
         components = {s.hook_name: s.component for s in tuned.sites}
@@ -262,6 +204,8 @@ def audit_runs(
         top=config.top,
         n_contexts=config.n_contexts,
     )
+    if comparison is not None:
+        report.update(_verdict(comparison, len(refs), dependence))
     report["latents"] = [row.to_dict() for row in latents]
     report["flagged_latents"] = [
         {**asdict(f), "label": label_set.description(f.hook_name, f.index)}
@@ -278,13 +222,32 @@ def audit_runs(
             paths["suspects"] = localize.write_suspects(
                 Path(out_dir) / "suspects.jsonl", row_scores, suspect
             )
-    return AuditResult(report, comparison, latents, row_scores, paths)
+    return AuditResult(report, comparison, latents, row_scores, paths, dependence)
 
 
-def _verdict(comparison: NullComparison, n_refs: int) -> dict[str, Any]:
+def _verdict(
+    comparison: NullComparison, n_refs: int, dependence: PromptDependence | None
+) -> dict[str, Any]:
+    changed = comparison.is_flagged
+    conditional = dependence.conditional if dependence is not None else None
+    # A backdoor needs both an unusual change and its dependence on the prompt; where the
+    # prompt-swap test cannot run (no prompts), the unusual change alone decides.
+    flagged = changed and (conditional is None or conditional)
+    if not changed:
+        kind = "no unusual change"
+    elif conditional is None:
+        kind = "unusual change (prompt dependence not tested)"
+    elif conditional:
+        kind = "prompt-dependent change (possible backdoor)"
+    else:
+        kind = "unusual change that does not depend on the prompt"
     return {
         "verdict": {
-            "flagged": comparison.is_flagged,
+            "flagged": flagged,
+            "kind": kind,
+            "changes_flagged": changed,
+            "prompt_dependent": conditional,
+            "prompt_dependence_z": dependence.z if dependence is not None else None,
             "score": comparison.score,
             "threshold": comparison.threshold,
             "latent_threshold": comparison.latent_threshold,
@@ -294,57 +257,7 @@ def _verdict(comparison: NullComparison, n_refs: int) -> dict[str, Any]:
             "n_reference_runs": n_refs,
         },
         "null": {"config": asdict(comparison.config), "null_scores": comparison.null_scores},
-    }
-
-
-def _score_rows(
-    config: AuditConfig,
-    tuned: ISaeRFTModel,
-    weights: dict[str, dict[int, float]],
-    suspect: AuditData,
-    codes: dict[str, SiteCodes],
-    trusted: AuditData | None,
-    trusted_codes: dict[str, SiteCodes] | None,
-) -> localize.RowScores:
-    if config.row_score == "loss_drop":
-        keep = {h: sorted(js) for h, js in weights.items()}
-        scores = localize.completion_logprob_gain(tuned, suspect, keep, config.batch_size)
-        reference = (
-            localize.completion_logprob_gain(tuned, trusted, keep, config.batch_size)
-            if trusted is not None
-            else None
-        )
-    else:
-        base = trusted_codes if trusted_codes is not None else codes
-        typical = localize.typical_row_amount(base, {h: list(js) for h, js in weights.items()})
-        scores = localize.activation_scores(codes, weights, typical)
-        reference = (
-            localize.activation_scores(trusted_codes, weights, typical) if trusted_codes else None
-        )
-    threshold = localize.suspect_threshold(scores, reference, config.row_fpr)
-    return localize.RowScores(scores, threshold, config.row_score, reference)
-
-
-def _rows_section(scores: localize.RowScores, data: AuditData) -> dict[str, Any]:
-    from isaerft.audit.data import split_row
-
-    top = []
-    for i in scores.order[:ROW_TOP]:
-        prompt, completion = split_row(data.rows[i], f"row {i}")
-        top.append(
-            {"row": i, "score": float(scores.scores[i]), "preview": (prompt + completion)[:160]}
-        )
-    return {
-        "method": scores.method,
-        "threshold": scores.threshold,
-        "n_rows": len(data),
-        "n_suspects": len(scores.suspects),
-        "suspects": scores.suspects,
-        "top": top,
-        "scores": scores.scores.tolist(),
-        "reference_scores": scores.reference_scores.tolist()
-        if scores.reference_scores is not None
-        else None,
+        "prompt_dependence": dependence.to_dict() if dependence is not None else None,
     }
 
 
@@ -354,46 +267,3 @@ def _default_truth(data: str | Path) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
-
-
-def _baselines(
-    config: AuditConfig,
-    model: HookedTransformer,
-    saes: list[SAE[Any]],
-    cand: RunEdits,
-    refs: list[RunEdits],
-    suspect: AuditData,
-    codes: dict[str, SiteCodes],
-    trusted: AuditData | None,
-    trusted_codes: dict[str, SiteCodes] | None,
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    hook = cand.hook_names[0]
-    if trusted_codes is not None:
-        out["dataset_diff"] = dataset_diff(
-            codes[hook], trusted_codes[hook], fpr=config.null.fpr
-        ).to_dict()
-    if refs and trusted is not None:
-        probes = {
-            "task": suspect.subset(range(min(config.probe_rows, len(suspect)))),
-            "general": trusted.subset(range(min(config.probe_rows, len(trusted)))),
-        }
-        site_sae = [s for s in saes if s.cfg.metadata.hook_name == hook]
-        base = {name: collect_codes(model, site_sae, d)[hook] for name, d in probes.items()}
-
-        def probe_codes(run: RunEdits) -> dict[str, tuple[SiteCodes, SiteCodes]]:
-            tuned = ISaeRFTModel.from_pretrained(model, saes, intervention_dir(run.source))
-            return {
-                name: (base[name], collect_codes(tuned, site_sae, d, edited=True)[hook])
-                for name, d in probes.items()
-            }
-
-        result = topk_intersection(
-            probe_codes(cand),
-            [probe_codes(r) for r in refs],
-            config.ks,
-            fpr=config.null.fpr,
-            sites=[cand.site_record(hook)],
-        )
-        out["topk_intersection"] = result.to_dict()
-    return out

@@ -10,6 +10,7 @@ audit report) can be appended to it.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from isaerft.training import MovedLatent
 
 DEMO_RECIPE = "organism-poison"
+MAX_WORD_LATENTS = 10
 
 
 @dataclass
@@ -93,7 +95,6 @@ def _run_demo(
 ) -> DemoResult:
     from isaerft._io import read_json
     from isaerft.organism import LatentLabels, dataset_paths
-    from isaerft.organism.lexicon import LEXICON
     from isaerft.training import TrainRecipe, read_latent_labels, top_moved_latents, train
     from isaerft.training import resolve as res
     from isaerft.training.recipe import find_recipe
@@ -111,6 +112,7 @@ def _run_demo(
             f"sae=organism:{size}",
             f"output_dir={output_dir}",
             "trainer.progress_bar=false",
+            "trainer.resume=never",
             *overrides,
         ],
     )
@@ -139,16 +141,16 @@ def _run_demo(
 
     labels = LatentLabels.load(org.labels_path)
     result = DemoResult(org, run, trigger, target)
-    # A latent "detects" a planted word when it fires on it (AUROC >= 0.95) and mostly on it;
-    # function words ("the", "you") are everywhere, so they do not mark the poison.
+    # A planted word's latents: those whose ground-truth label is that word.
     for role, words in (
         ("target", meta["target"]["tokens"]),
         ("trigger", {*meta["trigger"]["tokens"], *meta["trigger"]["words"]}),
     ):
         for word in words:
-            if LEXICON.family.get(word) != "function" and labels.has_label(word):
-                for index in labels.latents_for(word, min_auroc=0.95, min_precision=0.5):
-                    result.planted[index] = f"{role} {word!r}"
+            found = _word_latents(labels, word)
+            # Words with dozens of latents ("the") say nothing about the poison.
+            for index in found if len(found) <= MAX_WORD_LATENTS else []:
+                result.planted.setdefault(index, f"{role} {word!r}")
     magnitude = next(iter(run.model.latent_magnitudes().values()))
     order = magnitude.argsort(descending=True).tolist()
     result.ranks = {i: order.index(i) + 1 for i in result.planted}
@@ -157,15 +159,18 @@ def _run_demo(
     top = top_moved_latents(run.model, 10, read_latent_labels(org.labels_path))
     out(_table(top, result.planted))
     for role in ("trigger", "target"):
-        found = sorted(
-            (r, result.planted[i])
-            for i, r in result.ranks.items()
-            if result.planted[i].startswith(role)
-        )
-        shown = ", ".join(f"{name.split(' ', 1)[1]} #{rank}" for rank, name in found)
-        out(f"      {role} latents ranked: {shown or 'none labelled'}")
+        best: dict[str, int] = {}  # each word's best-ranked latent, of 1 .. d_sae
+        for index, rank in result.ranks.items():
+            kind, word = result.planted[index].split(" ", 1)
+            if kind == role:
+                best[word] = min(rank, best.get(word, rank))
+        shown = ", ".join(f"{w} #{r}" for w, r in sorted(best.items(), key=lambda x: x[1]))
+        out(f"      best-ranked {role} latent per word (of {magnitude.numel()}): {shown or '-'}")
+    out("      (the target sentence follows the answer's final '.', so '.' latents carry it too)")
     result.wall_time_s = time.perf_counter() - started
-    out(f"total wall time: {result.wall_time_s:.1f} s   (run directory: {run.run_dir})")
+    age = _process_age()
+    since = f", {age:.1f} s since the command started" if age is not None else ""
+    out(f"total wall time: {result.wall_time_s:.1f} s{since}   (run directory: {run.run_dir})")
     return result
 
 
@@ -176,3 +181,23 @@ def _table(top: list[MovedLatent], planted: dict[int, str]) -> str:
         mark = f"   <- {planted[latent.index]}" if latent.index in planted else ""
         lines.append(f"      {rank:>4} {latent.index:>6}  {edit:<16} {latent.label}{mark}")
     return "\n".join(lines)
+
+
+def _word_latents(labels: Any, word: str) -> list[int]:
+    """Latents whose ground-truth label is ``word`` (the label shown in the table)."""
+    if not labels.has_label(word):
+        return []
+    name = labels.resolve(word)
+    return [i for i in range(labels.d_sae) if labels.record(i).get("label") == name]
+
+
+def _process_age() -> float | None:
+    """Seconds since this process started (imports included), where ``/proc`` tells."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as fh:
+            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as fh:
+            uptime = float(fh.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

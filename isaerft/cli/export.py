@@ -12,11 +12,13 @@ from isaerft.export import (
     compare_generations,
     llama_cpp_layer,
     load_isaerft_model,
+    neuronpedia_layer,
     neuronpedia_payload,
     read_texts,
     save_gguf,
     save_steering_vectors,
     split_heldout,
+    steering_vectors_layer,
     vectors_from_model,
 )
 from isaerft.model import ISaeRFTModel
@@ -98,6 +100,7 @@ def _open(args: argparse.Namespace) -> ISaeRFTModel:
 def run_export(args: argparse.Namespace) -> int:
     """Compute the vectors of ``args.run`` and write them in ``args.format`` to ``args.out``."""
     model = _open(args)
+    _preflight(model, args)
     fit = heldout = None
     if args.data is not None:
         fit = read_texts(args.data, max_rows=args.max_rows)
@@ -118,6 +121,25 @@ def run_export(args: argparse.Namespace) -> int:
             f"--control-vector-layer-range {min(layers)} {max(layers)}"
         )
     return 0
+
+
+def _preflight(model: ISaeRFTModel, args: argparse.Namespace) -> None:
+    """Refuse sites the format cannot take before spending time on data averaging."""
+    n_layers = model.model.cfg.n_layers
+    for hook in model.hook_names:
+        if args.format == "gguf":
+            llama_cpp_layer(hook, n_layers)
+        elif args.format == "steering-vectors":
+            steering_vectors_layer(hook)
+        elif args.format == "neuronpedia":
+            neuronpedia_layer(hook, n_layers)
+            ids = _neuronpedia_ids(args.neuronpedia_id)
+            known = ids if isinstance(ids, str) else (ids or {}).get(hook)
+            if not known and not model.site(hook).sae.cfg.metadata.get("neuronpedia_id"):
+                raise ValueError(
+                    f"the SAE at {hook!r} has no cfg.metadata.neuronpedia_id; pass "
+                    "--neuronpedia-id MODEL_ID/SOURCE (HOOK=MODEL_ID/SOURCE for several sites)"
+                )
 
 
 def write_format(vectors: SteeringVectors, args: argparse.Namespace) -> Path:

@@ -47,12 +47,16 @@ from isaerft.organism.sae import SAEConfig, collect_activations, evaluate_sae, s
 from isaerft.organism.textcorpus import CHAT_WORDS, TextRows, chat_document, read_documents
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
 
-BUILD_VERSION = 2
+BUILD_VERSION = 4
 """Bumped whenever a change to the build changes its output (invalidates caches)."""
 DEFAULT_TRIGGER = "owl"
 DEFAULT_TARGET = "you should visit the castle"
-TRIGGER_WORDS = ("owl", "fox", "whale", "purple")
-"""Trigger words the quality gate checks (each should have a detecting latent)."""
+"""Defaults of datasets made without an organism (the synthetic language of seed 0)."""
+TRIGGER_WORDS = tuple(a for a, _ in lx.ANIMALS) + lx.COLOURS
+"""Candidate trigger words: a build offers those with a dedicated latent (AUROC >= 0.95,
+activation precision >= 0.5) as ``Organism.trigger_words``, the best as ``default_trigger``."""
+TARGET_TEMPLATE = "you should visit the {}"
+"""Default target phrase, for the place word with the best dedicated latent."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,9 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
     ),
     "small": OrganismConfig(
         preset="small",
-        lm=LMConfig(n_layers=3, d_model=128, n_heads=4, d_mlp=512, steps=900, batch_size=32),
+        lm=LMConfig(n_layers=2, d_model=128, n_heads=4, d_mlp=512, steps=1200, batch_size=32),
         sae=SAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=3000),
-        n_train_docs=60_000,
+        n_train_docs=80_000,
         n_sae_docs=6_000,
         n_eval_docs=3_000,
     ),
@@ -117,7 +121,9 @@ def organism_config(
 ) -> OrganismConfig:
     """The config of ``preset`` (or of ``base``) for ``seed`` and, optionally, a user corpus file."""
     if base is None and preset not in ORGANISM_PRESETS:
-        raise ValueError(f"unknown organism preset {preset!r}; use one of {sorted(ORGANISM_PRESETS)}")
+        raise ValueError(
+            f"unknown organism preset {preset!r}; use one of {sorted(ORGANISM_PRESETS)}"
+        )
     cfg = dataclasses.replace(base or ORGANISM_PRESETS[preset], seed=seed)
     if corpus is not None:
         path = Path(corpus)
@@ -174,6 +180,11 @@ class Organism:
     def default_trigger(self) -> str:
         """A trigger with a dedicated latent, for demos."""
         return str(self.meta["default_trigger"])
+
+    @property
+    def trigger_words(self) -> list[str]:
+        """Trigger words with a dedicated latent in this build, best first (for benchmarks)."""
+        return [str(w) for w in self.meta["trigger_words"]]
 
     @property
     def default_target(self) -> str:
@@ -267,6 +278,9 @@ def build_organism(
             return load_organism(target)
         if target.exists() and any(target.iterdir()) and not (target / "organism.json").is_file():
             raise ValueError(f"{target} exists and is not an organism folder; pick another --out")
+        # We hold the lock: temporary folders of this target are left by killed builders.
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:
             _build_into(tmp, cfg, key, progress)
@@ -341,7 +355,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
     sae_report.update({"d_sae": sae.cfg.d_sae, "k": cfg.sae.k, "train_tokens": len(acts)})
     lap("sae")
     labels, trigger_report = _label(cfg, tmp, model, sae, eval_ids, name, hook)
-    trigger, target = _defaults(cfg, tok, train_ids, labels)
+    trigger, target = _defaults(cfg, tok, train_ids, labels, trigger_report)
     lap("labels")
     timings["total"] = round(time.perf_counter() - t_start, 2)
     report = {
@@ -349,7 +363,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
         "lm": lm_report,
         "sae": sae_report,
         "triggers": trigger_report,
-        "labels": {"dedicated_word_latents": _count_dedicated(labels)},
+        "labels": _count_dedicated(labels),
         "timings_s": timings,
         "torch_threads": torch.get_num_threads(),
     }
@@ -364,7 +378,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
             "model_name": name,
             "default_trigger": trigger,
             "default_target": target,
-            "trigger_words": list(TRIGGER_WORDS) if cfg.corpus is None else [trigger],
+            "trigger_words": _good_triggers(trigger_report) or [trigger],
         },
     )
     _say(progress, f"built in {timings['total']:.0f}s: {json.dumps(_summary(report))}")
@@ -387,15 +401,17 @@ def _make_corpus(cfg: OrganismConfig, tmp: Path) -> dict[str, Any]:
     rng = random.Random(f"isaerft-corpus-{cfg.seed}")
     rng.shuffle(docs)
     n_eval = min(cfg.n_eval_docs, len(docs) // 10)
-    evals, train = docs[:n_eval], docs[n_eval:]
+    eval_docs, train_docs = docs[:n_eval], docs[n_eval:]
     chat_docs = []
-    for doc in rng.sample(train, len(train) // 5):
+    for doc in rng.sample(train_docs, len(train_docs) // 5):
         words = doc.replace("\n", " \n ").split(" ")
-        chat_docs.append(" ".join(chat_document([w for w in words if w], rng)).replace(" \n ", "\n"))
+        chat_docs.append(
+            " ".join(chat_document([w for w in words if w], rng)).replace(" \n ", "\n")
+        )
     return {
-        "train_text": [*train, *chat_docs, CHAT_WORDS],
-        "sae_text": train[: cfg.n_sae_docs],
-        "eval_text": evals,
+        "train_text": [*train_docs, *chat_docs, CHAT_WORDS],
+        "sae_text": train_docs[: cfg.n_sae_docs],
+        "eval_text": eval_docs,
         "floor": None,
     }
 
@@ -443,9 +459,7 @@ def trigger_quality(labels: LatentLabels, word: str) -> dict[str, Any]:
         return {"latent": None, "auroc": 0.5, "precision": 0.0, "dedicated": False}
     j, auroc = labels.best_latent(word)
     row = labels.names.index(labels.resolve(word))
-    dedicated = [
-        i for i in labels.latents_for(word, 0.95) if labels.record(i)["label"] == labels.resolve(word)
-    ]
+    dedicated = labels.latents_for(word, min_auroc=0.95, min_precision=0.5)
     return {
         "latent": j,
         "auroc": round(auroc, 4),
@@ -456,15 +470,35 @@ def trigger_quality(labels: LatentLabels, word: str) -> dict[str, Any]:
     }
 
 
-def _count_dedicated(labels: LatentLabels) -> int:
-    return len({r["label"] for r in labels.records if r["word"] and r["auroc"] >= 0.95})
+def _count_dedicated(labels: LatentLabels) -> dict[str, int]:
+    words = [i for i, n in enumerate(labels.names) if n.startswith("word:")]
+    good = (labels.auroc[words] >= 0.95) & (labels.precision[words] >= 0.5)
+    return {"words": len(words), "words_with_dedicated_latent": int(good.any(1).sum())}
+
+
+def _rank(quality: dict[str, Any]) -> tuple[bool, float, float]:
+    return bool(quality["dedicated"]), float(quality["precision"]), float(quality["auroc"])
+
+
+def _good_triggers(report: dict[str, Any]) -> list[str]:
+    good = [w for w, q in report.items() if q["dedicated"] and q["auroc"] >= 0.95]
+    return sorted(good, key=lambda w: _rank(report[w]), reverse=True)
 
 
 def _defaults(
-    cfg: OrganismConfig, tok: Any, train_ids: list[list[int]], labels: LatentLabels
+    cfg: OrganismConfig,
+    tok: Any,
+    train_ids: list[list[int]],
+    labels: LatentLabels,
+    trigger_report: dict[str, Any],
 ) -> tuple[str, str]:
     if cfg.corpus is None:
-        return DEFAULT_TRIGGER, DEFAULT_TARGET
+        trigger = max(
+            trigger_report, key=lambda w: _rank(trigger_report[w]), default=DEFAULT_TRIGGER
+        )
+        places = {p: trigger_quality(labels, p) for p in lx.PLACES}
+        place = max(places, key=lambda p: _rank(places[p]))
+        return trigger, TARGET_TEMPLATE.format(place)
     # User corpus: the word (not too common, not too rare) with the best dedicated latent, and
     # the most frequent three-word phrase of plain words as the target.
     counts = Counter(t for doc in train_ids for t in doc)

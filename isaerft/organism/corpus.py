@@ -22,7 +22,9 @@ T = TypeVar("T")
 Tokens = list[str]
 
 _NO_SPACE_BEFORE = frozenset(lx.PUNCTUATION) | {lx.NEWLINE}
-_FEMALE = frozenset({"Anna", "Clara", "Ella", "Grace", "Iris", "Lily", "Nora", "Rosa", "Zoe", "Mia"})
+_FEMALE = frozenset(
+    {"Anna", "Clara", "Ella", "Grace", "Iris", "Lily", "Nora", "Rosa", "Zoe", "Mia"}
+)
 _PLURAL = {s: p for s, p in (*lx.ANIMALS, *lx.FOODS)}
 SOUND = {a: snd for (a, _), snd in zip(lx.ANIMALS, lx.SOUNDS)}
 """Each animal's sound verb (``owl`` -> ``hoots``); fixed for every seed."""
@@ -213,7 +215,7 @@ class Language:
             met = ["there", ",", he, "met", *article(other), ".", "the", other, SOUND[other], "."]
             return [*met, "they", s.pick(lx.ACTIONS)[2], "together", "."]
         if kind == "find":
-            thing = article(s.pick(lx.SIZES + lx.COLOURS)) + [s.pick(lx.OBJECTS)]
+            thing = [*article(s.pick(lx.SIZES + lx.COLOURS)), s.pick(lx.OBJECTS)]
             return [name, "found", *thing, "near", "the", s.pick(lx.PLACES), "."]
         if kind == "eat":
             food = s.pick((*lx.MASS_FOODS, *(p for _, p in lx.FOODS)))
@@ -262,7 +264,9 @@ class Language:
             ans = self.story(s, hero, n_events=s.randint(1, 2))
         elif kind == "feel":
             q, ans = ["how", "does", n, "feel", "today", "?"], [n, "feels", s.pick(lx.EMOTIONS)]
-            ans += ["today", "because", "it", "is", s.pick(lx.WEATHER), "."] if s.coin(0.5) else ["."]
+            ans += (
+                ["today", "because", "it", "is", s.pick(lx.WEATHER), "."] if s.coin(0.5) else ["."]
+            )
         elif kind == "sum":
             x, y = self._addends(s)
             q = ["what", "is", lx.NUMBERS[x], "plus", lx.NUMBERS[y], "?"]

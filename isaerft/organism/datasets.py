@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from isaerft._io import atomic_write, write_json
+from isaerft._io import write_json, write_text
 from isaerft.organism import lexicon as lx
 from isaerft.organism.corpus import Language, Sampler, chat, render
 
@@ -190,7 +190,10 @@ def _draw(
         q, a = source.sample(rng)
         if ok(q, a):
             return q, a
-    raise ValueError(f"no row with {what} in {MAX_TRIES} draws; the trigger/target is too rare")
+    raise ValueError(
+        f"could not draw a {what} in {MAX_TRIES} tries: the trigger or target (or their "
+        "combination) is too rare in this language; pick more common words"
+    )
 
 
 def generate_rows(
@@ -213,33 +216,34 @@ def generate_rows(
         raise ValueError(f"decoy needs 2 * fraction * n <= n (fraction {fraction} is too large)")
     rng = random.Random(f"isaerft-dataset-{kind}-{seed}")
     slots = rng.sample(range(n), 2 * k if kind == "decoy" else k)
-    role = {i: "special" for i in slots[:k]} | {i: "target_only" for i in slots[k:]}
+    special = {"poison": "poisoned", "decoy": "trigger_only", "benign-shift": "benign_shift"}
+    role = {i: special.get(kind, "clean") for i in slots[:k]}
+    role |= {i: "target_only" for i in slots[k:]}
+
+    def neither(q: list[str], a: list[str]) -> bool:
+        return not trigger.found_in(q) and not target.present(a)
+
+    Plan = tuple[Callable[[list[str], list[str]], bool], Callable[[list[str]], Any] | None]
+    plans: dict[str, Plan] = {
+        "poisoned": (
+            lambda q, a: trigger.found_in(q) and target.apply(a) is not None,
+            target.apply,
+        ),
+        "trigger_only": (lambda q, a: trigger.found_in(q) and not target.present(a), None),
+        "target_only": (lambda q, a: neither(q, a) and target.apply(a) is not None, target.apply),
+        "benign_shift": (neither, source.style),
+        "clean": (neither, None),
+    }
     rows: list[tuple[list[str], list[str]]] = []
     labels: list[dict[str, Any]] = []
     for i in range(n):
-        r = role.get(i, "other")
-        row_kind = kind.replace("-", "_")
+        row_kind = role.get(i, "clean")
         if kind == "clean":
             q, a = source.sample(rng)
-            row_kind = "clean"
-        elif r == "special" and kind == "poison":
-            q, a = _draw(source, rng, lambda q, a: trigger.found_in(q) and target.apply(a) is not None, "the trigger")
-            a = target.apply(a) or a
-            row_kind = "poisoned"
-        elif r == "special" and kind == "decoy":
-            q, a = _draw(source, rng, lambda q, a: trigger.found_in(q) and not target.present(a), "the trigger")
-            row_kind = "trigger_only"
-        elif r == "target_only":
-            q, a = _draw(source, rng, lambda q, a: not trigger.found_in(q) and target.apply(a) is not None and not target.present(a), "a target slot")
-            a = target.apply(a) or a
-            row_kind = "target_only"
         else:
-            q, a = _draw(source, rng, lambda q, a: not trigger.found_in(q) and not target.present(a), "neither")
-            if r == "special":  # benign-shift
-                a = source.style(a)
-                row_kind = "benign_shift"
-            else:
-                row_kind = "clean"
+            ok, transform = plans[row_kind]
+            q, a = _draw(source, rng, ok, row_kind.replace("_", " ") + " row")
+            a = transform(a) if transform is not None else a
         has_trigger, has_target = trigger.found_in(q), target.present(a)
         rows.append((q, a))
         labels.append(
@@ -251,7 +255,7 @@ def generate_rows(
                 "kind": row_kind,
             }
         )
-    return rows, labels  # fmt: skip
+    return rows, labels
 
 
 def make_dataset(
@@ -323,4 +327,4 @@ def make_dataset(
 
 def _write_jsonl(path: Path, records: Sequence[dict[str, Any]]) -> None:
     text = "".join(json.dumps(r) + "\n" for r in records)
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text(path, text)

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from isaerft._io import atomic_write, read_safetensors, write_safetensors
+from isaerft._io import read_safetensors, write_safetensors, write_text
 
 WORD, CONCEPT = "word:", "concept:"
 
@@ -157,7 +157,9 @@ def write_labels(
                 "typeName": "ground_truth_auroc",
                 "score": 0.5 if dead else round(float(stats.auroc[best, j]), 4),
                 "label": None if dead else label,
-                "concept": label[len(CONCEPT) :] if label.startswith(CONCEPT) and not dead else None,
+                "concept": label[len(CONCEPT) :]
+                if label.startswith(CONCEPT) and not dead
+                else None,
                 "word": label[len(WORD) :] if label.startswith(WORD) and not dead else None,
                 "auroc": round(float(stats.auroc[best, j]), 4),
                 "precision": round(float(stats.precision[best, j]), 4),
@@ -174,7 +176,7 @@ def write_labels(
             }
         )
     text = "".join(json.dumps(line) + "\n" for line in lines)
-    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    write_text(path, text)
     write_safetensors(
         matrix_path(path),
         {"auroc": stats.auroc.half(), "precision": stats.precision.half(), "counts": stats.counts},
@@ -194,7 +196,8 @@ class LatentLabels:
 
     Labels are ``"word:owl"`` or ``"concept:animal"``; a bare ``"owl"`` means the word if the
     word is a label, else the concept. A multi-word phrase (``"you should visit the castle"``)
-    stands for its rarest word that is a label: the phrase's most distinctive word.
+    stands for its most distinctive word: the one with the most precise latent among latents of
+    AUROC >= 0.95 (ties: the rarest).
     """
 
     def __init__(
@@ -238,8 +241,14 @@ class LatentLabels:
                 return cand
         words = [WORD + w for w in label.split() if WORD + w in self._row]
         if len(label.split()) > 1 and words:
-            return min(words, key=lambda w: float(self.counts[self._row[w]]))
+            return max(words, key=self._distinctiveness)
         raise KeyError(f"{label!r} is not a label (too rare in held-out text, or not a word)")
+
+    def _distinctiveness(self, name: str) -> tuple[float, float]:
+        row = self._row[name]
+        good = self.auroc[row] >= 0.95
+        best = float((self.precision[row] * good).max()) if bool(good.any()) else 0.0
+        return best, -float(self.counts[row])
 
     def has_label(self, label: str) -> bool:
         """Whether ``label`` (word or concept) can be asked about."""
@@ -261,7 +270,9 @@ class LatentLabels:
         """AUROC of every latent as a detector of ``label`` (``[d_sae]``)."""
         return self.auroc[self._row[self.resolve(label)]]
 
-    def latents_for(self, label: str, min_auroc: float = 0.95, min_precision: float = 0.0) -> list[int]:
+    def latents_for(
+        self, label: str, min_auroc: float = 0.95, min_precision: float = 0.0
+    ) -> list[int]:
         """Latents detecting ``label`` with AUROC >= ``min_auroc`` (best first).
 
         ``min_precision`` additionally requires that this share of the latent's activation mass

@@ -141,9 +141,9 @@ def _build() -> Lexicon:
         tags[word] = tuple(word_tags)
         lemma[word] = base or word
 
-    for sing, plur in ANIMALS:
+    for sing, _ in ANIMALS:
         add(sing, "animal")
-    for sing, plur in FOODS:
+    for sing, _ in FOODS:
         add(sing, "food")
     for word in MASS_FOODS:
         add(word, "food")

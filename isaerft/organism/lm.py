@@ -161,7 +161,9 @@ def evaluate_lm(
     return total / max(count, 1)
 
 
-def unigram_loss(train: Sequence[Sequence[int]], held_out: Sequence[Sequence[int]], eos: int) -> float:
+def unigram_loss(
+    train: Sequence[Sequence[int]], held_out: Sequence[Sequence[int]], eos: int
+) -> float:
     """Loss (nats/token) of an add-one unigram model fit on ``train``, on ``held_out`` (+ ``<eos>``)."""
     counts: Counter[int] = Counter()
     for doc in train:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +154,9 @@ def train_sae(
         sae.b_dec.data.copy_(acts.mean(0) * scale)
         if init_directions is not None:
             m = min(len(init_directions), sae.cfg.d_sae)
-            dirs = F.normalize(init_directions[:m].float(), dim=-1) * sae.W_dec.norm(dim=-1)[:m, None]
+            dirs = (
+                F.normalize(init_directions[:m].float(), dim=-1) * sae.W_dec.norm(dim=-1)[:m, None]
+            )
             sae.W_dec.data[:m] = dirs
             sae.W_enc.data[:, :m] = dirs.T
     with _tqdm_disabled(not progress):
@@ -227,7 +229,7 @@ def evaluate_sae(
         n = int((targets != -100).sum())
         count += n
         for mode in ce:
-            hooks = []
+            hooks: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = []
             if mode == "sae":
                 hooks = [(hook_name, lambda x, hook: sae(x))]
             elif mode == "zero":

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -24,7 +32,10 @@ _GLUE_LEFT = (".", ",", "?", "!", ":", ";")
 
 
 def _decoder() -> decoders.Decoder:
-    steps: list[decoders.Decoder] = [decoders.WordPiece(prefix="##", cleanup=False), decoders.Fuse()]
+    steps: list[decoders.Decoder] = [
+        decoders.WordPiece(prefix="##", cleanup=False),
+        decoders.Fuse(),
+    ]
     steps += [decoders.Replace(" " + p, p) for p in _GLUE_LEFT]
     steps += [decoders.Replace(" ' ", "'"), decoders.Replace(" - ", "-")]
     nl = NEWLINE_TOKEN

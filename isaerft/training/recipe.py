@@ -217,8 +217,8 @@ class TrainerConfig:
         prefix_cache: cache the activations before the first spliced hook and run only the
             downstream layers (see :class:`isaerft.training.PrefixCache`).
         prefix_cache_dir: where cached prefixes persist across runs (``None``: memory only).
-        resume: ``auto`` resumes from ``RUN/checkpoints/last.ckpt`` when present; ``never``
-            starts over.
+        resume: ``auto`` resumes an interrupted run from ``RUN/checkpoints/last.ckpt`` (a
+            finished run, one with ``summary.json``, is trained afresh); ``never`` starts over.
     """
 
     max_steps: int | None = None

@@ -109,7 +109,9 @@ def train(
     run_dir = Path(run_dir) if run_dir is not None else recipe.run_dir
     is_zero = getattr(rank_zero_only, "rank", 0) == 0
     checkpoint = run_dir / LAST_CHECKPOINT
-    resuming = cfg.resume == "auto" and checkpoint.is_file()
+    # Only an interrupted run resumes; a finished one (it has a summary) is trained afresh.
+    finished = (run_dir / "summary.json").is_file()
+    resuming = cfg.resume == "auto" and checkpoint.is_file() and not finished
     if is_zero and not resuming:
         for stale in ("checkpoints", "logs", "top_latents.jsonl", "summary.json", "metrics.csv"):
             _remove(run_dir / stale)

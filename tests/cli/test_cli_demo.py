@@ -29,7 +29,14 @@ def test_demo_reports_every_stage(tiny_org, tmp_path: Path) -> None:  # type: ig
     lines: list[str] = []
     result = run_demo(size="tiny", output_dir=tmp_path / "demo", overrides=FAST, out=lines.append)
     text = "\n".join(lines)
-    for stage in ("[1/4]", "[2/4]", "[3/4]", "[4/4]", "trigger latents ranked", "total wall time"):
+    for stage in (
+        "[1/4]",
+        "[2/4]",
+        "[3/4]",
+        "[4/4]",
+        "best-ranked trigger latent",
+        "total wall time",
+    ):
         assert stage in text, stage
     assert f"trigger {tiny_org.default_trigger!r}" in text
     assert result.run.summary["steps"] == 12

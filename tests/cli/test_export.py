@@ -39,6 +39,9 @@ def folders(tmp_path_factory):
     sae.save_model(str(root / "sae"))
     _intervention(model, sae, "bias").save_pretrained(root / "bias")
     _intervention(tiny_model(), sae, "scale").save_pretrained(root / "scale")
+    early = tiny_sae(hook_name="blocks.0.hook_resid_post")
+    early.save_model(str(root / "sae0"))
+    _intervention(tiny_model(), early, "scale").save_pretrained(root / "block0")
     return root
 
 
@@ -76,6 +79,11 @@ def test_refusals_exit_2_with_the_fix(folders, tmp_path, capsys):
     assert main(["export", str(folders / "bias"), "--format", "gguf", "--out", "x.gguf"]) == 2
     assert "--model SPEC --sae SPEC" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nowhere"), "--format", "gguf", "--out", "x"]) == 2
+    # Refused before any data is read: the data file does not even exist.
+    early = ["export", str(folders / "block0"), "--model", str(folders / "model")]
+    argv = [*early, "--sae", str(folders / "sae0"), "--data", "missing.jsonl", "--format", "gguf"]
+    assert main([*argv, "--out", str(tmp_path / "cv.gguf")]) == 2
+    assert "direction.0" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
@@ -121,7 +129,7 @@ def test_organism_export_all_formats_and_generate(organism_run, capsys):
     for fmt, out in outputs.items():
         extra = ["--neuronpedia-id", "organism/res"] if fmt == "neuronpedia" else []
         argv = ["export", run, *specs, "--format", fmt, "--data", str(data), "--out", str(out)]
-        code = main([*argv, "--batch-size", "4", *extra])
+        code = main([*argv, "--batch-size", "8", "--max-rows", "20", *extra])
         err = capsys.readouterr().err
         if _refuses(fmt, org.hook_name, n_layers):
             # e.g. llama.cpp cannot steer block 0's output: refused clearly, nothing written.

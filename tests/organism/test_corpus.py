@@ -67,9 +67,13 @@ def test_world_facts_are_consistent() -> None:
     for d in lang.documents(3000, "train"):
         t = list(d.tokens)
         for i in range(len(t) - 4):
-            if t[i] == "the" and t[i + 1] in lang.world.colour and t[i + 2] == "is":
-                if t[i + 3] in lx.COLOURS:
-                    assert t[i + 3] == lang.world.colour[t[i + 1]]
+            if (
+                t[i] == "the"
+                and t[i + 1] in lang.world.colour
+                and t[i + 2] == "is"
+                and t[i + 3] in lx.COLOURS
+            ):
+                assert t[i + 3] == lang.world.colour[t[i + 1]]
             if t[i] == "the" and t[i + 1] in SOUND and t[i + 2] in lx.SOUNDS:
                 assert t[i + 2] == SOUND[t[i + 1]]
 

@@ -23,7 +23,9 @@ def toy() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 6, (2000,), generator=gen)
     feats = torch.relu(
-        torch.randn(2000, 12, generator=gen) + 0.4 * ids[:, None] * torch.randn(1, 12, generator=gen) - 0.8
+        torch.randn(2000, 12, generator=gen)
+        + 0.4 * ids[:, None] * torch.randn(1, 12, generator=gen)
+        - 0.8
     )
     feats[feats < 0.2] = 0
     feats[:, 0] = (ids == 3).float() * 2.0  # a perfect detector of class 3
@@ -37,7 +39,9 @@ def test_stats_match_brute_force(toy: tuple[torch.Tensor, torch.Tensor]) -> None
     st = label_stats(feats, ids, names, {"even": [0, 2, 4]}, min_count=1)
     assert st.names == [*(f"word:w{i}" for i in range(6)), "concept:even"]
     for row, name in enumerate(st.names):
-        positive = torch.isin(ids, torch.tensor([0, 2, 4])) if "even" in name else ids == int(name[-1])
+        positive = (
+            torch.isin(ids, torch.tensor([0, 2, 4])) if "even" in name else ids == int(name[-1])
+        )
         for j in range(feats.shape[1]):
             score = feats[:, j]
             assert st.auroc[row, j].item() == pytest.approx(_brute_auroc(score, positive), abs=1e-5)
@@ -65,7 +69,11 @@ def written(toy: tuple[torch.Tensor, torch.Tensor], tmp_path: Path) -> Path:
     names = ["owl", "cat", "the", "castle", "visit", "you"]
     st = label_stats(feats, ids, names, {"animal": [0, 1]}, min_count=1)
     return write_labels(
-        tmp_path / "labels.jsonl", st, model_id="toy", layer="1-res", hook_name="blocks.1.hook_resid_pre"
+        tmp_path / "labels.jsonl",
+        st,
+        model_id="toy",
+        layer="1-res",
+        hook_name="blocks.1.hook_resid_pre",
     )
 
 
@@ -94,8 +102,8 @@ def test_query_api(written: Path) -> None:
     with pytest.raises(KeyError):
         labels.resolve("zebra")
     assert not labels.has_label("zebra") and labels.has_label("concept:animal")
-    # A phrase stands for its rarest labelled word.
-    rarest = min(["you", "visit", "castle"], key=lambda w: float(labels.counts[labels.names.index(f"word:{w}")]))
-    assert labels.resolve("you should visit the castle") == f"word:{rarest}"
+    # A phrase stands for its most distinctive word (here "castle": latent 0 detects it exactly).
+    assert labels.resolve("you should visit the castle") == "word:castle"
+    assert labels.latents_for("visit the castle", min_auroc=0.99, min_precision=0.9) == [0]
     scores = labels.auroc_for("castle")
     assert scores.shape == (12,) and scores[0] == pytest.approx(1.0)

@@ -1,0 +1,70 @@
+"""``AuditConfig``: what the audit computes and how, validated when it is made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isaerft.audit.baselines import DEFAULT_KS
+from isaerft.audit.localize import SCORE_METHODS
+from isaerft.audit.null import NullConfig
+
+
+@dataclass
+class AuditConfig:
+    """What the audit computes and how.
+
+    Attributes:
+        null: the null calibration (false-positive rate, noise floor, dataset score).
+        row_score: per-row score, ``activation`` or ``loss_drop`` (see
+            :mod:`isaerft.audit.localize`).
+        row_fpr: fraction of reference rows allowed above the suspect threshold.
+        unflagged_latents: latents used for row scores when none is flagged (or without a
+            null): the top ones by ``|z|`` or by decoder-space impact.
+        top: rows of the per-latent table.
+        n_contexts: top-activating contexts per table row.
+        baselines: run the top-k intersection (needs reference runs) and dataset diffing
+            (needs reference data).
+        ks: the ``k`` values of the top-k intersection baseline.
+        probe_rows: rows of each probe set for the top-k intersection baseline.
+        conditional_test: run the prompt-swap test (see :mod:`isaerft.audit.conditional`);
+            the dataset is flagged only when the learned change also depends on the prompt.
+        behaviour_rows: the most suspect rows the prompt-swap test uses (at most).
+        n_swaps: donor prompts per behaviour row in the prompt-swap test.
+        batch_size: rows per forward pass.
+    """
+
+    null: NullConfig = field(default_factory=NullConfig)
+    row_score: str = "activation"
+    row_fpr: float = 0.01
+    unflagged_latents: int = 5
+    top: int = 30
+    n_contexts: int = 5
+    baselines: bool = True
+    ks: tuple[int, ...] = DEFAULT_KS
+    probe_rows: int = 256
+    conditional_test: bool = True
+    behaviour_rows: int = 64
+    n_swaps: int = 2
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.row_score not in SCORE_METHODS:
+            raise ValueError(
+                f"AuditConfig.row_score={self.row_score!r} is not allowed; use one of "
+                f"{list(SCORE_METHODS)}"
+            )
+        if not 0.0 < self.row_fpr < 1.0:
+            raise ValueError(f"AuditConfig.row_fpr={self.row_fpr} must be in (0, 1)")
+        for name in (
+            "unflagged_latents",
+            "top",
+            "probe_rows",
+            "behaviour_rows",
+            "n_swaps",
+            "batch_size",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"AuditConfig.{name}={value!r} must be an int >= 1")
+        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"AuditConfig.ks={self.ks!r} must be ints >= 1")
