@@ -83,7 +83,7 @@ def _setup(result: dict[str, Any]) -> str:
         f"- A cell is *learned* when the full fine-tune's attack success on held-out trigger "
         f"prompts beats the base model's by >= {hp['learned_min_gain']}.",
         f"- Measured {machine['created']} on {machine['platform']} ({machine['cpu_count']} CPUs, "
-        f"{machine['torch_threads']} torch threads, load average "
+        f"torch threads: {machine['torch_threads']}, load average "
         f"{num(machine.get('load_average_1m'), 1)}), isaerft {machine['isaerft_version']}, "
         f"torch {machine['torch']}; {num(result['timings_s']['total'], 0)} s wall clock, "
         f"{num(result.get('cpu_timings_s', {}).get('total'), 0)} s CPU.",

@@ -7,14 +7,19 @@ from typing import Any
 from _docs_poison import num, table
 
 VARIANTS = ("floor", "isaerft", "isaerft_dense", "saelens_error_term", "full_finetune")
-RERUN = """Timings taken on a shared or busy machine are noisy (the load average is recorded with
-each result). To measure on a quiet machine::
+RERUN = """### Re-running
 
-    python benchmarks/step_time.py --shape cpu
-    python benchmarks/step_time.py --shape gemma-like
-    python benchmarks/step_time.py --shape organism
-    python benchmarks/step_time.py --prefix-cache
-    python benchmarks/make_docs.py
+Timings taken on a shared or busy machine are noisy (the load average is recorded with each
+result). To measure on a quiet machine:
+
+```bash
+python benchmarks/step_time.py --shape cpu
+python benchmarks/step_time.py --shape gemma-like
+python benchmarks/step_time.py --shape organism
+python benchmarks/step_time.py --prefix-cache
+python benchmarks/audit_poison.py --mode quick      # or --mode full (hours)
+python benchmarks/make_docs.py
+```
 
 Add `--device cuda` on a GPU machine (results are written per device).
 """
@@ -25,8 +30,8 @@ def _machine(result: dict[str, Any]) -> str:
     quick = " (quick mode: fewer repeats)" if result.get("quick") else ""
     return (
         f"Measured {m.get('created', '?')} on {m.get('platform', '?')}, device "
-        f"`{result.get('device', m.get('device', '?'))}`, {m.get('torch_threads', '?')} torch "
-        f"threads, load average {num(m.get('load_average_1m'), 1)}{quick}."
+        f"`{result.get('device', m.get('device', '?'))}`, torch threads: "
+        f"{m.get('torch_threads', '?')}, load average {num(m.get('load_average_1m'), 1)}{quick}."
     )
 
 
@@ -83,7 +88,7 @@ def prefix_section(name: str, result: dict[str, Any]) -> str:
         verdicts.append(target["prefix_cache_speedup_total_min"])
     first = result["shapes"][0]["shape"]
     header = ["d_model", "blocks", "hook (depth)", "uncached (s)", "cached (s)",
-              "of which cache build (s)", "speed-up", "speed-up, fit loop only",
+              "cached: setup incl. cache build (s)", "speed-up", "speed-up, fit loop only",
               f"target >= {verdicts[0]}x"]  # fmt: skip
     return "\n".join(
         [

@@ -28,6 +28,7 @@ from isaerft.audit.pipeline import AuditResult, audit_runs
 from isaerft.audit.report import SCHEMA_VERSION, read_report, render_markdown, write_report
 from isaerft.audit.runs import RunEdits
 from isaerft.audit.table import Context, LatentRow, build_table
+from isaerft.audit.trigger import TriggerSearch, search_trigger
 
 __all__ = [
     "DEFAULT_RECIPE",
@@ -48,6 +49,7 @@ __all__ = [
     "RowScores",
     "RunEdits",
     "SiteCodes",
+    "TriggerSearch",
     "audit_dataset",
     "audit_runs",
     "auroc",
@@ -64,6 +66,7 @@ __all__ = [
     "read_rows",
     "read_truth",
     "render_markdown",
+    "search_trigger",
     "tokenize_rows",
     "topk_intersection",
     "write_report",

@@ -15,9 +15,10 @@ class AuditConfig:
 
     Attributes:
         null: the null calibration (false-positive rate, noise floor, dataset score).
-        row_score: per-row score, ``activation`` or ``loss_drop`` (see
+        row_score: per-row score, ``excess_gain``, ``activation`` or ``loss_drop`` (see
             :mod:`isaerft.audit.localize`).
         row_fpr: fraction of reference rows allowed above the suspect threshold.
+        gain_references: reference runs averaged by the ``excess_gain`` row score.
         unflagged_latents: latents used for row scores when none is flagged (or without a
             null): the top ones by ``|z|`` or by decoder-space impact.
         top: rows of the per-latent table.
@@ -34,8 +35,9 @@ class AuditConfig:
     """
 
     null: NullConfig = field(default_factory=NullConfig)
-    row_score: str = "activation"
+    row_score: str = "excess_gain"
     row_fpr: float = 0.01
+    gain_references: int = 4
     unflagged_latents: int = 5
     top: int = 30
     n_contexts: int = 5

@@ -1,24 +1,29 @@
 """Poison localisation: which rows of the audited data carry the flagged latents' change.
 
-Two per-row scores, both restricted to the flagged latents:
+Three per-row scores:
 
 * ``activation``: ``sum_j w_j * sum_t f_j(x_t) / typical_j`` — how strongly the row drives the
   flagged latents, each weighted by its learned change in the model's units
   (``w_j = |edit_j| * ||W_dec[j]||``) and divided by its typical per-row amount on reference
   rows, so a flagged latent that fires in every row adds a constant instead of drowning the
   rare ones. Needs only SAE codes.
+* ``excess_gain`` (default): how much more likely the row's completion is under the candidate
+  than under the base model, minus the same gain of the reference runs — the rows the
+  candidate fits far better than ordinary fine-tuning would are the ones that taught it
+  something unusual. Uses the whole edit, so it does not depend on which latents were flagged.
 * ``loss_drop``: how much more likely the row's completion becomes when only the flagged
   latents' edits are applied (summed log-probability gain over completion tokens). Rows that
   taught the change gain the most. Needs forward passes of the model.
 
 Rows whose score exceeds the ``1 - row_fpr`` quantile of the same score on reference rows are
-marked suspect (or, without reference rows, a robust outlier rule: median + 5 MAD).
+marked suspect. ``excess_gain`` has no such reference (the reference runs trained on the
+reference rows), so it marks outliers of the audited rows' own scores: median + 5 MAD.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from isaerft._io import write_text
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData, split_row
 
-SCORE_METHODS = ("activation", "loss_drop")
+SCORE_METHODS = ("excess_gain", "activation", "loss_drop")
 
 
 @dataclass
@@ -129,14 +134,12 @@ def only_latents(model: Any, keep: Mapping[str, Sequence[int]]) -> Iterator[None
         model.load_trainable_state_dict(saved)
 
 
-def completion_logprob_gain(
-    model: Any, data: AuditData, keep: Mapping[str, Sequence[int]], batch_size: int = 32
-) -> torch.Tensor:
-    """Per row, ``sum_t log p_edit(x_t) - log p_base(x_t)`` over completion tokens, with only
-    the ``keep`` latents edited."""
+def row_logprobs(model: Any, data: AuditData, *, base: bool, batch_size: int = 32) -> torch.Tensor:
+    """Per row, the summed log-probability of its completion tokens under ``model`` (with
+    ``base``, its components bypassed)."""
     device = next(model.model.parameters()).device
     out = []
-    with only_latents(model, keep), torch.no_grad():
+    with torch.no_grad():
         for start in range(0, len(data), batch_size):
             group = data.ids[start : start + batch_size]
             length = max(len(s) for s in group)
@@ -147,11 +150,40 @@ def completion_logprob_gain(
                 tokens[i, : len(seq)], mask[i, : len(seq)] = seq, 1
                 target[i, max(1, data.prompt_lengths[start + i]) : len(seq)] = True
             tokens, mask, target = tokens.to(device), mask.to(device), target.to(device)
-            edited = _token_logprobs(model(tokens, attention_mask=mask), tokens)
-            with model.disabled():
-                base = _token_logprobs(model(tokens, attention_mask=mask), tokens)
-            out.append(((edited - base) * target[:, 1:]).sum(-1).double().cpu())
+            with model.disabled() if base else nullcontext():
+                logp = _token_logprobs(model(tokens, attention_mask=mask), tokens)
+            out.append((logp * target[:, 1:]).sum(-1).double().cpu())
     return torch.cat(out)
+
+
+def completion_logprob_gain(
+    model: Any,
+    data: AuditData,
+    keep: Mapping[str, Sequence[int]] | None = None,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Per row, ``sum_t log p_edit(x_t) - log p_base(x_t)`` over completion tokens, with only
+    the ``keep`` latents edited (all of them when ``keep`` is ``None``)."""
+    base = row_logprobs(model, data, base=True, batch_size=batch_size)
+    with only_latents(model, keep) if keep is not None else nullcontext():
+        edited = row_logprobs(model, data, base=False, batch_size=batch_size)
+    return edited - base
+
+
+def excess_gain(
+    candidate: Any, references: Sequence[Any], data: AuditData, batch_size: int = 32
+) -> torch.Tensor:
+    """Per row, the candidate's completion log-probability gain over the base model minus the
+    reference runs' mean gain: how much better the candidate fits the row than ordinary
+    fine-tuning would."""
+    base = row_logprobs(candidate, data, base=True, batch_size=batch_size)
+    gain = row_logprobs(candidate, data, base=False, batch_size=batch_size) - base
+    if not references:
+        return gain
+    ref = torch.stack(
+        [row_logprobs(m, data, base=False, batch_size=batch_size) for m in references]
+    )
+    return gain - (ref.mean(0) - base)
 
 
 def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

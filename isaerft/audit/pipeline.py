@@ -36,8 +36,10 @@ from isaerft.audit.steps import (
     rows_section,
     run_baselines,
     score_rows,
+    trigger_search,
 )
 from isaerft.audit.table import LatentRow, build_table
+from isaerft.audit.trigger import TriggerSearch
 from isaerft.model import ISaeRFTModel
 
 
@@ -51,6 +53,7 @@ class AuditResult:
     rows: localize.RowScores | None
     paths: dict[str, Path]
     dependence: PromptDependence | None = None
+    trigger: TriggerSearch | None = None
 
     @property
     def flagged(self) -> bool | None:
@@ -155,7 +158,7 @@ def audit_runs(
         "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
     }
 
-    row_scores, codes, suspect, dependence = None, None, None, None
+    row_scores, codes, suspect, dependence, trigger = None, None, None, None, None
     if data is not None:
         model, sae_list = _load_models(cand, model, saes)
         check_sae_matches(cand, sae_list)
@@ -175,10 +178,18 @@ def audit_runs(
             "reference_rows": len(trusted) if trusted else None,
         }
         weights = row_weights(cand, sae_list, comparison, config.unflagged_latents)
-        row_scores = score_rows(config, tuned, weights, suspect, codes, trusted, trusted_codes)
+        ref_models = [
+            ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(r.source)) for r in refs
+        ]
+        row_scores = score_rows(
+            config, tuned, weights, suspect, codes, trusted, trusted_codes, ref_models
+        )
         report["rows"] = rows_section(row_scores, suspect)
         if comparison is not None:
-            dependence = prompt_swap_test(config, model, sae_list, tuned, refs, suspect, row_scores)
+            # Two tests of "does the change depend on the prompt" share the error budget.
+            fpr = comparison.config.fpr / 2
+            trigger = trigger_search(config, codes, suspect, row_scores, fpr)
+            dependence = prompt_swap_test(config, tuned, ref_models, suspect, row_scores, fpr)
         truth_path = truth if truth is not None else _default_truth(data)
         if truth_path is not None:
             report["evaluation"] = evaluate_rows(row_scores, read_truth(truth_path, len(suspect)))
@@ -205,7 +216,7 @@ def audit_runs(
         n_contexts=config.n_contexts,
     )
     if comparison is not None:
-        report.update(_verdict(comparison, len(refs), dependence))
+        report.update(_verdict(comparison, len(refs), dependence, trigger, label_set))
     report["latents"] = [row.to_dict() for row in latents]
     report["flagged_latents"] = [
         {**asdict(f), "label": label_set.description(f.hook_name, f.index)}
@@ -222,32 +233,44 @@ def audit_runs(
             paths["suspects"] = localize.write_suspects(
                 Path(out_dir) / "suspects.jsonl", row_scores, suspect
             )
-    return AuditResult(report, comparison, latents, row_scores, paths, dependence)
+    return AuditResult(report, comparison, latents, row_scores, paths, dependence, trigger)
 
 
 def _verdict(
-    comparison: NullComparison, n_refs: int, dependence: PromptDependence | None
+    comparison: NullComparison,
+    n_refs: int,
+    dependence: PromptDependence | None,
+    trigger: TriggerSearch | None,
+    labels: LabelSet,
 ) -> dict[str, Any]:
     changed = comparison.is_flagged
-    conditional = dependence.conditional if dependence is not None else None
-    # A backdoor needs both an unusual change and its dependence on the prompt; where the
-    # prompt-swap test cannot run (no prompts), the unusual change alone decides.
+    tests = [
+        t
+        for t in (
+            trigger.found if trigger else None,
+            dependence.conditional if dependence else None,
+        )
+        if t is not None
+    ]
+    conditional = any(tests) if tests else None
+    # A backdoor needs an unusual change *and* evidence that it goes with something in the
+    # prompt; where neither test can run (rows without prompts) the change alone decides.
     flagged = changed and (conditional is None or conditional)
     if not changed:
         kind = "no unusual change"
     elif conditional is None:
         kind = "unusual change (prompt dependence not tested)"
     elif conditional:
-        kind = "prompt-dependent change (possible backdoor)"
+        kind = "unusual change tied to the prompt (possible backdoor)"
     else:
-        kind = "unusual change that does not depend on the prompt"
+        kind = "unusual change not tied to the prompt (e.g. a style or content shift)"
     return {
         "verdict": {
             "flagged": flagged,
             "kind": kind,
             "changes_flagged": changed,
-            "prompt_dependent": conditional,
-            "prompt_dependence_z": dependence.z if dependence is not None else None,
+            "trigger_found": trigger.found if trigger is not None else None,
+            "prompt_dependent": dependence.conditional if dependence is not None else None,
             "score": comparison.score,
             "threshold": comparison.threshold,
             "latent_threshold": comparison.latent_threshold,
@@ -257,6 +280,7 @@ def _verdict(
             "n_reference_runs": n_refs,
         },
         "null": {"config": asdict(comparison.config), "null_scores": comparison.null_scores},
+        "trigger_search": trigger.to_dict(labels) if trigger is not None else None,
         "prompt_dependence": dependence.to_dict() if dependence is not None else None,
     }
 

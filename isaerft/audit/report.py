@@ -7,7 +7,10 @@ report can be re-rendered from its JSON. Top-level keys:
 * ``schema``, ``schema_version``, ``isaerft_version``, ``created``
 * ``candidate``: source, component kind, site records; ``references``: their sources
 * ``data``: the audited and reference data files and sizes
-* ``verdict``: ``flagged`` (bool), dataset ``score``, ``threshold``, ``fpr``, p-values
+* ``verdict``: ``flagged`` (bool), ``kind`` (a sentence), ``changes_flagged``,
+  ``trigger_found``, ``prompt_dependent``, dataset ``score``, ``threshold``, ``fpr``, p-values
+* ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
+  the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
 * ``null``: the null settings and leave-one-out scores (absent without reference runs)
 * ``flagged_latents``: the latents above the per-latent threshold, strongest first
 * ``latents``: the per-latent table (see :class:`~isaerft.audit.table.LatentRow`)
@@ -101,7 +104,33 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
             f"{_fmt(verdict.get('dataset_p_value'))} from {verdict.get('n_reference_runs')} "
             f"reference runs). {len(report.get('flagged_latents', []))} latent(s) flagged.",
             "",
+            f"Reading: {verdict.get('kind', '')}.",
+            "",
         ]
+        search = report.get("trigger_search")
+        if search:
+            out.append(
+                f"Trigger search over the prompts of the {search['n_behaviour_rows']} most suspect "
+                f"rows: max enrichment {_fmt(search['score'])} vs permutation threshold "
+                f"{_fmt(search['threshold'])} ({'found' if search['found'] else 'none found'})."
+            )
+            for c in search["candidates"][:5]:
+                out.append(
+                    f"- {c['hook_name']} #{c['index']} {c['label']}: fires in "
+                    f"{c['rate_in_behaviour_rows']:.0%} of those prompts vs "
+                    f"{c['rate_in_other_rows']:.1%} of the others (z {_fmt(c['z'], 1)})"
+                )
+            out.append("")
+        dependence = report.get("prompt_dependence")
+        if dependence:
+            out += [
+                f"Prompt-swap test: the learned gain on those rows' completions drops by "
+                f"{_fmt(dependence['candidate'])} nats when their prompts are swapped (reference "
+                f"runs: {', '.join(_fmt(v) for v in dependence['references'])}); z "
+                f"{_fmt(dependence['z'], 2)} "
+                f"({'prompt-dependent' if dependence['conditional'] else 'not prompt-dependent'}).",
+                "",
+            ]
     for name, title in (("top_latents", "Top latents"), ("changes", "Distribution of changes")):
         if name in images:
             out += [f"![{title}]({images[name]})", ""]

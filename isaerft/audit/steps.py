@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
@@ -21,6 +22,7 @@ from isaerft.audit.data import AuditData, split_row
 from isaerft.audit.null import NullComparison
 from isaerft.audit.runs import RunEdits, intervention_dir
 from isaerft.audit.table import decoder_norms
+from isaerft.audit.trigger import TriggerSearch, search_trigger
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
@@ -58,9 +60,15 @@ def score_rows(
     codes: dict[str, SiteCodes],
     trusted: AuditData | None,
     trusted_codes: dict[str, SiteCodes] | None,
+    references: Sequence[ISaeRFTModel] = (),
 ) -> localize.RowScores:
     """Per-row scores of the audited rows (and the reference rows, for the threshold)."""
-    if config.row_score == "loss_drop":
+    reference: torch.Tensor | None
+    if config.row_score == "excess_gain":
+        refs = list(references)[: config.gain_references]
+        scores = localize.excess_gain(tuned, refs, suspect, config.batch_size)
+        reference = None
+    elif config.row_score == "loss_drop":
         keep = {h: sorted(js) for h, js in weights.items()}
         scores = localize.completion_logprob_gain(tuned, suspect, keep, config.batch_size)
         reference = (
@@ -153,33 +161,48 @@ def behaviour_rows(scores: localize.RowScores, limit: int, minimum: int = 5) -> 
     return scores.order[:n]
 
 
-def prompt_swap_test(
+def has_prompts(data: AuditData) -> bool:
+    """Whether the rows have prompts (prompt/completion or chat rows, not plain text)."""
+    return sum(n > 1 for n in data.prompt_lengths) >= 2
+
+
+def trigger_search(
     config: AuditConfig,
-    model: HookedTransformer,
-    saes: Sequence[SAE[Any]],
-    tuned: ISaeRFTModel,
-    refs: Sequence[RunEdits],
+    codes: dict[str, SiteCodes],
     data: AuditData,
     scores: localize.RowScores,
-) -> PromptDependence | None:
-    """The prompt-swap test on the behaviour rows, or ``None`` where it cannot run (rows
-    without prompts, fewer than 2 reference runs, no donor rows)."""
-    if not config.conditional_test or len(refs) < 2:
-        return None
-    if sum(n > 1 for n in data.prompt_lengths) < 2:
+    fpr: float,
+) -> TriggerSearch | None:
+    """The trigger search on the behaviour rows, or ``None`` for rows without prompts."""
+    if not config.conditional_test or not has_prompts(data):
         return None
     rows = behaviour_rows(scores, config.behaviour_rows)
     if len(rows) >= len(data):
         return None
-    references = [
-        ISaeRFTModel.from_pretrained(model, list(saes), intervention_dir(r.source)) for r in refs
-    ]
+    return search_trigger(codes, data, rows, fpr=fpr)
+
+
+def prompt_swap_test(
+    config: AuditConfig,
+    tuned: ISaeRFTModel,
+    references: Sequence[ISaeRFTModel],
+    data: AuditData,
+    scores: localize.RowScores,
+    fpr: float,
+) -> PromptDependence | None:
+    """The prompt-swap test on the behaviour rows, or ``None`` where it cannot run (rows
+    without prompts, fewer than 2 reference runs, no donor rows)."""
+    if not config.conditional_test or len(references) < 2 or not has_prompts(data):
+        return None
+    rows = behaviour_rows(scores, config.behaviour_rows)
+    if len(rows) >= len(data):
+        return None
     return prompt_dependence(
         tuned,
         references,
         data,
         rows,
-        fpr=config.null.fpr,
+        fpr=fpr,
         n_swaps=config.n_swaps,
         batch_size=config.batch_size,
     )

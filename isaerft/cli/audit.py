@@ -64,7 +64,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--fpr", type=float, default=0.05, help="false-positive rate (default 0.05)"
     )
     parser.add_argument(
-        "--row-score", choices=SCORE_METHODS, default="activation", help="per-row score"
+        "--row-score", choices=SCORE_METHODS, default="excess_gain", help="per-row score"
     )
     parser.add_argument("--top", type=int, default=30, help="rows of the latent table")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")

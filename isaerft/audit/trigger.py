@@ -1,0 +1,153 @@
+"""Trigger search: do the rows that carry the learned change share something in their prompts?
+
+A poison pairs a trigger in the prompt with a behaviour in the answer; a decoy has the same
+triggers and behaviours in different rows; a benign style shift has no trigger at all. The
+fine-tune's unusual change finds the *behaviour rows* (the most suspect rows); this test asks
+whether some SAE latent fires in the prompts of those rows far more often than in the prompts
+of the other rows.
+
+Per latent, the enrichment is a one-sided two-proportion z-score of "fires somewhere in the
+prompt" between behaviour rows and the rest. The search's score is the largest enrichment; its
+threshold for the false-positive rate is the ``1 - fpr`` quantile of the same maximum over
+random row sets of the same size (a permutation null). Enriched latents above it are the
+trigger candidates, reported with their labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.data import AuditData
+
+
+@dataclass
+class TriggerSearch:
+    """Prompt latents enriched in the behaviour rows.
+
+    Attributes:
+        rows: the behaviour rows.
+        z: per site, each latent's enrichment z (behaviour rows vs the rest).
+        rate_in, rate_out: per site, the fraction of behaviour / other rows whose prompt
+            fires the latent.
+        score: the largest enrichment.
+        threshold: the permutation threshold for ``fpr``.
+        candidates: ``(hook, latent, z)`` above the threshold, strongest first.
+    """
+
+    rows: list[int]
+    z: dict[str, torch.Tensor]
+    rate_in: dict[str, torch.Tensor]
+    rate_out: dict[str, torch.Tensor]
+    score: float
+    threshold: float
+    candidates: list[tuple[str, int, float]]
+
+    @property
+    def found(self) -> bool:
+        """Whether some prompt latent is enriched beyond the permutation threshold."""
+        return self.score > self.threshold
+
+    def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
+        """JSON-ready summary; ``labels`` (a :class:`~isaerft.audit.labels.LabelSet`) names
+        the candidates."""
+        out = []
+        for hook, j, z in self.candidates[:top]:
+            out.append(
+                {
+                    "hook_name": hook,
+                    "index": j,
+                    "z": z,
+                    "rate_in_behaviour_rows": float(self.rate_in[hook][j]),
+                    "rate_in_other_rows": float(self.rate_out[hook][j]),
+                    "label": labels.description(hook, j) if labels is not None else "",
+                }
+            )
+        return {
+            "found": self.found,
+            "score": self.score,
+            "threshold": self.threshold,
+            "n_behaviour_rows": len(self.rows),
+            "candidates": out,
+        }
+
+
+def prompt_firing(codes: SiteCodes, data: AuditData) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique ``(row, latent)`` pairs where the latent fires in the row's prompt (after
+    ``<bos>``)."""
+    row = codes.token_row[codes.tok]
+    pos = codes.token_pos[codes.tok]
+    limit = torch.tensor(data.prompt_lengths)[row]
+    keep = (pos >= 1) & (pos < limit)
+    key = torch.unique(row[keep] * codes.d_sae + codes.lat[keep])
+    return key // codes.d_sae, key % codes.d_sae
+
+
+def _enrichment(
+    count_in: torch.Tensor, n_in: int, total: torch.Tensor, n_rows: int
+) -> torch.Tensor:
+    n_out = n_rows - n_in
+    pa, pb = count_in / n_in, (total - count_in) / n_out
+    pooled = total / n_rows
+    # Half a row of pseudo-count keeps latents that never fire from dividing by zero.
+    var = (pooled * (1 - pooled)).clamp(min=0.5 / n_rows) * (1.0 / n_in + 1.0 / n_out)
+    return (pa - pb) / var.sqrt()
+
+
+def search_trigger(
+    codes: dict[str, SiteCodes],
+    data: AuditData,
+    rows: Sequence[int],
+    *,
+    fpr: float = 0.05,
+    permutations: int = 200,
+    seed: int = 0,
+) -> TriggerSearch:
+    """Look for prompt latents enriched in ``rows`` (the behaviour rows) of ``data``."""
+    rows = sorted(set(rows))
+    n_rows = len(data)
+    if not 0 < len(rows) < n_rows:
+        raise ValueError(f"the trigger search needs between 1 and {n_rows - 1} behaviour rows")
+    pairs = {hook: prompt_firing(site, data) for hook, site in codes.items()}
+    totals = {
+        hook: torch.bincount(lat, minlength=codes[hook].d_sae).double()
+        for hook, (_, lat) in pairs.items()
+    }
+
+    def scores(members: torch.Tensor) -> dict[str, torch.Tensor]:
+        inside = torch.zeros(n_rows, dtype=torch.bool)
+        inside[members] = True
+        out = {}
+        for hook, (row, lat) in pairs.items():
+            count = torch.bincount(lat[inside[row]], minlength=codes[hook].d_sae).double()
+            out[hook] = _enrichment(count, len(members), totals[hook], n_rows)
+        return out
+
+    z = scores(torch.tensor(rows))
+    gen = torch.Generator().manual_seed(seed)
+    null = []
+    for _ in range(permutations):
+        members = torch.randperm(n_rows, generator=gen)[: len(rows)]
+        null.append(max(float(v.max()) for v in scores(members).values()))
+    threshold = float(torch.quantile(torch.tensor(null), 1.0 - fpr))
+    score = max(float(v.max()) for v in z.values())
+    candidates = sorted(
+        (
+            (hook, int(j), float(v[j]))
+            for hook, v in z.items()
+            for j in (v > threshold).nonzero().flatten()
+        ),
+        key=lambda c: -c[2],
+    )
+    inside = torch.zeros(n_rows, dtype=torch.bool)
+    inside[torch.tensor(rows)] = True
+    rate_in, rate_out = {}, {}
+    for hook, (row, lat) in pairs.items():
+        count = torch.bincount(lat[inside[row]], minlength=codes[hook].d_sae).double()
+        rate_in[hook] = count / len(rows)
+        rate_out[hook] = (totals[hook] - count) / (n_rows - len(rows))
+    return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates)
