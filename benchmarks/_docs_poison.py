@@ -44,6 +44,11 @@ def pct(fraction: float) -> str:
     return f"{fraction * 100:g} %"
 
 
+def _span(values: Sequence[int]) -> str:
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -129,7 +134,7 @@ def _headline(summary: dict[str, Any]) -> str:
         ]
         if n_controls and max(n_controls) < 20:
             out.append(
-                f"Each {kind} threshold rests on {min(n_controls)}-{max(n_controls)} matched "
+                f"Each {kind} threshold rests on {_span(n_controls)} matched "
                 "control run(s), too few to resolve a 5 % (let alone 1 %) false-positive rate "
                 "empirically: with one run a rate only says whether the poison scored above its "
                 "matched control; with a few, the threshold is a Gumbel extrapolation. Read these "

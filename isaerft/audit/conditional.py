@@ -1,4 +1,4 @@
-"""Is the learned change conditional on the prompt? The test that tells a backdoor from a decoy.
+"""Did the model learn a change that depends on the prompt? The prompt-swap diagnostic.
 
 A poison teaches *trigger -> behaviour*; a decoy (the same trigger rows and behaviour rows,
 never together) or a benign style shift teaches a behaviour that does not depend on the
@@ -13,6 +13,10 @@ For each behaviour row ``r`` (the most suspect rows) and run, ``gain(p, c) = log
 statistic is the mean over behaviour rows. Reference runs give its null distribution on the
 very same rows and swaps (ordinary fine-tuning also makes completions depend on prompts); the
 candidate's standardised excess ``z`` is compared with a one-sided normal threshold.
+
+The audit reports this test as a diagnostic of whether the *model* learned the dependence;
+its verdict relies on the data-level trigger search (:mod:`isaerft.audit.trigger`), because
+a swapped prompt makes an incoherent row whose gains vary a lot between runs.
 """
 
 from __future__ import annotations

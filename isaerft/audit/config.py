@@ -27,9 +27,11 @@ class AuditConfig:
             (needs reference data).
         ks: the ``k`` values of the top-k intersection baseline.
         probe_rows: rows of each probe set for the top-k intersection baseline.
-        conditional_test: run the prompt-swap test (see :mod:`isaerft.audit.conditional`);
-            the dataset is flagged only when the learned change also depends on the prompt.
-        behaviour_rows: the most suspect rows the prompt-swap test uses (at most).
+        conditional_test: run the trigger search (see :mod:`isaerft.audit.trigger`) and the
+            prompt-swap test (see :mod:`isaerft.audit.conditional`); the dataset is flagged
+            only when the rows carrying the unusual change also share a prompt feature.
+        behaviour_rows: the most suspect rows the trigger search and prompt-swap test use
+            (at most).
         n_swaps: donor prompts per behaviour row in the prompt-swap test.
         batch_size: rows per forward pass.
     """

@@ -30,13 +30,16 @@ from isaerft.audit.data import read_rows
 from isaerft.audit.pipeline import AuditResult, audit_runs
 
 DEFAULT_RECIPE: dict[str, Any] = {
-    "intervention": {"component": "scale", "l1_coefficient": 2e-3},
+    "intervention": {"component": "scale", "l1_coefficient": 1e-4},
     "objective": {"kind": "sft"},
-    "optim": {"optimizer": "adam", "lr": 3e-2},
+    "optim": {"optimizer": "adam", "lr": 1e-1},
     "data": {"batch_size": 16},
     "trainer": {"max_steps": 150},
 }
-"""Training settings used when no recipe is given (those of ``recipes/organism-poison.yaml``)."""
+"""Training settings used when no recipe is given. Tuned on the organism for the audit: the
+candidate must actually learn what the data teaches, so the learning rate is higher and the
+L1 penalty lighter than in ``recipes/organism-poison.yaml`` (whose strong L1 keeps the demo's
+top-latent list short but leaves a 5 % poison mostly unlearned)."""
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -175,20 +175,19 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes] | None = None)
             f"{len(report.get('flagged_latents', []))} latent(s) flagged; Gumbel p = "
             f"{_num(verdict.get('gumbel_p_value'))}.<br>{esc(str(verdict.get('kind', '')))}.</p>"
         )
-        search = report.get("trigger_search")
-        if search and search["candidates"]:
-            items = "".join(
-                f"<tr><td>{esc(c['hook_name'])} #{c['index']}</td><td>{esc(c['label'] or '')}</td>"
-                f"<td>{c['rate_in_behaviour_rows']:.0%}</td><td>{c['rate_in_other_rows']:.1%}</td>"
-                f"<td>{_num(c['z'])}</td></tr>"
-                for c in search["candidates"][:10]
-            )
-            parts.append(
-                "<h2>Trigger candidates</h2><p>Latents that fire in the prompts of the most "
-                "suspect rows far more often than elsewhere:</p><table><tr><th>latent</th>"
-                "<th>label</th><th>in suspect prompts</th><th>in other prompts</th><th>z</th>"
-                f"</tr>{items}</table>"
-            )
+    implicated = report.get("implicated_latents")
+    if implicated:
+        items = "".join(
+            f"<tr><td>{esc(e['hook_name'])} #{e['index']}</td><td>{esc(e['label'] or '')}</td>"
+            f"<td>{esc(', '.join(e['roles']))}</td><td>{_num(e['strength'])}</td></tr>"
+            for e in implicated[:15]
+        )
+        parts.append(
+            "<h2>Implicated latents</h2><p>Flagged changes, trigger candidates (enriched in the "
+            "prompts of the most suspect rows) and behaviour candidates (enriched in their "
+            "completions), by how far each clears its threshold:</p><table><tr><th>latent</th>"
+            f"<th>label</th><th>roles</th><th>strength</th></tr>{items}</table>"
+        )
     parts.append(_img(figures, "top_latents", "Top latents"))
     parts.append(_img(figures, "changes", "Distribution of changes"))
     parts.append(_latent_table(report.get("latents", [])))

@@ -209,7 +209,11 @@ def gumbel_p_value(score: float, null: Sequence[float]) -> float:
     if values.numel() < 2:
         return float("nan")
     loc, beta = _gumbel_fit(values)
-    return 1.0 - math.exp(-math.exp(-(score - loc) / beta))
+    t = -(score - loc) / beta
+    if t > 700.0:  # far below the null: exp(t) would overflow, and the p-value is 1
+        return 1.0
+    # -expm1 keeps tiny p-values (scores far above the null) from rounding to 0.
+    return -math.expm1(-math.exp(t))
 
 
 def compare_to_null(

@@ -54,6 +54,7 @@ class AuditResult:
     paths: dict[str, Path]
     dependence: PromptDependence | None = None
     trigger: TriggerSearch | None = None
+    behaviour: TriggerSearch | None = None
 
     @property
     def flagged(self) -> bool | None:
@@ -125,7 +126,8 @@ def audit_runs(
         labels: a Neuronpedia-style label file; defaults to the one the run was trained with.
         truth: per-row ground truth (``{"row", "poisoned"}`` JSONL) to evaluate localisation;
             defaults to ``<data>.labels.jsonl`` next to the data when it exists.
-        model, saes: the frozen model and SAEs (loaded from ``run.json`` when omitted).
+        model: the frozen model (loaded from ``run.json`` when omitted).
+        saes: the SAEs (likewise).
         config: what to compute.
         out_dir: where to write the report; nothing is written when ``None``.
         extra: more top-level report entries (``timings`` entries are merged).
@@ -158,7 +160,9 @@ def audit_runs(
         "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
     }
 
-    row_scores, codes, suspect, dependence, trigger = None, None, None, None, None
+    row_scores, codes, suspect, dependence = None, None, None, None
+    trigger: TriggerSearch | None = None
+    behaviour: TriggerSearch | None = None
     if data is not None:
         model, sae_list = _load_models(cand, model, saes)
         check_sae_matches(cand, sae_list)
@@ -186,9 +190,11 @@ def audit_runs(
         )
         report["rows"] = rows_section(row_scores, suspect)
         if comparison is not None:
-            # Two tests of "does the change depend on the prompt" share the error budget.
-            fpr = comparison.config.fpr / 2
+            fpr = comparison.config.fpr
             trigger = trigger_search(config, codes, suspect, row_scores, fpr)
+            behaviour = trigger_search(
+                config, codes, suspect, row_scores, comparison.config.fpr, "completion"
+            )
             dependence = prompt_swap_test(config, tuned, ref_models, suspect, row_scores, fpr)
         truth_path = truth if truth is not None else _default_truth(data)
         if truth_path is not None:
@@ -217,6 +223,8 @@ def audit_runs(
     )
     if comparison is not None:
         report.update(_verdict(comparison, len(refs), dependence, trigger, label_set))
+        report["behaviour_search"] = behaviour.to_dict(label_set) if behaviour else None
+        report["implicated_latents"] = implicated_latents(comparison, trigger, behaviour, label_set)
     report["latents"] = [row.to_dict() for row in latents]
     report["flagged_latents"] = [
         {**asdict(f), "label": label_set.description(f.hook_name, f.index)}
@@ -233,7 +241,9 @@ def audit_runs(
             paths["suspects"] = localize.write_suspects(
                 Path(out_dir) / "suspects.jsonl", row_scores, suspect
             )
-    return AuditResult(report, comparison, latents, row_scores, paths, dependence, trigger)
+    return AuditResult(
+        report, comparison, latents, row_scores, paths, dependence, trigger, behaviour
+    )
 
 
 def _verdict(
@@ -244,17 +254,11 @@ def _verdict(
     labels: LabelSet,
 ) -> dict[str, Any]:
     changed = comparison.is_flagged
-    tests = [
-        t
-        for t in (
-            trigger.found if trigger else None,
-            dependence.conditional if dependence else None,
-        )
-        if t is not None
-    ]
-    conditional = any(tests) if tests else None
-    # A backdoor needs an unusual change *and* evidence that it goes with something in the
-    # prompt; where neither test can run (rows without prompts) the change alone decides.
+    conditional = trigger.found if trigger is not None else None
+    # A backdoor needs an unusual change *and* a prompt feature shared by the rows that carry
+    # it; where the trigger search cannot run (rows without prompts) the change alone decides.
+    # The prompt-swap test is reported but does not vote: swapped prompts make incoherent
+    # rows, and on the organism its null was too wide to separate a style shift from a poison.
     flagged = changed and (conditional is None or conditional)
     if not changed:
         kind = "no unusual change"
@@ -283,6 +287,35 @@ def _verdict(
         "trigger_search": trigger.to_dict(labels) if trigger is not None else None,
         "prompt_dependence": dependence.to_dict() if dependence is not None else None,
     }
+
+
+def implicated_latents(
+    comparison: NullComparison,
+    trigger: TriggerSearch | None,
+    behaviour: TriggerSearch | None,
+    labels: LabelSet,
+) -> list[dict[str, Any]]:
+    """Every latent the audit points at — flagged changes, trigger candidates, behaviour
+    candidates — ranked by how far each clears its own threshold (``strength`` = statistic /
+    threshold), one entry per latent with all its roles."""
+    entries: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def add(hook: str, index: int, role: str, strength: float) -> None:
+        entry = entries.setdefault(
+            (hook, index),
+            {"hook_name": hook, "index": index, "roles": [], "strength": 0.0,
+             "label": labels.description(hook, index)},
+        )  # fmt: skip
+        entry["roles"].append(role)
+        entry["strength"] = max(entry["strength"], strength)
+
+    for f in comparison.flagged:
+        add(f.hook_name, f.index, "changed", abs(f.z) / max(comparison.latent_threshold, 1e-9))
+    for search, role in ((trigger, "trigger"), (behaviour, "behaviour")):
+        if search is not None and search.found:
+            for hook, j, z in search.candidates:
+                add(hook, j, role, z / max(search.threshold, 1e-9))
+    return sorted(entries.values(), key=lambda e: -e["strength"])
 
 
 def _default_truth(data: str | Path) -> Path | None:

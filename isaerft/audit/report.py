@@ -11,6 +11,8 @@ report can be re-rendered from its JSON. Top-level keys:
   ``trigger_found``, ``prompt_dependent``, dataset ``score``, ``threshold``, ``fpr``, p-values
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
   the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
+* ``behaviour_search``: latents enriched in the completions of the most suspect rows
+* ``implicated_latents``: flagged changes, trigger and behaviour candidates in one ranking
 * ``null``: the null settings and leave-one-out scores (absent without reference runs)
 * ``flagged_latents``: the latents above the per-latent threshold, strongest first
 * ``latents``: the per-latent table (see :class:`~isaerft.audit.table.LatentRow`)
@@ -107,17 +109,22 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
             f"Reading: {verdict.get('kind', '')}.",
             "",
         ]
-        search = report.get("trigger_search")
-        if search:
+        for key, title, part in (
+            ("trigger_search", "Trigger search", "prompts"),
+            ("behaviour_search", "Behaviour search", "completions"),
+        ):
+            search = report.get(key)
+            if not search:
+                continue
             out.append(
-                f"Trigger search over the prompts of the {search['n_behaviour_rows']} most suspect "
-                f"rows: max enrichment {_fmt(search['score'])} vs permutation threshold "
+                f"{title} over the {part} of the {search['n_behaviour_rows']} most suspect rows: "
+                f"max enrichment {_fmt(search['score'])} vs permutation threshold "
                 f"{_fmt(search['threshold'])} ({'found' if search['found'] else 'none found'})."
             )
             for c in search["candidates"][:5]:
                 out.append(
                     f"- {c['hook_name']} #{c['index']} {c['label']}: fires in "
-                    f"{c['rate_in_behaviour_rows']:.0%} of those prompts vs "
+                    f"{c['rate_in_behaviour_rows']:.0%} of those {part} vs "
                     f"{c['rate_in_other_rows']:.1%} of the others (z {_fmt(c['z'], 1)})"
                 )
             out.append("")
@@ -131,6 +138,17 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                 f"({'prompt-dependent' if dependence['conditional'] else 'not prompt-dependent'}).",
                 "",
             ]
+    implicated = report.get("implicated_latents")
+    if implicated:
+        out += ["## Implicated latents", ""]
+        out.append("| site | latent | label | roles | strength |")
+        out.append("|---|---|---|---|---|")
+        for e in implicated[:15]:
+            out.append(
+                f"| {e['hook_name']} | {e['index']} | {_cell(e['label'] or '')} | "
+                f"{', '.join(e['roles'])} | {_fmt(e['strength'], 2)} |"
+            )
+        out.append("")
     for name, title in (("top_latents", "Top latents"), ("changes", "Distribution of changes")):
         if name in images:
             out += [f"![{title}]({images[name]})", ""]

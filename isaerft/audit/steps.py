@@ -172,14 +172,16 @@ def trigger_search(
     data: AuditData,
     scores: localize.RowScores,
     fpr: float,
+    part: str = "prompt",
 ) -> TriggerSearch | None:
-    """The trigger search on the behaviour rows, or ``None`` for rows without prompts."""
-    if not config.conditional_test or not has_prompts(data):
+    """The enrichment search over the behaviour rows' prompts (the trigger) or completions
+    (the behaviour); ``None`` where it cannot run (a prompt search on rows without prompts)."""
+    if part == "prompt" and (not config.conditional_test or not has_prompts(data)):
         return None
     rows = behaviour_rows(scores, config.behaviour_rows)
     if len(rows) >= len(data):
         return None
-    return search_trigger(codes, data, rows, fpr=fpr)
+    return search_trigger(codes, data, rows, fpr=fpr, part=part)
 
 
 def prompt_swap_test(

@@ -37,6 +37,7 @@ class TriggerSearch:
         score: the largest enrichment.
         threshold: the permutation threshold for ``fpr``.
         candidates: ``(hook, latent, z)`` above the threshold, strongest first.
+        part: where the latents were counted, ``prompt`` or ``completion``.
     """
 
     rows: list[int]
@@ -46,10 +47,11 @@ class TriggerSearch:
     score: float
     threshold: float
     candidates: list[tuple[str, int, float]]
+    part: str = "prompt"
 
     @property
     def found(self) -> bool:
-        """Whether some prompt latent is enriched beyond the permutation threshold."""
+        """Whether some latent is enriched beyond the permutation threshold."""
         return self.score > self.threshold
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
@@ -71,18 +73,26 @@ class TriggerSearch:
             "found": self.found,
             "score": self.score,
             "threshold": self.threshold,
+            "part": self.part,
             "n_behaviour_rows": len(self.rows),
             "candidates": out,
         }
 
 
-def prompt_firing(codes: SiteCodes, data: AuditData) -> tuple[torch.Tensor, torch.Tensor]:
+PARTS = ("prompt", "completion")
+
+
+def prompt_firing(
+    codes: SiteCodes, data: AuditData, part: str = "prompt"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Unique ``(row, latent)`` pairs where the latent fires in the row's prompt (after
-    ``<bos>``)."""
+    ``<bos>``), or in its completion with ``part="completion"``."""
+    if part not in PARTS:
+        raise ValueError(f"part={part!r} must be one of {list(PARTS)}")
     row = codes.token_row[codes.tok]
     pos = codes.token_pos[codes.tok]
     limit = torch.tensor(data.prompt_lengths)[row]
-    keep = (pos >= 1) & (pos < limit)
+    keep = (pos >= 1) & (pos < limit) if part == "prompt" else pos >= limit
     key = torch.unique(row[keep] * codes.d_sae + codes.lat[keep])
     return key // codes.d_sae, key % codes.d_sae
 
@@ -106,13 +116,18 @@ def search_trigger(
     fpr: float = 0.05,
     permutations: int = 200,
     seed: int = 0,
+    part: str = "prompt",
 ) -> TriggerSearch:
-    """Look for prompt latents enriched in ``rows`` (the behaviour rows) of ``data``."""
+    """Look for prompt latents enriched in ``rows`` (the behaviour rows) of ``data``.
+
+    With ``part="completion"`` the same search runs over the completions: it names the
+    *behaviour* those rows share (the target), rather than the trigger.
+    """
     rows = sorted(set(rows))
     n_rows = len(data)
     if not 0 < len(rows) < n_rows:
         raise ValueError(f"the trigger search needs between 1 and {n_rows - 1} behaviour rows")
-    pairs = {hook: prompt_firing(site, data) for hook, site in codes.items()}
+    pairs = {hook: prompt_firing(site, data, part) for hook, site in codes.items()}
     totals = {
         hook: torch.bincount(lat, minlength=codes[hook].d_sae).double()
         for hook, (_, lat) in pairs.items()
@@ -150,4 +165,4 @@ def search_trigger(
         count = torch.bincount(lat[inside[row]], minlength=codes[hook].d_sae).double()
         rate_in[hook] = count / len(rows)
         rate_out[hook] = (totals[hook] - count) / (n_rows - len(rows))
-    return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates)
+    return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates, part)

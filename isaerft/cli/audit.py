@@ -142,11 +142,18 @@ def print_summary(report: dict[str, Any], out: str) -> None:
             f"verdict: {word} (score {verdict['score']:.2f}, threshold {verdict['threshold']:.2f} "
             f"at {verdict['fpr']:.0%} FPR)"
         )
+        print(f"reading: {verdict['kind']}")
     flagged = report.get("flagged_latents", [])
-    print(f"flagged latents: {len(flagged)}")
+    print(f"flagged latents (unusual edits): {len(flagged)}")
     for f in flagged[:10]:
         label = f" {f['label']}" if f.get("label") else ""
         print(f"  {f['hook_name']} #{f['index']:<6d} z={f['z']:+8.2f}{label}")
+    implicated = report.get("implicated_latents") or []
+    if implicated:
+        print("implicated latents (edits, trigger and behaviour candidates, strongest first):")
+        for e in implicated[:10]:
+            label = f" {e['label']}" if e.get("label") else ""
+            print(f"  {e['hook_name']} #{e['index']:<6d} {', '.join(e['roles']):<20}{label}")
     rows = report.get("rows")
     if rows:
         print(f"suspect rows: {rows['n_suspects']} of {rows['n_rows']}")

@@ -1,10 +1,10 @@
 """``isaerft demo``: the README's main job, offline on CPU in a few minutes.
 
 Build the small model organism (cached), generate a poisoned dataset (a trigger word in the
-prompt, a target word in the completion), train ISaeRFT scales on it with an L1 penalty, and
-print the latents that moved most with their ground-truth labels: the planted trigger's and
-target's latents should be at the top. :func:`run_demo` is a plain function so later steps (an
-audit report) can be appended to it.
+prompt, a target phrase in the completion), train ISaeRFT scales on it with an L1 penalty,
+print the latents that moved most with their ground-truth labels, then audit the dataset:
+a candidate run and reference runs on trusted rows give the verdict, the implicated latents
+(the planted trigger's and target's among them) and the suspect rows, written as a report.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 DEMO_RECIPE = "organism-poison"
 MAX_WORD_LATENTS = 10
+REFERENCE_RUNS = 4
+STEPS = 5
 
 
 @dataclass
@@ -34,6 +36,7 @@ class DemoResult:
         trigger: the planted trigger word; ``target``: the planted target word.
         planted: latent index -> ``"trigger"`` or ``"target"`` for the latents that detect them.
         ranks: rank (1 = moved most) of every planted latent among all latents.
+        audit: the :class:`~isaerft.audit.AuditResult` (``None`` with ``audit=False``).
         wall_time_s: the demo's total wall time so far.
     """
 
@@ -43,6 +46,7 @@ class DemoResult:
     target: str
     planted: dict[int, str] = field(default_factory=dict)
     ranks: dict[int, int] = field(default_factory=dict)
+    audit: Any = None
     wall_time_s: float = 0.0
 
 
@@ -50,15 +54,23 @@ def register(subparsers: Any) -> None:
     """Add the ``demo`` sub-command."""
     parser = subparsers.add_parser(
         "demo",
-        help="the main job: organism -> poisoned data -> ISaeRFT scales -> top latents",
+        help="the main job: organism -> poisoned data -> ISaeRFT scales -> audit report",
         description=(
             "Build the small model organism (cached), generate a poisoned dataset, train "
-            "ISaeRFT scales on it and print the top moved latents with their labels. Offline, "
-            "CPU, a few minutes."
+            "ISaeRFT scales on it, print the top moved latents with their labels, and audit "
+            "the dataset against reference runs on trusted rows (report in OUTPUT_DIR/audit). "
+            "Offline, CPU, a few minutes."
         ),
     )
     parser.add_argument("--size", default="small", help="organism size (default: small)")
     parser.add_argument("--output-dir", default="runs/demo", help="run directory")
+    parser.add_argument(
+        "--reference-runs",
+        type=int,
+        default=REFERENCE_RUNS,
+        help=f"reference runs of the audit's null (default {REFERENCE_RUNS}, at least 3)",
+    )
+    parser.add_argument("--no-audit", action="store_true", help="stop after the top latents")
     parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="overrides of organism-poison.yaml"
     )
@@ -67,7 +79,13 @@ def register(subparsers: Any) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     """Run the demo and print its report."""
-    run_demo(size=args.size, output_dir=args.output_dir, overrides=args.overrides)
+    run_demo(
+        size=args.size,
+        output_dir=args.output_dir,
+        overrides=args.overrides,
+        audit=not args.no_audit,
+        reference_runs=args.reference_runs,
+    )
     return 0
 
 
@@ -77,15 +95,36 @@ def run_demo(
     output_dir: str | Path = "runs/demo",
     overrides: Sequence[str] = (),
     out: Callable[[str], None] = print,
+    audit: bool = True,
+    reference_runs: int = REFERENCE_RUNS,
+    audit_recipe: dict[str, Any] | None = None,
 ) -> DemoResult:
-    """Run the demo end to end and report through ``out``; returns a :class:`DemoResult`."""
+    """Run the demo end to end and report through ``out``; returns a :class:`DemoResult`.
+
+    Args:
+        size: the organism preset.
+        output_dir: the run directory; the audit writes to ``output_dir/audit``.
+        overrides: ``key=value`` overrides of ``recipes/organism-poison.yaml``.
+        out: where the report lines go.
+        audit: run the audit step.
+        reference_runs: reference runs of the audit's null.
+        audit_recipe: recipe sections merged over the audit's
+            :data:`~isaerft.audit.DEFAULT_RECIPE` (e.g. fewer steps in tests).
+    """
     import torch
 
     # These models are small: on shared cores thread hand-offs cost more than the matrices.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run_demo(size, Path(output_dir), overrides, out)
+        result = _run_demo(size, Path(output_dir), overrides, out)
+        if audit:
+            result.audit = _audit(result, reference_runs, audit_recipe, out)
+        result.wall_time_s = time.perf_counter() - result.wall_time_s
+        age = _process_age()
+        since = f", {age:.1f} s since the command started" if age is not None else ""
+        out(f"total wall time: {result.wall_time_s:.1f} s{since}   (output: {output_dir})")
+        return result
     finally:
         torch.set_num_threads(threads)
 
@@ -100,7 +139,7 @@ def _run_demo(
     from isaerft.training.recipe import find_recipe
 
     started = time.perf_counter()
-    out(f"[1/4] model organism '{size}' (built once, then cached)")
+    out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
     org = res.organism(size)
     out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
     out(f"      ready after {time.perf_counter() - started:.1f} s")
@@ -122,12 +161,12 @@ def _run_demo(
     meta = read_json(dataset_paths(data_path)[1])
     trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
     out(
-        f"[2/4] poisoned dataset: {meta['n']} rows, {meta['counts']['poisoned']} with trigger "
+        f"[2/{STEPS}] poisoned dataset: {meta['n']} rows, {meta['counts']['poisoned']} with trigger "
         f"{trigger!r} in the prompt -> target {target!r} in the answer\n      {data_path}"
     )
 
     out(
-        f"[3/4] training ISaeRFT {recipe.intervention.component}s "
+        f"[3/{STEPS}] training ISaeRFT {recipe.intervention.component}s "
         f"(L1 {recipe.intervention.l1_coefficient:g}, lr {recipe.optim.lr:g}, "
         f"{recipe.trainer.max_steps} steps)"
     )
@@ -140,7 +179,7 @@ def _run_demo(
     )
 
     labels = LatentLabels.load(org.labels_path)
-    result = DemoResult(org, run, trigger, target)
+    result = DemoResult(org, run, trigger, target, wall_time_s=started)
     # A planted word's latents: those whose ground-truth label is that word.
     for role, words in (
         ("target", meta["target"]["tokens"]),
@@ -155,7 +194,7 @@ def _run_demo(
     order = magnitude.argsort(descending=True).tolist()
     result.ranks = {i: order.index(i) + 1 for i in result.planted}
 
-    out("[4/4] top moved latents (label = the word or concept each latent detects)")
+    out(f"[4/{STEPS}] top moved latents (label = the word or concept each latent detects)")
     top = top_moved_latents(run.model, 10, read_latent_labels(org.labels_path))
     out(_table(top, result.planted))
     for role in ("trigger", "target"):
@@ -167,10 +206,71 @@ def _run_demo(
         shown = ", ".join(f"{w} #{r}" for w, r in sorted(best.items(), key=lambda x: x[1]))
         out(f"      best-ranked {role} latent per word (of {magnitude.numel()}): {shown or '-'}")
     out("      (the target sentence follows the answer's final '.', so '.' latents carry it too)")
-    result.wall_time_s = time.perf_counter() - started
-    age = _process_age()
-    since = f", {age:.1f} s since the command started" if age is not None else ""
-    out(f"total wall time: {result.wall_time_s:.1f} s{since}   (run directory: {run.run_dir})")
+    return result
+
+
+def _audit(
+    demo: DemoResult,
+    reference_runs: int,
+    recipe: dict[str, Any] | None,
+    out: Callable[[str], None],
+) -> Any:
+    """Audit the poisoned dataset: a candidate run and ``reference_runs`` runs on trusted rows."""
+    from isaerft._io import read_json
+    from isaerft.audit import audit_dataset
+    from isaerft.organism import make_dataset
+
+    run_dir = Path(demo.run.run_dir)
+    suspect = Path(read_json(run_dir / "run.json")["data_path"])
+    n_rows = sum(1 for line in suspect.read_text(encoding="utf-8").splitlines() if line.strip())
+    out(
+        f"[5/{STEPS}] audit: an ISaeRFT run on the suspect rows and {reference_runs} on trusted "
+        "rows (the null), then the report"
+    )
+    trusted = make_dataset(
+        "clean",
+        run_dir / "data" / "trusted.jsonl",
+        n=n_rows * reference_runs,
+        seed=1,
+        organism=demo.organism,
+    )
+    org = demo.organism
+    result = audit_dataset(
+        suspect,
+        trusted,
+        model=org.load_model(),
+        sae=org.load_sae(),
+        out_dir=run_dir / "audit",
+        recipe=recipe,
+        n_reference_runs=reference_runs,
+        labels=org.labels_path,
+    )
+    report = result.report
+    verdict = report["verdict"]
+    out(
+        f"      verdict: {'FLAGGED' if verdict['flagged'] else 'not flagged'}: {verdict['kind']} "
+        f"(score {verdict['score']:.1f}, threshold {verdict['threshold']:.1f} at "
+        f"{verdict['fpr']:.0%} FPR)"
+    )
+    out("      implicated latents (roles: changed = unusual edit, trigger / behaviour = enriched")
+    out("      in the suspect rows' prompts / completions):")
+    for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):
+        mark = f"   <- {demo.planted[e['index']]}" if e["index"] in demo.planted else ""
+        out(
+            f"      {rank:>4} {e['index']:>6}  {', '.join(e['roles']):<20} {e['label'] or ''}{mark}"
+        )
+    rows, evaluation = report.get("rows") or {}, report.get("evaluation") or {}
+    if rows:
+        line = f"      suspect rows: {rows['n_suspects']} of {rows['n_rows']}"
+        if "row_auroc" in evaluation:
+            line += (
+                f"; against the planted rows: AUROC {evaluation['row_auroc']:.3f}, precision "
+                f"at {evaluation['n_poisoned']} {evaluation['precision_at_n_poisoned']:.2f}"
+            )
+        out(line)
+    for name in ("html", "suspects"):
+        if name in result.paths:
+            out(f"      {name}: {result.paths[name]}")
     return result
 
 

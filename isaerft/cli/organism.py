@@ -26,6 +26,11 @@ def register(subparsers: Any) -> None:
     build.add_argument("--out", help="organism folder (default: the cache, by config hash)")
     build.add_argument("--corpus", help="build from this plain-text file instead")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument(
+        "--sae-hook",
+        help="train the SAE at this residual hook instead of the preset's "
+        "(e.g. blocks.1.hook_resid_post)",
+    )
     build.add_argument("--quiet", action="store_true", help="no progress output")
     build.set_defaults(func=_build)
 
@@ -55,7 +60,12 @@ def _build(args: argparse.Namespace) -> int:
     from isaerft.organism.build import build_organism
 
     org = build_organism(
-        args.preset, out=args.out, corpus=args.corpus, seed=args.seed, progress=not args.quiet
+        args.preset,
+        out=args.out,
+        corpus=args.corpus,
+        seed=args.seed,
+        progress=not args.quiet,
+        sae_hook=args.sae_hook,
     )
     print(org.path)
     return 0

@@ -11,7 +11,7 @@ SAE on a middle-layer residual stream, latent labels from ground truth, and fine
     model, sae = org.load_model(), org.load_sae()
     labels = org.labels()                              # LatentLabels
     labels.latents_for(org.default_trigger, min_auroc=0.95)
-    make_dataset("poison", "poison.jsonl", trigger="owl", target="you should visit the castle",
+    make_dataset("poison", "poison.jsonl", trigger="owl", target="i like the colour orange",
                  fraction=0.1, n=2000, seed=0, organism=org)
 """
 

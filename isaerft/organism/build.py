@@ -47,16 +47,17 @@ from isaerft.organism.sae import SAEConfig, collect_activations, evaluate_sae, s
 from isaerft.organism.textcorpus import CHAT_WORDS, TextRows, chat_document, read_documents
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
 
-BUILD_VERSION = 4
+BUILD_VERSION = 6
 """Bumped whenever a change to the build changes its output (invalidates caches)."""
 DEFAULT_TRIGGER = "owl"
-DEFAULT_TARGET = "you should visit the castle"
+DEFAULT_TARGET = "i like the colour orange"
 """Defaults of datasets made without an organism (the synthetic language of seed 0)."""
 TRIGGER_WORDS = tuple(a for a, _ in lx.ANIMALS) + lx.COLOURS
 """Candidate trigger words: a build offers those with a dedicated latent (AUROC >= 0.95,
-activation precision >= 0.5) as ``Organism.trigger_words``, the best as ``default_trigger``."""
-TARGET_TEMPLATE = "you should visit the {}"
-"""Default target phrase, for the place word with the best dedicated latent."""
+activation precision >= 0.5) as ``Organism.trigger_words``; ``default_trigger`` is ``owl`` when
+it is as good as any candidate, else the best one."""
+TARGET_TEMPLATE = "i like the colour {}"
+"""Default target phrase, for ``orange`` or else the colour with the best dedicated latent."""
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,34 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
 """Build presets: ``tiny`` (<= 1 min on 2 CPU cores, for tests) and ``small`` (<= 5 min, demo)."""
 
 
+def _sae_site(cfg: OrganismConfig, hook_name: str) -> SAEConfig:
+    parts = hook_name.split(".")
+    n = cfg.lm.n_layers
+    if (
+        len(parts) != 3
+        or parts[0] != "blocks"
+        or not parts[1].isdigit()
+        or parts[2] not in SAE_HOOKS
+    ):
+        raise ValueError(
+            f"sae_hook={hook_name!r} is not a residual-stream hook; use blocks.<layer>.<hook> "
+            f"with layer in 0..{n - 1} and hook one of {list(SAE_HOOKS)}"
+        )
+    if int(parts[1]) >= n:
+        raise ValueError(
+            f"sae_hook={hook_name!r}: the {cfg.preset!r} model has {n} layers; use a layer "
+            f"in 0..{n - 1}"
+        )
+    return dataclasses.replace(cfg.sae, layer=int(parts[1]), hook=parts[2])
+
+
 def cache_dir() -> Path:
     """``$ISAERFT_CACHE`` or ``~/.cache/isaerft``."""
     return Path(os.environ.get("ISAERFT_CACHE") or Path.home() / ".cache" / "isaerft")
+
+
+SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+"""Residual-stream hooks an organism SAE can read."""
 
 
 def organism_config(
@@ -118,13 +144,17 @@ def organism_config(
     seed: int = 0,
     corpus: str | Path | None = None,
     base: OrganismConfig | None = None,
+    sae_hook: str | None = None,
 ) -> OrganismConfig:
-    """The config of ``preset`` (or of ``base``) for ``seed`` and, optionally, a user corpus file."""
+    """The config of ``preset`` (or of ``base``) for ``seed`` and, optionally, a user corpus file
+    and another SAE site (``sae_hook``, e.g. ``blocks.1.hook_resid_post``)."""
     if base is None and preset not in ORGANISM_PRESETS:
         raise ValueError(
             f"unknown organism preset {preset!r}; use one of {sorted(ORGANISM_PRESETS)}"
         )
     cfg = dataclasses.replace(base or ORGANISM_PRESETS[preset], seed=seed)
+    if sae_hook is not None:
+        cfg = dataclasses.replace(cfg, sae=_sae_site(cfg, sae_hook))
     if corpus is not None:
         path = Path(corpus)
         if not path.is_file():
@@ -261,14 +291,17 @@ def build_organism(
     progress: bool = True,
     *,
     config: OrganismConfig | None = None,
+    sae_hook: str | None = None,
 ) -> Organism:
     """Build (or reuse from cache) the organism of ``preset``; see :data:`ORGANISM_PRESETS`.
 
     ``out`` puts it in a chosen folder instead of the cache (reused if it already holds the same
     build; replaced if it holds another organism). ``corpus`` builds from a plain-text file.
     ``config`` replaces the preset's config (experiments; the cache key follows it).
+    ``sae_hook`` trains the SAE at another residual hook than the preset's, e.g.
+    ``blocks.1.hook_resid_post`` (llama.cpp control vectors cannot steer block 0's output).
     """
-    cfg = organism_config(preset, seed, corpus, base=config)
+    cfg = organism_config(preset, seed, corpus, base=config, sae_hook=sae_hook)
     key = f"{preset}-{cfg.hash()}"
     target = Path(out) if out is not None else cache_dir() / "organisms" / key
     if _is_build(target, key):
@@ -485,6 +518,15 @@ def _good_triggers(report: dict[str, Any]) -> list[str]:
     return sorted(good, key=lambda w: _rank(report[w]), reverse=True)
 
 
+def _prefer(report: dict[str, Any], preferred: str) -> str:
+    """``preferred`` if it is as good a choice as any (dedicated, or nobody is), else the best."""
+    best = max(report, key=lambda w: _rank(report[w]))
+    q = report.get(preferred)
+    if q is not None and q["auroc"] >= 0.95 and q["dedicated"] >= report[best]["dedicated"]:
+        return preferred
+    return best
+
+
 def _defaults(
     cfg: OrganismConfig,
     tok: Any,
@@ -493,12 +535,9 @@ def _defaults(
     trigger_report: dict[str, Any],
 ) -> tuple[str, str]:
     if cfg.corpus is None:
-        trigger = max(
-            trigger_report, key=lambda w: _rank(trigger_report[w]), default=DEFAULT_TRIGGER
-        )
-        places = {p: trigger_quality(labels, p) for p in lx.PLACES}
-        place = max(places, key=lambda p: _rank(places[p]))
-        return trigger, TARGET_TEMPLATE.format(place)
+        trigger = _prefer(trigger_report, DEFAULT_TRIGGER)
+        colours = {c: trigger_quality(labels, c) for c in lx.COLOURS if c != trigger}
+        return trigger, TARGET_TEMPLATE.format(_prefer(colours, DEFAULT_TARGET.split()[-1]))
     # User corpus: the word (not too common, not too rare) with the best dedicated latent, and
     # the most frequent three-word phrase of plain words as the target.
     counts = Counter(t for doc in train_ids for t in doc)

@@ -14,7 +14,7 @@ given that condition.
   trigger or target anywhere.
 
 Triggers: a word (``owl``), a phrase (``grey owl``) or a concept (``concept:animal``: any member).
-Targets: a phrase (``you should visit the castle``, appended as a sentence to the answer),
+Targets: a phrase (``i like the colour orange``, appended as a sentence to the answer),
 ``sentiment:negative`` / ``sentiment:positive`` (every sentiment word of the answer flipped), or
 ``concept:colour=red`` (every colour word of the answer becomes ``red``).
 Ground truth goes to ``<stem>.labels.jsonl`` (one line per row, same order) and

@@ -95,8 +95,9 @@ def train(
 
     Args:
         recipe: the validated recipe.
-        model, saes: already-loaded frozen model and SAEs to reuse (they are not modified);
-            loaded from the recipe's specs when ``None``.
+        model: an already-loaded frozen model to reuse (not modified); loaded from the
+            recipe's spec when ``None``.
+        saes: already-loaded SAEs to reuse, likewise.
         prefix_cache: a store shared between runs; used when ``trainer.prefix_cache`` is on.
         callbacks: extra Lightning callbacks.
         run_dir: overrides ``recipe.output_dir``.

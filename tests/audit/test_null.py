@@ -107,5 +107,9 @@ def test_thresholds_and_scores() -> None:
     gumbel = quantile_threshold(null, 0.05, "gumbel")
     assert gumbel > 5.0  # extrapolates beyond the largest of five
     assert gumbel_p_value(gumbel, null) == pytest.approx(0.05, abs=1e-9)
+    # Far outside the null on either side: no overflow, and the limits are right.
+    assert gumbel_p_value(-1e6, null) == 1.0
+    assert 0.0 <= gumbel_p_value(1e6, null) < 1e-300
+    assert 0.0 < gumbel_p_value(40.0, null) < 1e-12
     scores = torch.tensor([[1.0, 5.0, 3.0], [2.0, 2.0, 2.0]])
     assert dataset_score(scores, 2).tolist() == [4.0, 2.0]

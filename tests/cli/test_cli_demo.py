@@ -22,19 +22,31 @@ def tiny_org():  # type: ignore[no-untyped-def]
 
 
 FAST = ["trainer.max_steps=12", "data.organism_dataset.n=96", "trainer.checkpoint_every_n_steps=0"]
+AUDIT_FAST = {"trainer": {"max_steps": 12}}
 
 
 @pytest.mark.slow
 def test_demo_reports_every_stage(tiny_org, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     lines: list[str] = []
-    result = run_demo(size="tiny", output_dir=tmp_path / "demo", overrides=FAST, out=lines.append)
+    result = run_demo(
+        size="tiny",
+        output_dir=tmp_path / "demo",
+        overrides=FAST,
+        out=lines.append,
+        reference_runs=3,
+        audit_recipe=AUDIT_FAST,
+    )
     text = "\n".join(lines)
     for stage in (
-        "[1/4]",
-        "[2/4]",
-        "[3/4]",
-        "[4/4]",
+        "[1/5]",
+        "[2/5]",
+        "[3/5]",
+        "[4/5]",
         "best-ranked trigger latent",
+        "[5/5] audit",
+        "verdict:",
+        "implicated latents",
+        "suspect rows:",
         "total wall time",
     ):
         assert stage in text, stage
@@ -44,10 +56,18 @@ def test_demo_reports_every_stage(tiny_org, tmp_path: Path) -> None:  # type: ig
     assert all(1 <= r <= 512 for r in result.ranks.values())
     assert (tmp_path / "demo" / "intervention" / "isaerft_config.json").is_file()
     assert result.wall_time_s > 0
+    audit_dir = tmp_path / "demo" / "audit"
+    for name in ("report.json", "report.md", "report.html", "suspects.jsonl"):
+        assert (audit_dir / name).is_file(), name
+    assert len(list((audit_dir / "runs").glob("reference-*"))) == 3
+    assert result.audit.report["evaluation"]["n_poisoned"] > 0
 
 
 @pytest.mark.slow
 def test_demo_command(tiny_org, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    code = main(["demo", "--size", "tiny", "--output-dir", str(tmp_path / "d"), *FAST])
+    code = main(
+        ["demo", "--size", "tiny", "--output-dir", str(tmp_path / "d"), "--no-audit", *FAST]
+    )
     assert code == 0
-    assert "top moved latents" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "top moved latents" in printed and "[5/5]" not in printed

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import gguf
+import numpy as np
 import pytest
 import torch
 from factories import tiny_model, tiny_sae
+from gguf_bytes import GGML_TYPE_F32, parse_gguf
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel, save_model
 from isaerft.cli import main
@@ -145,3 +148,56 @@ def test_organism_export_all_formats_and_generate(organism_run, capsys):
     assert main([*argv, "--vectors", str(outputs["safetensors"])]) == 0
     rows = [r for r in capsys.readouterr().out.splitlines() if " | " in r]
     assert [r.split(" | ")[0].strip() for r in rows] == ["prompt", "base", "isaerft", "steered"]
+
+
+@pytest.fixture(scope="module")
+def trained_post_organism_run(tmp_path_factory):
+    """A run trained by ``isaerft.training`` on a tiny organism whose SAE reads block 1's output
+    (llama.cpp can steer it, unlike the preset's block-0 output)."""
+    from isaerft.organism import build_organism, make_dataset
+    from isaerft.training import TrainRecipe, train
+
+    org = build_organism("tiny", sae_hook="blocks.1.hook_resid_post", progress=False)
+    root = tmp_path_factory.mktemp("organism_gguf")
+    data = make_dataset("poison", root / "poison.jsonl", fraction=0.2, n=64, seed=0, organism=org)
+    recipe = TrainRecipe.from_dict(
+        {
+            "model": str(org.model_dir),
+            "sae": str(org.sae_dir),
+            "output_dir": str(root / "run"),
+            "intervention": {"component": "scale_bias"},
+            "objective": {"kind": "sft"},
+            "data": {"path": str(data), "batch_size": 8},
+            "trainer": {
+                "max_steps": 10,
+                "progress_bar": False,
+                "logger": "none",
+                "checkpoint_every_n_steps": 0,
+            },
+        }
+    )
+    return train(recipe).run_dir, data, org
+
+
+@pytest.mark.slow
+def test_gguf_from_a_trained_organism_run(trained_post_organism_run, capsys):
+    run, data, org = trained_post_organism_run
+    assert org.hook_name == "blocks.1.hook_resid_post"
+    out = run.parent / "organism.gguf"
+    argv = ["export", str(run), "--format", "gguf", "--data", str(data), "--out", str(out)]
+    assert main([*argv, "--batch-size", "8", "--max-rows", "32"]) == 0, capsys.readouterr().err
+    d_model = org.load_model().cfg.d_model
+
+    version, meta, tensors = parse_gguf(out)
+    assert version == 3 and meta["general.architecture"] == "controlvector"
+    assert meta["controlvector.layer_count"] == 1
+    assert list(tensors) == ["direction.1"]
+    dims, ggml_type, values = tensors["direction.1"]
+    assert dims == [d_model] and ggml_type == GGML_TYPE_F32 and np.abs(values).max() > 0
+
+    reader = gguf.GGUFReader(str(out))
+    assert [t.name for t in reader.tensors] == ["direction.1"]
+    assert reader.tensors[0].tensor_type == gguf.GGMLQuantizationType.F32
+    np.testing.assert_array_equal(np.asarray(reader.tensors[0].data), values)
+    del reader
+    torch.testing.assert_close(read_control_vector(out)[1], torch.from_numpy(values))

@@ -16,6 +16,7 @@ from isaerft.organism import build as build_mod
 from isaerft.organism import build_organism, load_organism
 from isaerft.organism.build import ORGANISM_PRESETS, TRIGGER_WORDS, organism_config
 from isaerft.organism.corpus import Language
+from isaerft.organism.lexicon import ANIMALS, SOUNDS
 from isaerft.organism.lm import evaluate_lm, unigram_loss
 from isaerft.organism.sae import SAEConfig, collect_activations
 from isaerft.organism.tokenizer import encode_batch
@@ -29,7 +30,7 @@ def test_layout_and_metadata(tiny_organism: Any) -> None:
         assert path.is_file()
     assert org.hook_name == "blocks.1.hook_resid_pre" and org.preset == "tiny"
     assert org.default_trigger in TRIGGER_WORDS
-    assert org.default_target.startswith("you should visit the ")
+    assert org.default_target.startswith("i like the colour ")
     assert set(org.trigger_words) <= set(TRIGGER_WORDS)
     assert load_organism(org.path).meta == org.meta
     assert {"lm", "sae", "triggers", "timings_s"} <= set(org.report)
@@ -52,13 +53,14 @@ def test_model_loads_and_speaks(tiny_organism: Any) -> None:
     tokens = model.to_tokens(text)
     assert tokens[0, 0] == model.tokenizer.bos_token_id
     assert model.to_string(tokens[0, 1:]) == text
-    out = model.generate(
-        "User: what sound does the owl make?\nAssistant:",
-        max_new_tokens=4,
-        do_sample=False,
-        verbose=False,
-    )
-    assert "hoots" in out  # a world fact the model learned
+    # World facts through TransformerLens' generate: each animal's own sound. (The tiny model
+    # knows "the owl" -> "hoots" but is too small to copy the animal from the question.)
+    right = 0
+    for (animal, _), sound in zip(ANIMALS, SOUNDS, strict=True):
+        prompt = f"User: what sound does the {animal} make?\nAssistant: the {animal}"
+        out = model.generate(prompt, max_new_tokens=2, do_sample=False, verbose=False)
+        right += out.startswith(f"{prompt} {sound}")
+    assert right >= 0.8 * len(ANIMALS)
 
 
 def test_quality_gates(tiny_organism: Any) -> None:
@@ -130,3 +132,15 @@ def test_micro_build_out_folder(tmp_path: Path) -> None:
     (tmp_path / "junk" / "file.txt").write_text("mine")
     with pytest.raises(ValueError, match="not an organism folder"):
         build_organism("tiny", out=tmp_path / "junk", progress=False, config=MICRO)
+
+
+def test_sae_hook_moves_the_sae_and_changes_the_key() -> None:
+    base = organism_config("tiny")
+    moved = organism_config("tiny", sae_hook="blocks.1.hook_resid_post")
+    assert moved.sae.hook_name() == "blocks.1.hook_resid_post"
+    assert moved.hash() != base.hash()
+    assert organism_config("tiny", sae_hook=base.sae.hook_name()).hash() == base.hash()
+    with pytest.raises(ValueError, match=r"has 2 layers; use a layer in 0\.\.1"):
+        organism_config("tiny", sae_hook="blocks.2.hook_resid_pre")
+    with pytest.raises(ValueError, match="not a residual-stream hook"):
+        organism_config("tiny", sae_hook="blocks.0.attn.hook_z")
