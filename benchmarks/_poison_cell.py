@@ -8,6 +8,7 @@ benchmark picks up where it stopped.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,21 +28,22 @@ from _poison_baselines import (
 )
 from _poison_grid import FAMILIES, TARGETS, Cell, Grid
 from _poison_metrics import KS, recall_at_k
-from _poison_scoring import audit_verdict, ground_truth, guard_gumbel_overflow
+from _poison_scoring import audit_verdict, ground_truth
 
 from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
-from isaerft.audit import AuditConfig, NullConfig, RunEdits, audit_runs, read_rows, tokenize_rows
+from isaerft.audit import (
+    DEFAULT_RECIPE,
+    AuditConfig,
+    NullConfig,
+    RunEdits,
+    audit_runs,
+    read_rows,
+    tokenize_rows,
+)
 
-guard_gumbel_overflow()
-
-RECIPE: dict[str, Any] = {
-    "intervention": {"component": "scale", "l1_coefficient": 2e-3},
-    "objective": {"kind": "sft"},
-    "optim": {"optimizer": "adam", "lr": 3e-2},
-    "data": {"batch_size": 16},
-    "trainer": {"max_steps": 150},
-}
-"""ISaeRFT training settings: ``recipes/organism-poison.yaml``'s, fixed (not tuned)."""
+RECIPE: dict[str, Any] = copy.deepcopy(DEFAULT_RECIPE)
+"""ISaeRFT training settings: the audit's own defaults (``isaerft.audit.DEFAULT_RECIPE``, set
+on the dev family's ``owl`` poisons), fixed for every cell."""
 
 
 @dataclass

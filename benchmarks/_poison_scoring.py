@@ -3,7 +3,6 @@ as one score, and a guard around a numerical edge case of the audit's null."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from _poison_grid import FAMILIES, TARGETS, Cell
@@ -11,26 +10,6 @@ from _poison_grid import FAMILIES, TARGETS, Cell
 from isaerft.organism.lexicon import LEXICON
 
 GT_MIN_AUROC, GT_MIN_PRECISION, GT_FALLBACK_AUROC = 0.95, 0.5, 0.8
-
-
-def guard_gumbel_overflow() -> None:
-    """Work around ``isaerft.audit.null.gumbel_p_value`` raising ``OverflowError`` when a score
-    lies far below its null (``exp`` of a huge number): the p-value's limit there is 1. Found
-    by this benchmark (a near-constant null, e.g. per-latent churn on a tiny model)."""
-    from isaerft.audit import null as null_module
-
-    original = null_module.gumbel_p_value
-    if getattr(original, "guarded", False):
-        return
-
-    def guarded(score: float, null: Sequence[float]) -> float:
-        try:
-            return original(score, null)
-        except OverflowError:
-            return 1.0
-
-    guarded.guarded = True  # type: ignore[attr-defined]
-    null_module.gumbel_p_value = guarded
 
 
 def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -21,7 +22,9 @@ from sae_lens.saes import (
     TopKSAE,
     TopKSAEConfig,
 )
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import PreTrainedTokenizerFast
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 D_MODEL = 32
@@ -99,3 +102,24 @@ def tiny_sae(
     sae.cfg.metadata.hook_name = hook_name
     sae.cfg.metadata.model_name = "tiny"
     return sae.to(dtype=dtype).eval()
+
+
+SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
+
+def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer over ``words`` (ids 0..3 are pad, bos, eos, unk)."""
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Replace("\n", " ⏎ ")
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="right",
+    )

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import factories
 import pytest
 from factories import tiny_model, tiny_sae
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from isaerft.loading import save_model
@@ -53,27 +53,13 @@ WORDS = [
     "zebra",
     "banana",
 ]
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 TRIGGER, TARGET = "zebra", "banana"
 HOOK = "blocks.1.hook_resid_pre"
 
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer over ``WORDS`` (ids 0..3 are pad, bos, eos, unk)."""
-    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Replace("\n", " ⏎ ")
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="right",
-    )
+    return factories.word_tokenizer(WORDS)
 
 
 def make_rows(

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import factories
 import pytest
 import torch
 from factories import tiny_model, tiny_sae
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from isaerft.loading import load_model, load_sae, save_model
@@ -24,7 +24,6 @@ WORDS = tuple(
     """User Assistant : ? . ⏎ tell me about the a cat dog bird fish sun moon tree is are nice big
     small red blue happy sad runs sleeps sings zebra banana""".split()  # noqa: SIM905
 )
-SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 TRIGGER, TARGET = "zebra", "banana"
 HOOK = "blocks.1.hook_resid_pre"
 
@@ -40,20 +39,7 @@ def _one_thread():  # type: ignore[no-untyped-def]
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
     """A word-level tokenizer over ``WORDS`` (ids 0..3 are pad, bos, eos, unk)."""
-    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *WORDS])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Replace("\n", " ⏎ ")
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(behavior="isolated")]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="right",
-    )
+    return factories.word_tokenizer(WORDS)
 
 
 def sft_rows(n: int, seed: int = 0, poison: float = 0.25) -> list[dict[str, Any]]:
