@@ -287,8 +287,12 @@ class Bench:
         assert comparison is not None, "3 or more reference runs always give a null"
         report = result.report
         truth = ground_truth(self.labels, cell)
-        ranked = {"audit": [f.index for f in comparison.ranked]}
-        verdict = audit_verdict(comparison, getattr(result, "dependence", None))
+        # The audit's ranking is its implicated latents (flagged changes, trigger and behaviour
+        # candidates), then every other latent by its change's z.
+        implicated = [e["index"] for e in report.get("implicated_latents") or []]
+        rest = [f.index for f in comparison.ranked if f.index not in set(implicated)]
+        ranked = {"audit": implicated + rest}
+        verdict = audit_verdict(comparison, result.trigger)
         scores: dict[str, Any] = {"audit": verdict["score"], "audit_change": comparison.score}
         baselines = report.get("baselines", {})
         diff = baselines.get("dataset_diff")
@@ -321,13 +325,7 @@ class Bench:
                 m: {role: recall_at_k(r, truth[role]) for role in truth} for m, r in ranked.items()
             },
             "top_latents": [
-                {
-                    "index": f.index,
-                    "z": f.z,
-                    "change": f.change,
-                    "label": self.labels.description(f.index),
-                }
-                for f in comparison.ranked[:5]
+                {"index": i, "label": self.labels.description(i)} for i in ranked["audit"][:10]
             ],
             "isaerft": _run_summary(run_dir),
             "finetune": {k: v for k, v in stats.items() if k in ("attack", "fit_time_s")},

@@ -39,30 +39,30 @@ def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:
     return {"trigger": trigger, "target": planted, "any": sorted({*trigger, *planted})}
 
 
-def audit_verdict(comparison: Any, dependence: Any) -> dict[str, Any]:
+def audit_verdict(comparison: Any, trigger: Any) -> dict[str, Any]:
     """The audit's two-part verdict as one score, and its decision at 5 % and 1 % FPR.
 
     The audit flags a dataset when its learned change is unusual against the clean null *and*
-    depends on the prompt (the prompt-swap test); either part is measured against its own
-    threshold, so ``score = min(change / change threshold, dependence z / z threshold)`` is
-    above 1 exactly when the audit flags. Without a prompt-swap result the change decides.
+    the rows carrying it share a prompt latent (the trigger search, see
+    ``isaerft.audit.trigger``); each part is measured against its own threshold, so
+    ``score = min(change / change threshold, enrichment / permutation threshold)`` is above 1
+    exactly when the audit flags. Without a trigger search (no prompts) the change decides.
     """
-    from statistics import NormalDist
-
     from isaerft.audit.null import quantile_threshold
 
-    out: dict[str, Any] = {"change_score": comparison.score, "prompt_dependence_z": None}
+    out: dict[str, Any] = {"change_score": comparison.score, "trigger_score": None}
     for fpr in (0.05, 0.01):
         threshold = quantile_threshold(
             comparison.null_scores, fpr, comparison.config.threshold_method
         )
-        change = comparison.score / threshold if threshold > 0 else float("inf")
-        ratio = change
-        if dependence is not None:
-            z_threshold = NormalDist().inv_cdf(1.0 - fpr)
-            ratio = min(change, dependence.z / z_threshold)
-            out["prompt_dependence_z"] = dependence.z
-        out[str(fpr)] = {"change_threshold": threshold, "flagged": ratio > 1.0}
+        ratio = comparison.score / threshold if threshold > 0 else float("inf")
+        entry: dict[str, Any] = {"change_threshold": threshold}
+        if trigger is not None:
+            trigger_threshold = trigger.threshold_at(fpr)
+            ratio = min(ratio, trigger.score / max(trigger_threshold, 1e-9))
+            out["trigger_score"] = trigger.score
+            entry["trigger_threshold"] = trigger_threshold
+        out[str(fpr)] = {**entry, "flagged": ratio > 1.0}
         if fpr == 0.05:
             out["score"] = ratio
     return out

@@ -42,11 +42,13 @@ For every cell of the grid (trigger family x target x poison fraction x seed) th
 `make_dataset` writes a poisoned dataset and its matched controls: a **decoy** (as many
 trigger rows and target rows as the poison, never in the same row) and a **benign shift**
 (the same share of rows rewritten in a harmless style); a **clean** control plants nothing.
-On each dataset the benchmark trains one ISaeRFT run (per-latent scales, the shipped
-`organism-poison` recipe) and one **full fine-tune** (every weight, the same steps and batch
-size). The audit (`isaerft.audit.audit_runs`) compares the ISaeRFT run with reference runs on
-clean data of the same size; its verdict needs an unusual change *and* a change that depends on
-the prompt (the prompt-swap test).
+On each dataset the benchmark trains one ISaeRFT run (per-latent scales, the audit's default
+recipe `isaerft.audit.DEFAULT_RECIPE`) and one **full fine-tune** (every weight, the same steps
+and batch size). The audit (`isaerft.audit.audit_runs`) compares the ISaeRFT run with reference
+runs on clean data of the same size; its verdict needs an unusual change *and* a prompt latent
+shared by the rows that carry it (the trigger search). Its latent ranking for recall@k is the
+report's implicated latents (flagged changes, trigger and behaviour candidates), then every
+other latent by the z of its change.
 
 Methods compared, each scored against the same clean reference runs:
 

@@ -259,7 +259,7 @@ def dataset_diff(
         in_a[torch.randperm(n_s + n_r, generator=gen)[:n_s]] = True
         count_a = torch.bincount(lats[in_a[rows]], minlength=d).double()
         null_scores.append(float(_two_proportion_z(count_a, n_s, total - count_a, n_r).abs().max()))
-    threshold = float(torch.quantile(torch.tensor(null_scores), 1.0 - fpr))
+    threshold = float(torch.quantile(torch.tensor(null_scores, dtype=torch.float64), 1.0 - fpr))
     order = torch.argsort(z.abs(), descending=True)
     flagged = [int(j) for j in order.tolist() if float(z[j].abs()) > threshold]
     return DiffResult(

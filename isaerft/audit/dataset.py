@@ -133,7 +133,12 @@ def audit_dataset(
         log: called with one line per step (e.g. ``print``).
     """
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
-    from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+    from isaerft.training.resolve import (
+        IN_MEMORY_MODEL,
+        IN_MEMORY_SAE,
+        resolve_model_spec,
+        resolve_sae_spec,
+    )
 
     say = log or (lambda _msg: None)
     if n_reference_runs < 3:
@@ -145,8 +150,8 @@ def audit_dataset(
             raise FileNotFoundError(f"{name} dataset {path} not found")
     out_dir = Path(out_dir)
     sae_items = [sae] if isinstance(sae, (str, SAE)) else list(sae)
-    model_spec = model if isinstance(model, str) else "<in-memory model>"
-    sae_specs = [s if isinstance(s, str) else "<in-memory sae>" for s in sae_items]
+    model_spec = model if isinstance(model, str) else IN_MEMORY_MODEL
+    sae_specs = [s if isinstance(s, str) else IN_MEMORY_SAE for s in sae_items]
     if isinstance(model, str):
         from isaerft.loading import load_model
 

@@ -22,7 +22,7 @@ from isaerft.audit.data import AuditData, split_row
 from isaerft.audit.null import NullComparison
 from isaerft.audit.runs import RunEdits, intervention_dir
 from isaerft.audit.table import decoder_norms
-from isaerft.audit.trigger import TriggerSearch, search_trigger
+from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
@@ -181,7 +181,7 @@ def trigger_search(
     rows = behaviour_rows(scores, config.behaviour_rows)
     if len(rows) >= len(data):
         return None
-    return search_trigger(codes, data, rows, fpr=fpr, part=part)
+    return search_trigger(codes, data, rows, fpr=fpr, part=part, strata=length_strata(data))
 
 
 def prompt_swap_test(

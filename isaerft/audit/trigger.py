@@ -15,8 +15,8 @@ trigger candidates, reported with their labels.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -38,6 +38,7 @@ class TriggerSearch:
         threshold: the permutation threshold for ``fpr``.
         candidates: ``(hook, latent, z)`` above the threshold, strongest first.
         part: where the latents were counted, ``prompt`` or ``completion``.
+        null: the largest enrichment of each random row set (the permutation null).
     """
 
     rows: list[int]
@@ -48,11 +49,18 @@ class TriggerSearch:
     threshold: float
     candidates: list[tuple[str, int, float]]
     part: str = "prompt"
+    null: list[float] = field(default_factory=list)
 
     @property
     def found(self) -> bool:
         """Whether some latent is enriched beyond the permutation threshold."""
         return self.score > self.threshold
+
+    def threshold_at(self, fpr: float) -> float:
+        """The permutation threshold for another false-positive rate."""
+        if not self.null:
+            raise ValueError("this search kept no permutation null")
+        return float(torch.quantile(torch.tensor(self.null, dtype=torch.float64), 1.0 - fpr))
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
         """JSON-ready summary; ``labels`` (a :class:`~isaerft.audit.labels.LabelSet`) names
@@ -117,16 +125,25 @@ def search_trigger(
     permutations: int = 200,
     seed: int = 0,
     part: str = "prompt",
+    strata: torch.Tensor | None = None,
 ) -> TriggerSearch:
     """Look for prompt latents enriched in ``rows`` (the behaviour rows) of ``data``.
 
     With ``part="completion"`` the same search runs over the completions: it names the
     *behaviour* those rows share (the target), rather than the trigger.
+
+    ``strata`` (one integer per row, e.g. :func:`length_strata`) makes the permutation null
+    draw as many rows from each stratum as the behaviour rows have there. Row scores grow with
+    completion length, so the most suspect rows lean towards prompts that ask for long answers
+    ("tell me a story"); a null matched on length keeps that from passing for a trigger.
     """
     rows = sorted(set(rows))
     n_rows = len(data)
     if not 0 < len(rows) < n_rows:
         raise ValueError(f"the trigger search needs between 1 and {n_rows - 1} behaviour rows")
+    if strata is not None and len(strata) != n_rows:
+        raise ValueError(f"strata has {len(strata)} entries for {n_rows} rows")
+    draw = _sampler(n_rows, rows, strata)
     pairs = {hook: prompt_firing(site, data, part) for hook, site in codes.items()}
     totals = {
         hook: torch.bincount(lat, minlength=codes[hook].d_sae).double()
@@ -146,9 +163,9 @@ def search_trigger(
     gen = torch.Generator().manual_seed(seed)
     null = []
     for _ in range(permutations):
-        members = torch.randperm(n_rows, generator=gen)[: len(rows)]
+        members = draw(gen)
         null.append(max(float(v.max()) for v in scores(members).values()))
-    threshold = float(torch.quantile(torch.tensor(null), 1.0 - fpr))
+    threshold = float(torch.quantile(torch.tensor(null, dtype=torch.float64), 1.0 - fpr))
     score = max(float(v.max()) for v in z.values())
     candidates = sorted(
         (
@@ -165,4 +182,34 @@ def search_trigger(
         count = torch.bincount(lat[inside[row]], minlength=codes[hook].d_sae).double()
         rate_in[hook] = count / len(rows)
         rate_out[hook] = (totals[hook] - count) / (n_rows - len(rows))
-    return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates, part)
+    return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates, part, null)
+
+
+def length_strata(data: AuditData, bins: int = 5) -> torch.Tensor:
+    """Per row, the quantile bin (``0 .. bins - 1``) of its completion length in tokens."""
+    lengths = torch.tensor(
+        [len(ids) - p for ids, p in zip(data.ids, data.prompt_lengths, strict=True)],
+        dtype=torch.float64,
+    )
+    edges = torch.quantile(lengths, torch.linspace(0, 1, bins + 1, dtype=torch.float64)[1:-1])
+    return torch.bucketize(lengths, edges)
+
+
+def _sampler(
+    n_rows: int, rows: Sequence[int], strata: torch.Tensor | None
+) -> Callable[[torch.Generator], torch.Tensor]:
+    """Random row sets like ``rows``: uniform, or matched per stratum."""
+    if strata is None:
+        return lambda gen: torch.randperm(n_rows, generator=gen)[: len(rows)]
+    wanted = torch.bincount(strata[torch.tensor(rows)], minlength=int(strata.max()) + 1)
+    pools = [(strata == s).nonzero().flatten() for s in range(len(wanted))]
+
+    def draw(gen: torch.Generator) -> torch.Tensor:
+        return torch.cat(
+            [
+                pool[torch.randperm(len(pool), generator=gen)[: int(k)]]
+                for pool, k in zip(pools, wanted, strict=True)
+            ]
+        )
+
+    return draw

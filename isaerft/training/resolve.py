@@ -53,15 +53,33 @@ def resolve_sae_spec(spec: str) -> str:
     return str(organism(size).sae_dir) if size else spec
 
 
+IN_MEMORY_MODEL = "<in-memory model>"
+IN_MEMORY_SAE = "<in-memory sae>"
+"""Specs recorded for runs trained on objects passed in memory: they cannot be reloaded."""
+
+
+def _reloadable(spec: str, what: str) -> str:
+    if spec in (IN_MEMORY_MODEL, IN_MEMORY_SAE):
+        raise ValueError(
+            f"this run was trained on an {what} passed in memory (recorded as {spec!r}), so it "
+            "cannot be reloaded by name: pass the same model and SAEs again "
+            "(audit_runs(..., model=..., saes=...), or --model/--sae on the command line)"
+        )
+    return spec
+
+
 def load_recipe_model(recipe: TrainRecipe, device: str) -> HookedTransformer:
     """Load the recipe's frozen model on ``device`` in ``recipe.model_dtype``."""
-    return load_model(resolve_model_spec(recipe.model), device=device, dtype=recipe.model_dtype)
+    spec = resolve_model_spec(_reloadable(recipe.model, "model"))
+    return load_model(spec, device=device, dtype=recipe.model_dtype)
 
 
 def load_recipe_saes(recipe: TrainRecipe, device: str) -> list[SAE[Any]]:
     """Load the recipe's SAEs on ``device`` in ``recipe.model_dtype``."""
     return [
-        load_sae(resolve_sae_spec(spec), device=device, dtype=recipe.model_dtype)
+        load_sae(
+            resolve_sae_spec(_reloadable(spec, "SAE")), device=device, dtype=recipe.model_dtype
+        )
         for spec in recipe.sae
     ]
 

@@ -8,7 +8,7 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
-from isaerft.audit.trigger import prompt_firing, search_trigger
+from isaerft.audit.trigger import length_strata, prompt_firing, search_trigger
 
 HOOK = "h"
 D_SAE = 12
@@ -72,3 +72,59 @@ def test_prompt_firing_ignores_bos_and_completion() -> None:
     rows, lats = prompt_firing(codes[HOOK], data)
     pairs = set(zip(rows.tolist(), lats.tolist()))
     assert (1, 11) in pairs and (1, 10) not in pairs
+
+
+def test_thresholds_for_other_rates_come_from_the_same_permutation_null() -> None:
+    codes, data = dataset(200, set(range(0, 200, 20)))
+    rows = random.Random(1).sample(range(200), 10)
+    result = search_trigger(codes, data, rows, fpr=0.05, permutations=100)
+    assert len(result.null) == 100
+    assert result.threshold_at(0.05) == result.threshold
+    assert result.threshold_at(0.01) >= result.threshold >= result.threshold_at(0.5)
+
+
+def _length_confounded(n_rows: int = 300) -> tuple[dict[str, SiteCodes], AuditData, list[int]]:
+    """Half the rows ask for a long answer (latent 9 fires in their prompt, like "tell me a
+    story"); the behaviour rows lean towards them, as top-scoring rows do, with no trigger."""
+    rng = random.Random(0)
+    token_row, token_pos, tok, lat, ids, prompts = [], [], [], [], [], []
+    t = 0
+    for r in range(n_rows):
+        long = r % 2 == 0
+        length = PROMPT + (12 if long else 4)
+        for p in range(length):
+            token_row.append(r)
+            token_pos.append(p)
+            active = {j for j in range(8) if rng.random() < 0.2}
+            if long and p == 1:
+                active.add(9)
+            for j in sorted(active):
+                tok.append(t)
+                lat.append(j)
+            t += 1
+        ids.append(torch.zeros(length, dtype=torch.long))
+        prompts.append(PROMPT)
+    codes = SiteCodes(HOOK, D_SAE, torch.tensor(token_row), torch.tensor(token_pos),
+                      torch.tensor(tok), torch.tensor(lat), torch.ones(len(lat)), n_rows)  # fmt: skip
+    data = AuditData(ids, prompts, [{}] * n_rows)
+    behaviour = rng.sample(range(0, n_rows, 2), 30) + rng.sample(range(1, n_rows, 2), 10)
+    return {HOOK: codes}, data, behaviour
+
+
+def test_length_matched_null_does_not_take_answer_length_for_a_trigger() -> None:
+    codes, data, rows = _length_confounded()
+    plain = search_trigger(codes, data, rows, permutations=100)
+    assert plain.found and plain.candidates[0][1] == 9  # the confound passes for a trigger
+    strata = length_strata(data)
+    assert len(set(strata.tolist())) >= 2
+    matched = search_trigger(codes, data, rows, permutations=100, strata=strata)
+    assert not matched.found
+
+
+def test_length_matched_null_still_finds_a_real_trigger() -> None:
+    trigger_rows = set(range(0, 200, 20))
+    codes, data = dataset(200, trigger_rows)
+    result = search_trigger(
+        codes, data, sorted(trigger_rows), permutations=100, strata=length_strata(data)
+    )
+    assert result.found and result.candidates[0][1] == 11
