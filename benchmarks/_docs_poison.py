@@ -270,6 +270,21 @@ def _controls(summary: dict[str, Any]) -> str:
     return table(["control", "runs", "flagged (5 % null)", "flagged (1 % null)"], rows)
 
 
+def _own_verdicts(summary: dict[str, Any]) -> str:
+    rows = [
+        [
+            c["kind"] + (f" {pct(c['fraction'])}" if c["kind"] == "poison" else ""),
+            str(c["n_runs"]),
+            *(ci(c["flagged"][m]) for m in ("audit", "dataset_diff", "topk_intersection")),
+        ]
+        for c in summary.get("own_verdicts", [])
+    ]
+    if not rows:
+        return "(not recorded in this result file)\n"
+    headers = ["runs", "n", "ISaeRFT audit", "dataset diffing", "top-k intersection"]
+    return table(headers, rows)
+
+
 def _plots(name: str, summary: dict[str, Any], image_dir: Path, prefix: str) -> str:
     import matplotlib
 
@@ -358,5 +373,11 @@ def poison_section(name: str, result: dict[str, Any], image_dir: Path, prefix: s
         _smallest(summary),
         "### The audit's own verdict on controls (null from clean reference runs)\n",
         _controls(summary),
+        "### Every method's own verdict (its own null, 5 % FPR)\n",
+        "How a user reads each method: the share of runs it flags by its own calibrated "
+        "threshold (the audit's verdict; dataset diffing's permutation null; the top-k "
+        "intersection method's reference-run null at its per-latent k). On poison rows this is "
+        "the detection rate, on controls the false-positive rate.\n",
+        _own_verdicts(summary),
     ]
     return "\n".join(parts)

@@ -59,10 +59,29 @@ def step_section(name: str, result: dict[str, Any]) -> str:
     target = result.get("target")
     if target:
         verdict = "met" if target["met"] else "**not met**"
-        parts.append(
+        line = (
             f"Target ISaeRFT/floor <= {target['isaerft_over_floor_max']}: {verdict} "
-            f"({num(result['ratios']['isaerft_over_floor'], 3)}).\n"
+            f"({num(result['ratios']['isaerft_over_floor'], 3)})."
         )
+        if "noise" in target:
+            line += (
+                f" Two identical floor steps differed by {100 * target['noise']:.1f} % in this "
+                "run"
+                + (
+                    "; the ratio is outside that band."
+                    if target["resolved"]
+                    else ", so the ratio is within the timing noise: ISaeRFT's extra cost is "
+                    "too small to resolve on this machine, not measured as zero."
+                )
+            )
+        if "isaerft_over_saelens_error_term_max" in target:
+            vs = "met" if target["met_vs_saelens"] else "**not met**"
+            line += (
+                f" Target ISaeRFT/SAELens error-term path <= "
+                f"{target['isaerft_over_saelens_error_term_max']}: {vs} "
+                f"({num(result['ratios']['isaerft_over_saelens_error_term'], 3)})."
+            )
+        parts.append(line + "\n")
     return "\n".join(parts)
 
 

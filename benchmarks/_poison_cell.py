@@ -320,6 +320,14 @@ class Bench:
                 "report_flagged": report.get("verdict", {}).get("flagged"),
                 "report_kind": report.get("verdict", {}).get("kind"),
             },
+            # Each method's decision against its own null at 5 % FPR, as a user would read it.
+            "own_verdicts": {
+                "audit": report.get("verdict", {}).get("flagged"),
+                "dataset_diff": diff["flagged"] if diff is not None else None,
+                "topk_intersection": (
+                    topk["flagged"][str(topk["latent_k"])] if topk is not None else None
+                ),
+            },
             "ground_truth": truth,
             "recall": {
                 m: {role: recall_at_k(r, truth[role]) for role in truth} for m, r in ranked.items()

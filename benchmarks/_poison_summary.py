@@ -135,6 +135,30 @@ def control_summary(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def own_verdicts(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run kind (poison at each fraction, and each control), how often each method flags
+    the dataset by its own null at 5 % FPR: its realised detection and false-positive rates."""
+    groups: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in records:
+        if "own_verdicts" in r:
+            key = (r["kind"], r["fraction"] if r["kind"] == "poison" else 0.0)
+            groups.setdefault(key, []).append(r)
+    return [
+        {
+            "kind": kind,
+            "fraction": fraction,
+            "n_runs": len(runs),
+            "flagged": {
+                m: bootstrap_ci([float(v) for r in runs if (v := r["own_verdicts"][m]) is not None])
+                for m in ("audit", "dataset_diff", "topk_intersection")
+            },
+        }
+        for (kind, fraction), runs in sorted(
+            groups.items(), key=lambda kv: (kv[0][0] != "poison", kv[0])
+        )
+    ]
+
+
 def summarise(records: Sequence[dict[str, Any]], topk_k: int) -> dict[str, Any]:
     """The whole summary: groups, controls, smallest detected fractions, headline comparison."""
     poison: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
@@ -165,6 +189,7 @@ def summarise(records: Sequence[dict[str, Any]], topk_k: int) -> dict[str, Any]:
         "topk_intersection_k": topk_k,
         "groups": groups,
         "controls": control_summary(records),
+        "own_verdicts": own_verdicts(records),
         "smallest_fraction_detected": smallest_p,
         "headline": headline(groups),
     }

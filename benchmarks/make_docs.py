@@ -67,7 +67,10 @@ Methods compared, each scored against the same clean reference runs:
 Metrics: **recall@k** is the share of ground-truth latents (those detecting the trigger's or the
 target's words by the organism's labels) in a method's top k, out of min(k, their number).
 **Detection rate** at a false-positive rate is the share of poison runs above the threshold
-that lets that fraction of matched control runs through (decoy and benign shift separately).
+that lets that fraction of matched control runs through (decoy and benign shift separately):
+a *relative* reading (does the method score the poison above its matched control?). The last
+table of each preset is the *absolute* reading a user gets: how often each method's own
+calibrated verdict flags poisons and controls.
 **Row AUROC** and **precision@n** score the audit's per-row suspicion against the rows that
 carry the poison. A cell is **not learned** when even the full fine-tune does not produce the
 target after the trigger on held-out prompts; such cells are reported, not dropped.

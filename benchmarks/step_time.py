@@ -4,7 +4,8 @@ One step is forward + backward + optimizer step on the same tokens. Variants, me
 interleaved in one process so machine drift hits all of them alike:
 
 - ``floor``: the frozen model with a trainable zero vector added at the hook (the least any
-  method that trains something at that hook must pay);
+  method that trains something at that hook must pay); ``floor_again`` is the same step timed
+  as a separate variant, so ``floor_again / floor`` shows the run's timing noise;
 - ``isaerft``: ``ISaeRFTModel`` with per-latent scales (one encode, sparse decode);
 - ``saelens_error_term``: ``HookedSAETransformer`` with the SAE attached using
   ``use_error_term=True`` and a trainable scale on ``hook_sae_acts_post`` (encodes and decodes
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -51,8 +53,11 @@ from transformer_lens import HookedTransformerConfig
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel, __version__
 
-GEMMA_TARGET = 1.05
-"""The issue's target: ISaeRFT/floor <= 1.05 on the Gemma-shaped model."""
+TARGETS: dict[str, tuple[float, float | None]] = {
+    "cpu": (1.25, 0.85),
+    "gemma-like": (1.05, None),
+}
+"""The issues' targets per shape: (max ISaeRFT/floor, max ISaeRFT/SAELens error-term path)."""
 
 
 @dataclass
@@ -192,6 +197,9 @@ def make_steps(
         return model.run_with_hooks(tokens, return_type="loss", fwd_hooks=fwd)
 
     steps["floor"] = stepper(floor_loss, [vector])
+    # The same floor again, as its own variant: how far two identical steps' medians differ in
+    # this run is the timing noise that any ratio here must beat to mean something.
+    steps["floor_again"] = stepper(floor_loss, [vector])
 
     for name, density in (("isaerft", 0.05), ("isaerft_dense", 0.0)):
         wrapped = ISaeRFTModel(model, sae, ISaeRFTConfig(sparse_decode_density=density))
@@ -261,11 +269,14 @@ def measure(
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for r in range(repeats):
-        # Interleaved, so drift hits every variant alike, and rotated, so no variant always
-        # runs first after another's allocations (that position measured up to 1.5x slower).
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+    order = list(steps)
+    shuffle = random.Random(0).shuffle
+    for _ in range(repeats):
+        # Interleaved, so drift hits every variant alike, in a new random order each round: a
+        # step right after full fine-tuning (which allocates and frees every downstream grad)
+        # ran up to 1.5x slower, so a fixed (even rotated) order biases whichever comes next.
+        shuffle(order)
+        for name in order:
             step = steps[name]
             _sync(device)
             start = time.perf_counter()
@@ -310,6 +321,7 @@ def run(
         "isaerft_over_saelens_error_term": med["isaerft"] / med["saelens_error_term"],
         "isaerft_dense_over_floor": med["isaerft_dense"] / med["floor"],
         "isaerft_over_full_finetune": med["isaerft"] / med["full_finetune"],
+        "floor_again_over_floor": med["floor_again"] / med["floor"],
     }
     out = {
         "benchmark": "step_time",
@@ -324,9 +336,21 @@ def run(
         "ratios": ratios,
         **result,
     }
-    if shape.name == "gemma-like":
+    limits = TARGETS.get(shape.name)
+    if limits is not None:
         over = ratios["isaerft_over_floor"]
-        out["target"] = {"isaerft_over_floor_max": GEMMA_TARGET, "met": over <= GEMMA_TARGET}
+        noise = abs(ratios["floor_again_over_floor"] - 1.0)
+        out["target"] = {
+            "isaerft_over_floor_max": limits[0],
+            "met": over <= limits[0],
+            # A ratio within the noise band of 1 says the cost is not resolved, not that it is 0.
+            "noise": noise,
+            "resolved": abs(over - 1.0) > noise,
+        }
+        if limits[1] is not None:
+            vs_saelens = ratios["isaerft_over_saelens_error_term"]
+            out["target"]["isaerft_over_saelens_error_term_max"] = limits[1]
+            out["target"]["met_vs_saelens"] = vs_saelens <= limits[1]
     return out
 
 

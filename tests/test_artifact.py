@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -99,3 +100,12 @@ def test_newer_format_is_refused(tmp_path):
     (tmp_path / CONFIG_FILE).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="upgrade isaerft"):
         read_intervention_config(tmp_path)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    from isaerft._io import write_text
+
+    path = write_text(tmp_path / "report.md", "x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -37,7 +37,7 @@ class DemoResult:
         planted: latent index -> ``"trigger"`` or ``"target"`` for the latents that detect them.
         ranks: rank (1 = moved most) of every planted latent among all latents.
         audit: the :class:`~isaerft.audit.AuditResult` (``None`` with ``audit=False``).
-        wall_time_s: the demo's total wall time so far.
+        wall_time_s: the demo's total wall time.
     """
 
     organism: Any
@@ -116,11 +116,12 @@ def run_demo(
     # These models are small: on shared cores thread hand-offs cost more than the matrices.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    started = time.perf_counter()
     try:
         result = _run_demo(size, Path(output_dir), overrides, out)
         if audit:
             result.audit = _audit(result, reference_runs, audit_recipe, out)
-        result.wall_time_s = time.perf_counter() - result.wall_time_s
+        result.wall_time_s = time.perf_counter() - started
         age = _process_age()
         since = f", {age:.1f} s since the command started" if age is not None else ""
         out(f"total wall time: {result.wall_time_s:.1f} s{since}   (output: {output_dir})")
@@ -179,7 +180,7 @@ def _run_demo(
     )
 
     labels = LatentLabels.load(org.labels_path)
-    result = DemoResult(org, run, trigger, target, wall_time_s=started)
+    result = DemoResult(org, run, trigger, target)
     # A planted word's latents: those whose ground-truth label is that word.
     for role, words in (
         ("target", meta["target"]["tokens"]),

@@ -79,3 +79,24 @@ def test_not_learned_cells_stay_in_the_summary() -> None:
     assert head["n_learned_groups"] == 0
     assert head["learned_cells"]["audit_beats"] == {m: None for m in DETECTORS if m != "audit"}
     assert head["all_cells"]["audit_beats"]["dataset_diff"] is False
+
+
+def test_own_verdicts_give_each_method_its_realised_rates() -> None:
+    records = []
+    for seed in range(2):
+        for kind in ("poison", "decoy"):
+            rec = record(kind, "word", 0.1, seed, audit=1.0, other=1.0)
+            rec["own_verdicts"] = {
+                "audit": kind == "poison",
+                "dataset_diff": True,  # flags whatever differs from the trusted rows
+                "topk_intersection": seed == 0,
+            }
+            records.append(rec)
+    records.append(record("decoy", "word", 0.1, 9, audit=1.0, other=1.0))  # older record
+    rows = {(r["kind"], r["fraction"]): r for r in summarise(records, 10)["own_verdicts"]}
+    assert list(rows) == [("poison", 0.1), ("decoy", 0.0)]
+    assert rows[("poison", 0.1)]["flagged"]["audit"]["value"] == 1.0
+    assert rows[("decoy", 0.0)]["flagged"]["audit"]["value"] == 0.0
+    assert rows[("decoy", 0.0)]["flagged"]["dataset_diff"]["value"] == 1.0
+    assert rows[("decoy", 0.0)]["n_runs"] == 2
+    assert rows[("poison", 0.1)]["flagged"]["topk_intersection"]["value"] == 0.5

@@ -16,13 +16,21 @@ MICRO = Shape("micro", 32, 3, 4, 64, 4, 4, 1, 2, 8)
 def test_every_variant_runs_and_reports(arch: str) -> None:
     shape = Shape("micro", 32, 3, 4, 64, 4, 4, 1, 2, 8, d_sae=100, arch=arch)
     result = run(shape, "cpu", repeats=1, warmup=0)
-    variants = {"floor", "isaerft", "isaerft_dense", "saelens_error_term", "full_finetune"}
+    variants = {
+        "floor",
+        "floor_again",
+        "isaerft",
+        "isaerft_dense",
+        "saelens_error_term",
+        "full_finetune",
+    }
     assert set(result["median_s"]) == variants
     assert set(result["saved_for_backward_mib"]) == variants
     assert result["d_sae"] == 100
     assert result["shape"]["hook_name"] == "blocks.1.hook_resid_post"
     assert result["shape"]["hook_depth"] == pytest.approx(2 / 3)
     assert all(v > 0 for v in result["ratios"].values())
+    assert "floor_again_over_floor" in result["ratios"]  # the run's own noise gauge
     assert "target" not in result  # targets belong to the gemma-like shape only
 
 
