@@ -192,9 +192,7 @@ def audit_runs(
         if comparison is not None:
             fpr = comparison.config.fpr
             trigger = trigger_search(config, codes, suspect, row_scores, fpr)
-            behaviour = trigger_search(
-                config, codes, suspect, row_scores, comparison.config.fpr, "completion"
-            )
+            behaviour = trigger_search(config, codes, suspect, row_scores, fpr, "completion")
             dependence = prompt_swap_test(config, tuned, ref_models, suspect, row_scores, fpr)
         truth_path = truth if truth is not None else _default_truth(data)
         if truth_path is not None:

@@ -109,6 +109,10 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
 """Build presets: ``tiny`` (<= 1 min on 2 CPU cores, for tests) and ``small`` (<= 5 min, demo)."""
 
 
+SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+"""Residual-stream hooks an organism SAE can read."""
+
+
 def _sae_site(cfg: OrganismConfig, hook_name: str) -> SAEConfig:
     parts = hook_name.split(".")
     n = cfg.lm.n_layers
@@ -133,10 +137,6 @@ def _sae_site(cfg: OrganismConfig, hook_name: str) -> SAEConfig:
 def cache_dir() -> Path:
     """``$ISAERFT_CACHE`` or ``~/.cache/isaerft``."""
     return Path(os.environ.get("ISAERFT_CACHE") or Path.home() / ".cache" / "isaerft")
-
-
-SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
-"""Residual-stream hooks an organism SAE can read."""
 
 
 def organism_config(
