@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from sae_lens import SAE
+from sae_lens.saes.topk_sae import TopK, TopKSAE
 from torch import nn
 
 from isaerft.components import LatentComponent
@@ -123,6 +124,16 @@ class SaeSite(nn.Module):
 
     def forward(self, x: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Return the edited activation. ``latents`` may pass precomputed ``encode(x)``."""
+        k = int(getattr(self.sae.cfg, "k", 0) or 0)
+        if latents is None and not self.keep_latents and self.component.takes_active_codes(k):
+            active = topk_active_codes(self.sae, x)
+            if active is not None:
+                values, indices = active
+                k = values.shape[-1]
+                out, self.last_l1 = self.component.active_decoded_delta(
+                    values.reshape(-1, k), indices.reshape(-1, k), self.decoder
+                )
+                return x + self.decoder.finish(out.reshape(*values.shape[:-1], -1), x)
         if latents is None:
             f = self.sae.encode(x)
         else:
@@ -132,6 +143,31 @@ class SaeSite(nn.Module):
             self.last_latents = f.detach()
         out, self.last_l1 = self.component.decoded_delta(f, self.decoder)
         return x + self.decoder.finish(out, x)
+
+
+def topk_active_codes(sae: SAE[Any], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(values, indices)``, each ``(..., k)``, of an inference TopK SAE's active latents.
+
+    The same computation as ``TopKSAE.encode`` in SAELens (input processing, ``W_enc``,
+    ``hook_sae_acts_pre``, the decoder-norm rescale, top-k, ReLU) without scattering the codes
+    into a dense ``(..., d_sae)`` tensor: filling that tensor cost more than the top-k itself
+    on CPU. ``None`` (use ``sae.encode``) for other SAEs, for sparse-activation TopK, and when
+    something is hooked on ``hook_sae_acts_post``, which this path does not run.
+    """
+    if not (isinstance(sae, TopKSAE) and type(sae).encode is TopKSAE.encode):
+        return None
+    act = sae.activation_fn
+    if (
+        not isinstance(act, TopK)
+        or act.use_sparse_activations
+        or sae.hook_sae_acts_post._forward_hooks
+    ):
+        return None
+    hidden_pre = sae.hook_sae_acts_pre(sae.process_sae_in(x) @ sae.W_enc + sae.b_enc)
+    if sae.cfg.rescale_acts_by_decoder_norm:
+        hidden_pre = hidden_pre * sae.W_dec.norm(dim=-1)
+    values, indices = torch.topk(hidden_pre, k=act.k, dim=-1, sorted=False)
+    return values.relu(), indices
 
 
 def _prime_out_norm(sae: SAE[Any], x: torch.Tensor) -> None:

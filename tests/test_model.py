@@ -108,8 +108,16 @@ def test_sparse_and_dense_decode_agree(arch, model, tokens):
     dense = ISaeRFTModel(model, sae, ISaeRFTConfig(sparse_decode_density=0.0))
     _perturb(sparse)
     dense.load_trainable_state_dict(sparse.trainable_state_dict())
-    out_s, out_d = sparse(tokens, return_type="loss"), dense(tokens, return_type="loss")
-    assert sparse.sites[0].component._k_hint > 0  # the sparse path really ran
+    encodes = []
+    encode = sae.encode
+    sae.encode = lambda x: encodes.append(1) or encode(x)  # type: ignore[method-assign]
+    out_s = sparse(tokens, return_type="loss")
+    used_encode = bool(encodes)
+    out_d = dense(tokens, return_type="loss")
+    if arch == "topk":  # the active codes come straight from the top-k, no dense codes
+        assert not used_encode and encodes
+    else:  # the sparse path really ran, after its active-count search
+        assert sparse.sites[0].component._k_hint > 0
     torch.testing.assert_close(out_s, out_d)
     out_s.backward()
     out_d.backward()
@@ -288,3 +296,55 @@ def test_missing_hook_name_metadata(fresh_model):
 def test_non_hooked_transformer_is_rejected():
     with pytest.raises(TypeError, match="HookedTransformer"):
         ISaeRFTModel(torch.nn.Linear(2, 2), tiny_sae())  # type: ignore[arg-type]
+
+
+TOPK_VARIANTS = [
+    {},
+    {"normalize_activations": "layer_norm"},
+    {"normalize_activations": "constant_norm_rescale"},
+    {"rescale_acts_by_decoder_norm": True},
+    {"hook_name": "blocks.0.attn.hook_z", "reshape_activations": "hook_z"},
+]
+
+
+@pytest.mark.parametrize(
+    "cfg", TOPK_VARIANTS, ids=lambda c: "-".join(map(str, c.values())) or "plain"
+)
+def test_topk_active_codes_are_the_encode(cfg, model, tokens):
+    """The TopK fast path (no dense codes) is SAELens' encode, and the site still matches the
+    formula and stays bit-identical at init."""
+    from isaerft.site import topk_active_codes
+
+    kwargs = dict(cfg)
+    hook = kwargs.pop("hook_name", HOOK)
+    sae = tiny_sae("topk", hook_name=hook, **kwargs)
+    x = model.run_with_cache(tokens, names_filter=hook)[1][hook]
+    values, indices = topk_active_codes(sae, x)
+    f = sae.encode(x)
+    dense = torch.zeros_like(f).scatter(-1, indices, values)
+    assert torch.equal(dense, f)
+    wrapped = ISaeRFTModel(model, sae, ISaeRFTConfig(component="scale"))
+    assert torch.equal(wrapped(tokens), model(tokens))
+    _perturb(wrapped)
+    f = sae.encode(x)
+    delta = wrapped.sites[0].component.latent_delta(f)
+    recon_edit = sae.decode(f + delta)
+    sae.encode(x)  # decode consumes the per-token statistics some normalisations store
+    expected = x + recon_edit - sae.decode(f)
+    torch.testing.assert_close(wrapped.sites[0](x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_topk_fast_path_steps_aside_for_hooks_and_kept_latents(model, tokens):
+    from isaerft.site import topk_active_codes
+
+    sae = tiny_sae("topk")
+    x = model.run_with_cache(tokens, names_filter=HOOK)[1][HOOK]
+    sae.hook_sae_acts_post.add_hook(lambda acts, hook: acts * 2)
+    assert topk_active_codes(sae, x) is None  # a hook it would skip: use the real encode
+    sae.hook_sae_acts_post.remove_hooks()
+    assert topk_active_codes(sae, x) is not None
+    assert topk_active_codes(tiny_sae("jumprelu"), x) is None
+    site = ISaeRFTModel(model, sae, ISaeRFTConfig()).sites[0]
+    site.keep_latents = True  # the audit reads the dense codes: they must be built
+    site(x)
+    assert site.last_latents is not None and torch.equal(site.last_latents, sae.encode(x))

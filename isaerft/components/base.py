@@ -43,6 +43,18 @@ class LatentComponent(nn.Module, ABC):
         delta = self.latent_delta(f)
         return decoder.dense(delta), delta.abs().sum(-1).mean()
 
+    def takes_active_codes(self, k: int) -> bool:
+        """Whether :meth:`active_decoded_delta` should serve ``k`` active latents per token
+        (sites then skip building dense codes)."""
+        return False
+
+    def active_decoded_delta(
+        self, values: torch.Tensor, indices: torch.Tensor, decoder: LinearDecoder
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`decoded_delta` from the active codes only: ``values``/``indices`` of shape
+        ``(n, k)`` (inactive entries have value 0); returns a delta of shape ``(n, d_in)``."""
+        raise NotImplementedError(f"{type(self).__name__} needs dense codes")
+
     def magnitude(self) -> torch.Tensor:
         """How far each latent moved: the sum of ``|edit|`` over this component's edits."""
         edits = list(self.edits().values())

@@ -51,7 +51,16 @@ class ScaleComponent(LatentComponent):
             vals, idx = flat.topk(min(k + 1, self.d_sae), dim=-1, sorted=False)
             if bool((vals.min(dim=-1).values <= 0).all()):
                 self._k_hint = k
-                weights = self.scale_delta.to(vals.dtype)[idx] * vals
-                return decoder.gather(idx, weights).reshape(*f.shape[:-1], -1), l1
+                out, _ = self.active_decoded_delta(vals, idx, decoder)
+                return out.reshape(*f.shape[:-1], -1), l1
             k = 0 if k >= limit else min(2 * k, limit)
         return decoder.dense(self.latent_delta(f)), l1
+
+    def takes_active_codes(self, k: int) -> bool:
+        return 0 < k <= int(self.sparse_density * self.d_sae)
+
+    def active_decoded_delta(
+        self, values: torch.Tensor, indices: torch.Tensor, decoder: LinearDecoder
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = self.scale_delta.to(values.dtype)[indices] * values
+        return decoder.gather(indices, weights), self.scale_delta.abs().sum()
