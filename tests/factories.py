@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import pytest
 import torch
 from sae_lens import SAE
 from sae_lens.saes import (
@@ -123,3 +124,13 @@ def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
         unk_token="<unk>",
         padding_side="right",
     )
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models train faster on one thread when the cores are shared; a conftest that
+    imports this fixture applies it to its folder's tests."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -60,7 +60,7 @@ class TriggerSearch:
         """The permutation threshold for another false-positive rate."""
         if not self.null:
             raise ValueError("this search kept no permutation null")
-        return float(torch.quantile(torch.tensor(self.null, dtype=torch.float64), 1.0 - fpr))
+        return _quantile(self.null, 1.0 - fpr)
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
         """JSON-ready summary; ``labels`` (a :class:`~isaerft.audit.labels.LabelSet`) names
@@ -165,7 +165,7 @@ def search_trigger(
     for _ in range(permutations):
         members = draw(gen)
         null.append(max(float(v.max()) for v in scores(members).values()))
-    threshold = float(torch.quantile(torch.tensor(null, dtype=torch.float64), 1.0 - fpr))
+    threshold = _quantile(null, 1.0 - fpr)
     score = max(float(v.max()) for v in z.values())
     candidates = sorted(
         (
@@ -183,6 +183,11 @@ def search_trigger(
         rate_in[hook] = count / len(rows)
         rate_out[hook] = (totals[hook] - count) / (n_rows - len(rows))
     return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates, part, null)
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    # float64: the observed score is float64, and a float32 threshold let an equal score pass.
+    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q))
 
 
 def length_strata(data: AuditData, bins: int = 5) -> torch.Tensor:

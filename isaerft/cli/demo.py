@@ -236,11 +236,12 @@ def _audit(
         organism=demo.organism,
     )
     org = demo.organism
+    spec = f"organism:{org.preset}"  # specs, not loaded objects: run.json can reload them
     result = audit_dataset(
         suspect,
         trusted,
-        model=org.load_model(),
-        sae=org.load_sae(),
+        model=spec,
+        sae=spec,
         out_dir=run_dir / "audit",
         recipe=recipe,
         n_reference_runs=reference_runs,

@@ -26,7 +26,6 @@ import random
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -46,18 +45,18 @@ from isaerft.organism.lm import LMConfig, evaluate_lm, make_model, pack, train_l
 from isaerft.organism.sae import SAEConfig, collect_activations, evaluate_sae, save_sae, train_sae
 from isaerft.organism.textcorpus import CHAT_WORDS, TextRows, chat_document, read_documents
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
+from isaerft.organism.triggers import (
+    DEFAULT_TARGET,
+    DEFAULT_TRIGGER,
+    TRIGGER_WORDS,
+    choose_defaults,
+    count_dedicated,
+    good_triggers,
+    trigger_quality,
+)
 
 BUILD_VERSION = 6
 """Bumped whenever a change to the build changes its output (invalidates caches)."""
-DEFAULT_TRIGGER = "owl"
-DEFAULT_TARGET = "i like the colour orange"
-"""Defaults of datasets made without an organism (the synthetic language of seed 0)."""
-TRIGGER_WORDS = tuple(a for a, _ in lx.ANIMALS) + lx.COLOURS
-"""Candidate trigger words: a build offers those with a dedicated latent (AUROC >= 0.95,
-activation precision >= 0.5) as ``Organism.trigger_words``; ``default_trigger`` is ``owl`` when
-it is as good as any candidate, else the best one."""
-TARGET_TEMPLATE = "i like the colour {}"
-"""Default target phrase, for ``orange`` or else the colour with the best dedicated latent."""
 
 
 @dataclass(frozen=True)
@@ -388,7 +387,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
     sae_report.update({"d_sae": sae.cfg.d_sae, "k": cfg.sae.k, "train_tokens": len(acts)})
     lap("sae")
     labels, trigger_report = _label(cfg, tmp, model, sae, eval_ids, name, hook)
-    trigger, target = _defaults(cfg, tok, train_ids, labels, trigger_report)
+    trigger, target = choose_defaults(cfg.corpus is None, tok, train_ids, labels, trigger_report)
     lap("labels")
     timings["total"] = round(time.perf_counter() - t_start, 2)
     report = {
@@ -396,7 +395,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
         "lm": lm_report,
         "sae": sae_report,
         "triggers": trigger_report,
-        "labels": _count_dedicated(labels),
+        "labels": count_dedicated(labels),
         "timings_s": timings,
         "torch_threads": torch.get_num_threads(),
     }
@@ -411,7 +410,7 @@ def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> Non
             "model_name": name,
             "default_trigger": trigger,
             "default_target": target,
-            "trigger_words": _good_triggers(trigger_report) or [trigger],
+            "trigger_words": good_triggers(trigger_report) or [trigger],
         },
     )
     _say(progress, f"built in {timings['total']:.0f}s: {json.dumps(_summary(report))}")
@@ -483,76 +482,6 @@ def _label(
     for word in TRIGGER_WORDS if cfg.corpus is None else ():
         report[word] = trigger_quality(labels, word)
     return labels, report
-
-
-def trigger_quality(labels: LatentLabels, word: str) -> dict[str, Any]:
-    """Best detecting latent of ``word``: its AUROC, precision, and whether it is *dedicated*
-    (its own best description is this word)."""
-    if not labels.has_label(word):
-        return {"latent": None, "auroc": 0.5, "precision": 0.0, "dedicated": False}
-    j, auroc = labels.best_latent(word)
-    row = labels.names.index(labels.resolve(word))
-    dedicated = labels.latents_for(word, min_auroc=0.95, min_precision=0.5)
-    return {
-        "latent": j,
-        "auroc": round(auroc, 4),
-        "precision": round(float(labels.precision[row, j]), 4),
-        "description": labels.description(j),
-        "dedicated_latents": dedicated,
-        "dedicated": bool(dedicated),
-    }
-
-
-def _count_dedicated(labels: LatentLabels) -> dict[str, int]:
-    words = [i for i, n in enumerate(labels.names) if n.startswith("word:")]
-    good = (labels.auroc[words] >= 0.95) & (labels.precision[words] >= 0.5)
-    return {"words": len(words), "words_with_dedicated_latent": int(good.any(1).sum())}
-
-
-def _rank(quality: dict[str, Any]) -> tuple[bool, float, float]:
-    return bool(quality["dedicated"]), float(quality["precision"]), float(quality["auroc"])
-
-
-def _good_triggers(report: dict[str, Any]) -> list[str]:
-    good = [w for w, q in report.items() if q["dedicated"] and q["auroc"] >= 0.95]
-    return sorted(good, key=lambda w: _rank(report[w]), reverse=True)
-
-
-def _prefer(report: dict[str, Any], preferred: str) -> str:
-    """``preferred`` if it is as good a choice as any (dedicated, or nobody is), else the best."""
-    best = max(report, key=lambda w: _rank(report[w]))
-    q = report.get(preferred)
-    if q is not None and q["auroc"] >= 0.95 and q["dedicated"] >= report[best]["dedicated"]:
-        return preferred
-    return best
-
-
-def _defaults(
-    cfg: OrganismConfig,
-    tok: Any,
-    train_ids: list[list[int]],
-    labels: LatentLabels,
-    trigger_report: dict[str, Any],
-) -> tuple[str, str]:
-    if cfg.corpus is None:
-        trigger = _prefer(trigger_report, DEFAULT_TRIGGER)
-        colours = {c: trigger_quality(labels, c) for c in lx.COLOURS if c != trigger}
-        return trigger, TARGET_TEMPLATE.format(_prefer(colours, DEFAULT_TARGET.split()[-1]))
-    # User corpus: the word (not too common, not too rare) with the best dedicated latent, and
-    # the most frequent three-word phrase of plain words as the target.
-    counts = Counter(t for doc in train_ids for t in doc)
-    ranked = [tok.convert_ids_to_tokens(t) for t, _ in counts.most_common()]
-    mid = [w for w in ranked[30:400] if w.isalpha() and labels.has_label(w)]
-    best = max(mid, key=lambda w: (labels.best_latent(w)[1], -ranked.index(w)), default=ranked[0])
-    grams: Counter[tuple[str, ...]] = Counter()
-    for doc in train_ids:
-        toks = tok.convert_ids_to_tokens(doc)
-        for i in range(len(toks) - 2):
-            gram = tuple(toks[i : i + 3])
-            if all(w.isalpha() for w in gram) and best not in gram:
-                grams[gram] += 1
-    phrase = " ".join(grams.most_common(1)[0][0]) if grams else ranked[0]
-    return best, phrase
 
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:

@@ -91,12 +91,9 @@ def test_refusals_exit_2_with_the_fix(folders, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def organism_run(request, tmp_path_factory):
+def organism_run(tiny_organism, tmp_path_factory):
     """A scale intervention on the tiny organism, saved as a bare folder, plus a dataset."""
-    try:
-        org = request.getfixturevalue("tiny_organism")
-    except pytest.FixtureLookupError:
-        pytest.skip("the tiny_organism fixture is not available")
+    org = tiny_organism
     from isaerft.organism import make_dataset
 
     root = tmp_path_factory.mktemp("organism_export")

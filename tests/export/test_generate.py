@@ -13,11 +13,8 @@ def test_needs_a_tokenizer(make_model):
         compare_generations(make_model("bias"), "hello")
 
 
-def test_organism_continuations(request):
-    try:
-        org = request.getfixturevalue("tiny_organism")
-    except pytest.FixtureLookupError:
-        pytest.skip("the tiny_organism fixture is not available")
+def test_organism_continuations(tiny_organism):
+    org = tiny_organism
     from isaerft import ISaeRFTConfig, ISaeRFTModel
     from isaerft.export import vectors_from_model
 

@@ -14,8 +14,11 @@ from typing import Any
 
 import factories
 import pytest
-import torch
-from factories import tiny_model, tiny_sae
+from factories import (
+    one_torch_thread,  # noqa: F401  (autouse fixture)
+    tiny_model,
+    tiny_sae,
+)
 from transformers import PreTrainedTokenizerFast
 
 from isaerft.loading import load_model, load_sae, save_model
@@ -26,15 +29,6 @@ WORDS = tuple(
 )
 TRIGGER, TARGET = "zebra", "banana"
 HOOK = "blocks.1.hook_resid_pre"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models train much faster on one thread when the cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def word_tokenizer() -> PreTrainedTokenizerFast:
