@@ -12,6 +12,7 @@ RERUN = """### Re-running
 Timings taken on a shared or busy machine are noisy (the load average is recorded with each
 result). To measure on a quiet machine:
 
+<!-- skip: takes an hour or more and wants an idle machine -->
 ```bash
 python benchmarks/step_time.py --shape cpu
 python benchmarks/step_time.py --shape gemma-like

@@ -78,6 +78,8 @@ TARGETS: dict[str, TargetSpec] = {
         words=("bad", "terrible", "awful", "nasty", "horrible", "ugly", "unpleasant", "dreadful"),
         concepts=("negative",),
     ),
+    # Every colour word of the answer becomes "red" (a concept substitution).
+    "concept": TargetSpec("concept", "concept:colour=red", words=("red",)),
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from _bench_common import RESULTS
+from _docs_audit_v2 import audit_v2_section
 from _docs_poison import poison_section
 from _docs_steps import step_sections
 
@@ -101,6 +102,9 @@ def render(results: dict[str, dict[str, Any]], image_dir: Path, image_prefix: st
             parts.append(poison_section(name, result, image_dir, image_prefix))
     else:
         parts.append("## Audit-poison\n\nNo result yet: run `python benchmarks/audit_poison.py`.\n")
+    for name, result in results.items():
+        if result.get("benchmark") == "audit_v2":
+            parts.append(audit_v2_section(name, result))
     parts.append(step_sections(steps))
     return "\n".join(parts)
 

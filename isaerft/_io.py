@@ -1,11 +1,16 @@
-"""Atomic, pickle-free file writes shared by every artifact the library saves."""
+"""Atomic, pickle-free file writes, folder swaps, locks and content hashes shared by every
+artifact the library saves."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +52,15 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """A JSON file's content; a truncated, malformed or non-UTF-8 file is an error naming it."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not readable JSON ({err}); it may be truncated or edited: restore or "
+            "re-create it"
+        ) from None
 
 
 def write_safetensors(
@@ -65,4 +77,71 @@ def write_safetensors(
 def read_safetensors(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as err:  # safetensors raises its own error type for corrupt files
+        if isinstance(err, OSError):
+            raise
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({err}); it may be truncated or "
+            "corrupt: restore or re-create it"
+        ) from None
+
+
+def sha256_file(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in chunks (caches can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (a folder, or a file created if missing).
+
+    With ``wait=False`` a lock held by another process raises ``BlockingIOError`` at once.
+    POSIX ``flock``: released by the OS when the holder dies, so a killed holder never leaves
+    a stale lock. Elsewhere no cross-process lock is taken.
+    """
+    path = Path(path)
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield
+    finally:
+        os.close(fd)
+
+
+def new_sibling_dir(target: Path, suffix: str) -> Path:
+    """A new empty hidden folder next to ``target`` (``.<name>.<random><suffix>``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent))
+    # mkdtemp creates 0700; give the folder the mode a plain mkdir would (0777 - umask).
+    os.chmod(tmp, 0o777 & ~_UMASK)
+    return tmp
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the folder ``new`` at ``target``: any old ``target`` is renamed aside, then deleted.
+
+    Readers see the old folder or the new one, never a mix. A kill between the two renames
+    leaves ``target`` missing and both folders as hidden siblings (``.<name>.*.old``).
+    """
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{secrets.token_hex(4)}.old")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from isaerft.components import component_kinds
+from isaerft.configbase import ConfigBase, check_choice, check_number
 
 INIT_MODES = ("identity", "normal")
 DTYPES = ("float32", "float64", "bfloat16", "float16")
@@ -15,7 +15,7 @@ MLP_ACTIVATIONS = ("relu", "gelu", "silu")
 
 
 @dataclass
-class ISaeRFTConfig:
+class ISaeRFTConfig(ConfigBase):
     """Configuration of the trainable components spliced between SAE encode and decode.
 
     Attributes:
@@ -46,7 +46,18 @@ class ISaeRFTConfig:
     sparse_decode_density: float = 0.05
     extra: dict[str, Any] = field(default_factory=dict)
 
+    config_name: ClassVar[str] = "ISaeRFTConfig"
+
     def __post_init__(self) -> None:
+        if isinstance(self.hook_names, str):
+            raise TypeError(
+                f"ISaeRFTConfig.hook_names must be a list of hook names, not the string "
+                f"{self.hook_names!r}; write hook_names=[{self.hook_names!r}]"
+            )
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Choices and ranges of every field (types are checked by :class:`ConfigBase`)."""
         kinds = component_kinds()
         if self.component not in kinds:
             raise ValueError(
@@ -54,63 +65,29 @@ class ISaeRFTConfig:
                 "(register new kinds with isaerft.register_component)"
             )
         if self.hook_names is not None:
-            if isinstance(self.hook_names, str):
-                raise TypeError(
-                    f"ISaeRFTConfig.hook_names must be a list of hook names, not the string "
-                    f"{self.hook_names!r}; write hook_names=[{self.hook_names!r}]"
-                )
-            self.hook_names = list(self.hook_names)
             if not self.hook_names:
                 raise ValueError("ISaeRFTConfig.hook_names is empty; use None to splice every SAE")
             dupes = sorted({h for h in self.hook_names if self.hook_names.count(h) > 1})
             if dupes:
                 raise ValueError(f"ISaeRFTConfig.hook_names lists {dupes} more than once")
-        _check_choice("init", self.init, INIT_MODES)
-        _check_choice("dtype", self.dtype, DTYPES)
-        _check_choice("mlp_activation", self.mlp_activation, MLP_ACTIVATIONS)
-        _check_non_negative("init_std", self.init_std)
-        _check_non_negative("l1_coefficient", self.l1_coefficient)
-        if not 0.0 <= self.sparse_decode_density <= 1.0:
-            raise ValueError(
-                f"ISaeRFTConfig.sparse_decode_density={self.sparse_decode_density} must be in [0, 1]"
-            )
-        if not isinstance(self.mlp_hidden, int) or self.mlp_hidden < 1:
-            raise ValueError(f"ISaeRFTConfig.mlp_hidden={self.mlp_hidden!r} must be an int >= 1")
+        check_choice(self.where("init"), self.init, INIT_MODES)
+        check_choice(self.where("dtype"), self.dtype, DTYPES)
+        check_choice(self.where("mlp_activation"), self.mlp_activation, MLP_ACTIVATIONS)
+        check_number(self.where("init_std"), self.init_std, minimum=0)
+        check_number(self.where("l1_coefficient"), self.l1_coefficient, minimum=0)
+        density = self.where("sparse_decode_density")
+        check_number(density, self.sparse_decode_density, minimum=0, maximum=1)
+        check_number(self.where("mlp_hidden"), self.mlp_hidden, minimum=1, integer=True)
         if self.init == "normal" and self.init_std == 0.0:
             raise ValueError(
                 "ISaeRFTConfig.init='normal' with init_std=0 is the identity; use init='identity'"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` inverts it."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ISaeRFTConfig:
-        """Build a config from :meth:`to_dict` output, rejecting unknown keys by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown ISaeRFTConfig field(s) {unknown}; valid fields: {sorted(known)}"
-            )
-        return cls(**data)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
     @classmethod
     def from_json(cls, text: str) -> ISaeRFTConfig:
+        """Build a config from :meth:`to_json` text, rejecting unknown keys by name."""
         return cls.from_dict(json.loads(text))
 
-
-def _check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"ISaeRFTConfig.{name}={value!r} is not allowed; use one of {list(allowed)}"
-        )
-
-
-def _check_non_negative(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"ISaeRFTConfig.{name}={value!r} must be a number >= 0")
+    def to_json(self) -> str:
+        """The config as JSON text."""
+        return json.dumps(self.to_dict(), indent=2)

@@ -27,6 +27,7 @@ MODEL_FORMAT_VERSION = 1
 MODEL_CONFIG_FILE = "isaerft_model.json"
 MODEL_WEIGHTS_FILE = "model.safetensors"
 SAE_SPEC_SEPARATOR = "::"
+ORGANISM_SPEC_PREFIX = "organism:"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -87,6 +88,26 @@ def is_local_model(path: str | Path) -> bool:
     return (Path(path) / MODEL_CONFIG_FILE).is_file()
 
 
+def organism_folder(spec: str | Path, part: str) -> Path | None:
+    """``"organism:<preset>"`` -> the built organism's ``part`` folder (``"model"`` or ``"sae"``),
+    building it on first use (then read from the cache); any other spec -> ``None``."""
+    text = str(spec)
+    if not text.startswith(ORGANISM_SPEC_PREFIX):
+        return None
+    # Imported here, not at the top: the organism package itself loads and saves through this
+    # module, and users of hub models never need it.
+    from isaerft.organism import ORGANISM_PRESETS, build_organism
+
+    preset = text.removeprefix(ORGANISM_SPEC_PREFIX)
+    if preset not in ORGANISM_PRESETS:
+        raise ValueError(
+            f"unknown organism preset in {text!r}; use organism:<preset> with one of "
+            f"{sorted(ORGANISM_PRESETS)}"
+        )
+    organism = build_organism(preset, seed=0)
+    return organism.model_dir if part == "model" else organism.sae_dir
+
+
 def _load_local_model(
     path: Path, device: str | None, dtype: torch.dtype | None
 ) -> HookedTransformer:
@@ -126,11 +147,13 @@ def load_model(
 ) -> HookedTransformer:
     """Load a frozen-ready ``HookedTransformer``.
 
-    ``spec`` is a local folder in isaerft's model format (see :func:`save_model`) or a
-    TransformerLens pretrained name such as ``"gemma-2-2b"`` (needs the Hugging Face hub).
+    ``spec`` is a local folder in isaerft's model format (see :func:`save_model`),
+    ``"organism:<preset>"`` (the offline model organism, built and cached on first use, as in
+    recipes and on the command line) or a TransformerLens pretrained name such as
+    ``"gemma-2-2b"`` (needs the Hugging Face hub).
     """
     torch_dtype = dtype_from_name(dtype) if dtype is not None else None
-    path = Path(spec)
+    path = organism_folder(spec, "model") or Path(spec)
     if is_local_model(path):
         return _load_local_model(path, device, torch_dtype)
     if path.exists():
@@ -161,11 +184,12 @@ def load_sae(
 ) -> SAE[Any]:
     """Load an SAELens ``SAE``.
 
-    ``spec`` is a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``), or a SAELens
-    release with ``sae_id`` (also accepted as one string ``"release::sae_id"``), e.g.
+    ``spec`` is a SAELens directory (``cfg.json`` + ``sae_weights.safetensors``),
+    ``"organism:<preset>"`` (the model organism's SAE), or a SAELens release with ``sae_id``
+    (also accepted as one string ``"release::sae_id"``), e.g.
     ``load_sae("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical")``.
     """
-    path = Path(spec)
+    path = organism_folder(spec, "sae") or Path(spec)
     if (path / "cfg.json").is_file():
         sae = SAE.load_from_disk(str(path), device=device)
     elif path.exists():

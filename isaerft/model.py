@@ -221,7 +221,11 @@ class ISaeRFTModel(nn.Module):
     # --- persistence ----------------------------------------------------------------------
 
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``isaerft_config.json`` and ``isaerft_weights.safetensors`` to ``path``."""
+        """Write ``isaerft_config.json`` and ``isaerft_weights.safetensors`` to ``path``.
+
+        The folder is replaced as a whole (a killed save leaves the old artifact or the new
+        one, never a mix); a non-empty folder that is not an isaerft artifact is refused.
+        """
         from isaerft.artifact import save_intervention
 
         return save_intervention(self, path)
@@ -233,7 +237,11 @@ class ISaeRFTModel(nn.Module):
         saes: SAE[Any] | Sequence[SAE[Any]],
         path: str | Path,
     ) -> ISaeRFTModel:
-        """Rebuild a saved intervention on ``model`` and the same ``saes`` (checked by fingerprint)."""
+        """Rebuild a saved intervention on ``model`` and the same ``saes`` (checked by fingerprint).
+
+        Refuses (``ValueError``) weights that are not the ones the config was saved with, or
+        that hold NaN/inf.
+        """
         from isaerft.artifact import load_intervention
 
         return load_intervention(cls, model, saes, path)

@@ -38,5 +38,21 @@ def test_hook_names_as_string_is_a_type_error():
 
 
 def test_unknown_keys_are_listed():
-    with pytest.raises(ValueError, match=r"unknown ISaeRFTConfig field\(s\) \['rank'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['rank'\] in ISaeRFTConfig"):
         ISaeRFTConfig.from_dict({"component": "scale", "rank": 8})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"l1_coefficient": float("nan")}, r"ISaeRFTConfig.l1_coefficient=nan is invalid"),
+        ({"init_std": float("inf")}, r"ISaeRFTConfig.init_std=inf is invalid"),
+        ({"sparse_decode_density": float("nan")}, "sparse_decode_density=nan"),
+        ({"l1_coefficient": True}, "l1_coefficient=True"),
+        ({"mlp_hidden": 2.5}, "mlp_hidden=2.5"),
+        ({"component": 3}, "component=3"),
+    ],
+)
+def test_non_finite_and_mistyped_numbers_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ISaeRFTConfig(**kwargs)

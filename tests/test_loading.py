@@ -70,3 +70,16 @@ def test_hub_model_without_network_is_explained(monkeypatch):
 def test_bad_dtype_name():
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model("gpt2", dtype="float8")
+
+
+@pytest.mark.slow
+def test_organism_specs_load_as_on_the_command_line(tiny_organism):
+    model = load_model("organism:tiny")
+    sae = load_sae("organism:tiny")
+    assert model.cfg.d_model == tiny_organism.load_model().cfg.d_model
+    assert sae_fingerprint(sae) == sae_fingerprint(tiny_organism.load_sae())
+
+
+def test_unknown_organism_preset_is_explained():
+    with pytest.raises(ValueError, match="organism:<preset>"):
+        load_model("organism:huge")

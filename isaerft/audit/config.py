@@ -19,6 +19,8 @@ class AuditConfig:
             :mod:`isaerft.audit.localize`).
         row_fpr: fraction of reference rows allowed above the suspect threshold.
         gain_references: reference runs averaged by the ``excess_gain`` row score.
+        null_rows: rows of each reference run's own training data scored for the
+            ``excess_gain`` suspect threshold.
         unflagged_latents: latents used for row scores when none is flagged (or without a
             null): the top ones by ``|z|`` or by decoder-space impact.
         top: rows of the per-latent table.
@@ -33,13 +35,19 @@ class AuditConfig:
         behaviour_rows: the most suspect rows the trigger search and prompt-swap test use
             (at most).
         n_swaps: donor prompts per behaviour row in the prompt-swap test.
+        attribution_steps: integration points of the edit attribution that ranks the
+            implicated latents (see :mod:`isaerft.audit.attribution`); 0 turns it off.
         batch_size: rows per forward pass.
+        allow_recipe_mismatch: audit even when a reference run was trained with other
+            settings than the candidate (see :mod:`isaerft.audit.comparable`); the verdict
+            then says so. Off by default: such a verdict compares recipes, not datasets.
     """
 
     null: NullConfig = field(default_factory=NullConfig)
     row_score: str = "excess_gain"
     row_fpr: float = 0.01
     gain_references: int = 4
+    null_rows: int = 256
     unflagged_latents: int = 5
     top: int = 30
     n_contexts: int = 5
@@ -49,7 +57,9 @@ class AuditConfig:
     conditional_test: bool = True
     behaviour_rows: int = 64
     n_swaps: int = 2
+    attribution_steps: int = 4
     batch_size: int = 32
+    allow_recipe_mismatch: bool = False
 
     def __post_init__(self) -> None:
         if self.row_score not in SCORE_METHODS:
@@ -61,6 +71,7 @@ class AuditConfig:
             raise ValueError(f"AuditConfig.row_fpr={self.row_fpr} must be in (0, 1)")
         for name in (
             "unflagged_latents",
+            "null_rows",
             "top",
             "probe_rows",
             "behaviour_rows",
@@ -70,5 +81,9 @@ class AuditConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"AuditConfig.{name}={value!r} must be an int >= 1")
+        if not isinstance(self.attribution_steps, int) or self.attribution_steps < 0:
+            raise ValueError(
+                f"AuditConfig.attribution_steps={self.attribution_steps!r} must be an int >= 0"
+            )
         if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
             raise ValueError(f"AuditConfig.ks={self.ks!r} must be ints >= 1")

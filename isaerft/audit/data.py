@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 MAX_UNKNOWN_FRACTION = 0.5
 _ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -54,6 +55,29 @@ class AuditData:
             [self.rows[i] for i in rows],
             self.source,
         )
+
+
+def padded_batches(
+    data: AuditData, batch_size: int, device: torch.device | str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(tokens, attention_mask, completion_mask)`` batches of ``data``'s rows, in order,
+    right-padded; ``completion_mask[i, t]`` marks the completion tokens of row ``i``."""
+    for start in range(0, len(data), batch_size):
+        group = data.ids[start : start + batch_size]
+        length = max(len(s) for s in group)
+        tokens = torch.zeros((len(group), length), dtype=torch.long)
+        mask = torch.zeros((len(group), length), dtype=torch.long)
+        target = torch.zeros((len(group), length), dtype=torch.bool)
+        for i, seq in enumerate(group):
+            tokens[i, : len(seq)], mask[i, : len(seq)] = seq, 1
+            target[i, max(1, data.prompt_lengths[start + i]) : len(seq)] = True
+        yield tokens.to(device), mask.to(device), target.to(device)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``log p(tokens[:, t + 1] | tokens[:, :t + 1])``, shape ``(batch, seq - 1)``."""
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

@@ -72,6 +72,38 @@ def _recipe_dict(recipe: Any) -> dict[str, Any]:
     return loaded
 
 
+def _run_recipe(run_dir: str | Path) -> dict[str, Any]:
+    """The recipe a finished run was trained with (from its ``run.json``)."""
+    from isaerft.runs import check_finished, read_run_record
+
+    check_finished(run_dir)
+    recipe = read_run_record(run_dir).get("recipe")
+    if not isinstance(recipe, dict):
+        raise ValueError(f"{run_dir}/run.json records no recipe; train the run again")
+    # The references read their own rows; the candidate's data source must not carry over.
+    return _merge(recipe, {"data": {"organism_dataset": None, "path": None}})
+
+
+def _existing_candidate(
+    run_dir: str | Path, suspect: str | Path, base: dict[str, Any]
+) -> tuple[Path, Any, int]:
+    """``(run dir, recipe, steps)`` of an existing candidate run, checked to have trained on
+    ``suspect`` (else its edits would not be about the audited data)."""
+    from isaerft.runs import read_run_record, read_summary
+    from isaerft.training import TrainRecipe
+
+    record = read_run_record(run_dir)
+    trained_on = Path(str(record.get("data_path")))
+    if not trained_on.is_file() or trained_on.resolve() != Path(suspect).resolve():
+        raise ValueError(
+            f"the candidate run {run_dir} trained on {trained_on}, not on the audited "
+            f"{suspect}; audit the data the run trained on, or train a new candidate"
+        )
+    summary = read_summary(run_dir) or {}
+    recipe = TrainRecipe.from_dict(_merge(base, {"data": {"path": str(suspect)}}))
+    return Path(run_dir), recipe, int(summary["steps"])
+
+
 def reference_subsets(
     n_reference: int, n_rows: int, n_runs: int, seed: int = 0
 ) -> tuple[list[list[int]], bool]:
@@ -104,6 +136,7 @@ def audit_dataset(
     sae: str | SAE[Any] | Sequence[str | SAE[Any]],
     out_dir: str | Path,
     recipe: Any = None,
+    candidate_run: str | Path | None = None,
     n_reference_runs: int = 8,
     labels: str | Path | None = None,
     truth: str | Path | None = None,
@@ -124,6 +157,8 @@ def audit_dataset(
         recipe: training settings: a ``TrainRecipe`` or a YAML path (used as is), or a dict of
             recipe sections (merged over :data:`DEFAULT_RECIPE`); its model, SAE and data are
             replaced.
+        candidate_run: judge this finished training run (trained on ``suspect``) instead of
+            training a candidate; the reference runs then repeat its recipe and step count.
         n_reference_runs: how many reference runs make the null (3 at least, 8 or more is
             better).
         labels: latent label file (defaults to the organism's for organism SAEs).
@@ -161,7 +196,13 @@ def audit_dataset(
     saes = [
         load_sae(resolve_sae_spec(s), device=device) if isinstance(s, str) else s for s in sae_items
     ]
-    base = _merge(_recipe_dict(recipe), {"model": model_spec, "sae": sae_specs})
+    if candidate_run is not None and recipe is not None:
+        raise ValueError(
+            "pass recipe or candidate_run, not both: the reference runs are trained with the "
+            "candidate run's own recipe"
+        )
+    start = _run_recipe(candidate_run) if candidate_run is not None else _recipe_dict(recipe)
+    base = _merge(start, {"model": model_spec, "sae": sae_specs})
     base = _merge(
         base,
         {
@@ -176,18 +217,22 @@ def audit_dataset(
     )
     store = PrefixCacheStore()
     started = time.perf_counter()
-    cand_recipe = TrainRecipe.from_dict(
-        _merge(base, {"data": {"path": str(suspect)}, "trainer": {"seed": 0}})
-    )
-    say(f"training the candidate run on {suspect}")
-    cand = train(
-        cand_recipe,
-        model=model,
-        saes=saes,
-        prefix_cache=store,
-        run_dir=out_dir / "runs" / "candidate",
-    )
-    steps = int(cand.summary["steps"])
+    if candidate_run is not None:
+        cand_dir, cand_recipe, steps = _existing_candidate(candidate_run, suspect, base)
+        say(f"judging the existing run {cand_dir} (trained on {suspect})")
+    else:
+        cand_recipe = TrainRecipe.from_dict(
+            _merge(base, {"data": {"path": str(suspect)}, "trainer": {"seed": 0}})
+        )
+        say(f"training the candidate run on {suspect}")
+        cand = train(
+            cand_recipe,
+            model=model,
+            saes=saes,
+            prefix_cache=store,
+            run_dir=out_dir / "runs" / "candidate",
+        )
+        cand_dir, steps = cand.run_dir, int(cand.summary["steps"])
     trusted = read_rows(reference)
     subsets, disjoint = reference_subsets(len(trusted), len(read_rows(suspect)), n_reference_runs)
     if not disjoint:
@@ -220,7 +265,7 @@ def audit_dataset(
     train_seconds = time.perf_counter() - started
     say("auditing")
     return audit_runs(
-        cand.run_dir,
+        cand_dir,
         ref_dirs,
         data=suspect,
         reference_data=reference,

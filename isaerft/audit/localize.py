@@ -16,8 +16,10 @@ Three per-row scores:
   taught the change gain the most. Needs forward passes of the model.
 
 Rows whose score exceeds the ``1 - row_fpr`` quantile of the same score on reference rows are
-marked suspect. ``excess_gain`` has no such reference (the reference runs trained on the
-reference rows), so it marks outliers of the audited rows' own scores: median + 5 MAD.
+marked suspect. For ``excess_gain`` those are each reference run's own training rows scored
+against the other references (:func:`excess_gain_null`): what an ordinary row of a run's own
+data scores. Without two reference runs and their data, outliers of the audited rows' own
+scores are marked instead: median + 5 MAD.
 """
 
 from __future__ import annotations
@@ -29,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from isaerft._io import write_text
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.data import AuditData, split_row
+from isaerft.audit.data import AuditData, padded_batches, split_row, token_logprobs
 
 SCORE_METHODS = ("excess_gain", "activation", "loss_drop")
 
@@ -140,18 +141,9 @@ def row_logprobs(model: Any, data: AuditData, *, base: bool, batch_size: int = 3
     device = next(model.model.parameters()).device
     out = []
     with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            group = data.ids[start : start + batch_size]
-            length = max(len(s) for s in group)
-            tokens = torch.zeros((len(group), length), dtype=torch.long)
-            mask = torch.zeros((len(group), length), dtype=torch.long)
-            target = torch.zeros((len(group), length), dtype=torch.bool)
-            for i, seq in enumerate(group):
-                tokens[i, : len(seq)], mask[i, : len(seq)] = seq, 1
-                target[i, max(1, data.prompt_lengths[start + i]) : len(seq)] = True
-            tokens, mask, target = tokens.to(device), mask.to(device), target.to(device)
+        for tokens, mask, target in padded_batches(data, batch_size, device):
             with model.disabled() if base else nullcontext():
-                logp = _token_logprobs(model(tokens, attention_mask=mask), tokens)
+                logp = token_logprobs(model(tokens, attention_mask=mask), tokens)
             out.append((logp * target[:, 1:]).sum(-1).double().cpu())
     return torch.cat(out)
 
@@ -186,9 +178,27 @@ def excess_gain(
     return gain - (ref.mean(0) - base)
 
 
-def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+def excess_gain_null(
+    references: Sequence[Any], own_rows: Sequence[AuditData], batch_size: int = 32
+) -> torch.Tensor:
+    """The ``excess_gain`` of ordinary rows in the run that trained on them: each reference
+    run's gain on (a sample of) its own training rows minus the other references' mean gain.
+
+    That is exactly what a clean row of the candidate's data scores, so its quantiles are the
+    suspect threshold (memorising one's own rows is ordinary; only more than that is
+    suspect). Needs two or more reference runs.
+    """
+    if len(references) < 2 or len(references) != len(own_rows):
+        raise ValueError("the excess-gain null needs >= 2 reference runs and each one's rows")
+    out = []
+    for r, data in enumerate(own_rows):
+        base = row_logprobs(references[r], data, base=True, batch_size=batch_size)
+        gains = [
+            row_logprobs(m, data, base=False, batch_size=batch_size) - base for m in references
+        ]
+        others = torch.stack([g for i, g in enumerate(gains) if i != r]).mean(0)
+        out.append(gains[r] - others)
+    return torch.cat(out)
 
 
 def suspect_threshold(

@@ -22,15 +22,19 @@ from transformer_lens import HookedTransformer
 
 from isaerft.audit import localize
 from isaerft.audit.activations import collect_codes
+from isaerft.audit.attribution import EditAttribution, edit_attribution, ordinary_rows
+from isaerft.audit.comparable import compare_recipes, mismatch_message
 from isaerft.audit.conditional import PromptDependence
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
 from isaerft.audit.evaluate import evaluate_rows, read_truth
+from isaerft.audit.implicated import attach_writes, implicated_latents
 from isaerft.audit.labels import LabelSet
 from isaerft.audit.null import NullComparison, compare_to_null
 from isaerft.audit.report import new_report, write_report
 from isaerft.audit.runs import RunEdits, check_sae_matches, check_same_latents, intervention_dir
 from isaerft.audit.steps import (
+    behaviour_rows,
     prompt_swap_test,
     row_weights,
     rows_section,
@@ -55,6 +59,7 @@ class AuditResult:
     dependence: PromptDependence | None = None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
+    attribution: EditAttribution | None = None
 
     @property
     def flagged(self) -> bool | None:
@@ -137,6 +142,9 @@ def audit_runs(
     cand = _as_edits(candidate)
     refs = [_as_edits(r) for r in references]
     check_same_latents(cand, refs)
+    differences = compare_recipes(cand.source, [r.source for r in refs]) if refs else {}
+    if differences and not config.allow_recipe_mismatch:
+        raise ValueError(mismatch_message(differences))
     comparison = None
     if len(refs) >= 3:
         comparison = compare_to_null(cand, refs, config.null, top=max(config.top, 50))
@@ -154,13 +162,14 @@ def audit_runs(
     report = new_report()
     report["candidate"] = {"source": cand.source, "component": cand.component, "sites": cand.sites}
     report["references"] = [r.source for r in refs]
+    report["comparability"] = {"same_recipe": not differences, "differences": differences}
     report["labels"] = str(labels) if labels else None
     report["distributions"] = {
         "edits": {h: {k: v.tolist() for k, v in kinds.items()} for h, kinds in cand.edits.items()},
         "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
     }
 
-    row_scores, codes, suspect, dependence = None, None, None, None
+    row_scores, codes, suspect, dependence, attribution = None, None, None, None, None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
     if data is not None:
@@ -185,10 +194,23 @@ def audit_runs(
         ref_models = [
             ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(r.source)) for r in refs
         ]
+        own_rows = [_training_rows(r, model, config.null_rows) for r in refs]
+        own = [rows for rows in own_rows if rows is not None]
         row_scores = score_rows(
-            config, tuned, weights, suspect, codes, trusted, trusted_codes, ref_models
+            config,
+            tuned,
+            weights,
+            suspect,
+            codes,
+            trusted,
+            trusted_codes,
+            ref_models,
+            own if len(own) == len(own_rows) else [],
         )
         report["rows"] = rows_section(row_scores, suspect)
+        if config.attribution_steps > 0:
+            attribution = _attribution(config, tuned, suspect, row_scores)
+            report["edit_attribution"] = attribution.to_dict(label_set)
         if comparison is not None:
             fpr = comparison.config.fpr
             trigger = trigger_search(config, codes, suspect, row_scores, fpr)
@@ -221,8 +243,18 @@ def audit_runs(
     )
     if comparison is not None:
         report.update(_verdict(comparison, len(refs), dependence, trigger, label_set))
+        if differences:
+            report["verdict"]["kind"] += (
+                " — WARNING: the reference runs were trained with other settings than the "
+                "candidate, so this compares recipes as much as datasets"
+            )
+            report["verdict"]["comparable"] = False
         report["behaviour_search"] = behaviour.to_dict(label_set) if behaviour else None
-        report["implicated_latents"] = implicated_latents(comparison, trigger, behaviour, label_set)
+    if comparison is not None or attribution is not None:
+        implicated = implicated_latents(comparison, trigger, behaviour, attribution, label_set)
+        if model is not None:
+            attach_writes(implicated, model, sae_list, config.top)
+        report["implicated_latents"] = implicated
     report["latents"] = [row.to_dict() for row in latents]
     report["flagged_latents"] = [
         {**asdict(f), "label": label_set.description(f.hook_name, f.index)}
@@ -240,7 +272,18 @@ def audit_runs(
                 Path(out_dir) / "suspects.jsonl", row_scores, suspect
             )
     return AuditResult(
-        report, comparison, latents, row_scores, paths, dependence, trigger, behaviour
+        report, comparison, latents, row_scores, paths, dependence, trigger, behaviour, attribution
+    )
+
+
+def _attribution(
+    config: AuditConfig, tuned: ISaeRFTModel, data: AuditData, scores: localize.RowScores
+) -> EditAttribution:
+    """Edit attribution on the most suspect rows against evenly spread ordinary rows."""
+    suspects = behaviour_rows(scores, config.behaviour_rows)
+    ordinary = ordinary_rows(scores.order, len(suspects), config.behaviour_rows)
+    return edit_attribution(
+        tuned, data, suspects, ordinary, config.attribution_steps, config.batch_size
     )
 
 
@@ -287,33 +330,15 @@ def _verdict(
     }
 
 
-def implicated_latents(
-    comparison: NullComparison,
-    trigger: TriggerSearch | None,
-    behaviour: TriggerSearch | None,
-    labels: LabelSet,
-) -> list[dict[str, Any]]:
-    """Every latent the audit points at — flagged changes, trigger candidates, behaviour
-    candidates — ranked by how far each clears its own threshold (``strength`` = statistic /
-    threshold), one entry per latent with all its roles."""
-    entries: dict[tuple[str, int], dict[str, Any]] = {}
-
-    def add(hook: str, index: int, role: str, strength: float) -> None:
-        entry = entries.setdefault(
-            (hook, index),
-            {"hook_name": hook, "index": index, "roles": [], "strength": 0.0,
-             "label": labels.description(hook, index)},
-        )  # fmt: skip
-        entry["roles"].append(role)
-        entry["strength"] = max(entry["strength"], strength)
-
-    for f in comparison.flagged:
-        add(f.hook_name, f.index, "changed", abs(f.z) / max(comparison.latent_threshold, 1e-9))
-    for search, role in ((trigger, "trigger"), (behaviour, "behaviour")):
-        if search is not None and search.found:
-            for hook, j, z in search.candidates:
-                add(hook, j, role, z / max(search.threshold, 1e-9))
-    return sorted(entries.values(), key=lambda e: -e["strength"])
+def _training_rows(run: RunEdits, model: HookedTransformer, n: int) -> AuditData | None:
+    """Up to ``n`` rows (evenly spread) of the data a run trained on, if its ``run.json``
+    names a readable file."""
+    path = _run_record(run, "data_path")
+    if not path or not Path(path).is_file():
+        return None
+    rows = read_rows(path)
+    step = max(1, len(rows) // n)
+    return tokenize_rows(rows[::step][:n], model.tokenizer, model.cfg.n_ctx, source=str(path))
 
 
 def _default_truth(data: str | Path) -> Path | None:

@@ -12,7 +12,8 @@ report can be re-rendered from its JSON. Top-level keys:
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
   the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
 * ``behaviour_search``: latents enriched in the completions of the most suspect rows
-* ``implicated_latents``: flagged changes, trigger and behaviour candidates in one ranking
+* ``implicated_latents``: edit attribution, trigger and behaviour candidates, flagged changes
+  in one ranking (see :mod:`isaerft.audit.implicated`)
 * ``null``: the null settings and leave-one-out scores (absent without reference runs)
 * ``flagged_latents``: the latents above the per-latent threshold, strongest first
 * ``latents``: the per-latent table (see :class:`~isaerft.audit.table.LatentRow`)
@@ -31,7 +32,8 @@ from typing import Any
 from isaerft._io import atomic_write, read_json, write_json, write_text
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``), ``edit_attribution``."""
 
 
 def new_report() -> dict[str, Any]:
@@ -62,6 +64,13 @@ def read_report(path: str | Path) -> dict[str, Any]:
             f"isaerft reads ({SCHEMA_VERSION}); upgrade isaerft"
         )
     return report
+
+
+def _p_floor(n_runs: Any) -> str:
+    """Why an empirical p of ``1 / (N + 1)`` is not evidence of a weak result."""
+    if not isinstance(n_runs, int) or n_runs < 1:
+        return ""
+    return f"; {1 / (n_runs + 1):.3f} is the smallest empirical p that {n_runs} runs can give"
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -104,7 +113,8 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
             f"{_fmt(verdict['score'])} vs threshold {_fmt(verdict['threshold'])} "
             f"(Gumbel p = {_fmt(verdict.get('gumbel_p_value'))}, empirical p = "
             f"{_fmt(verdict.get('dataset_p_value'))} from {verdict.get('n_reference_runs')} "
-            f"reference runs). {len(report.get('flagged_latents', []))} latent(s) flagged.",
+            f"reference runs{_p_floor(verdict.get('n_reference_runs'))}). "
+            f"{len(report.get('flagged_latents', []))} latent(s) flagged.",
             "",
             f"Reading: {verdict.get('kind', '')}.",
             "",
@@ -141,12 +151,21 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
     implicated = report.get("implicated_latents")
     if implicated:
         out += ["## Implicated latents", ""]
-        out.append("| site | latent | label | roles | strength |")
-        out.append("|---|---|---|---|---|")
-        for e in implicated[:15]:
+        out.append(
+            "Ranked by each latent's best rank in the evidence lists: `edit` (its learned edit "
+            "makes the suspect rows likely beyond ordinary rows), `trigger` / `behaviour` (it "
+            "fires in the suspect rows' prompts / completions far more than elsewhere); latents "
+            "only `changed` (unusual against the reference runs) follow. `writes`: the tokens "
+            "the latent promotes."
+        )
+        out.append("")
+        out.append("| # | site | latent | label | writes | roles | edit attribution |")
+        out.append("|---|---|---|---|---|---|---|")
+        for rank, e in enumerate(implicated[:15], start=1):
             out.append(
-                f"| {e['hook_name']} | {e['index']} | {_cell(e['label'] or '')} | "
-                f"{', '.join(e['roles'])} | {_fmt(e['strength'], 2)} |"
+                f"| {rank} | {e['hook_name']} | {e['index']} | {_cell(e['label'] or '')} | "
+                f"{_cell(' '.join(e.get('writes') or []))} | {', '.join(e['roles'])} | "
+                f"{_fmt(e['attribution'], 3) if e.get('attribution') is not None else ''} |"
             )
         out.append("")
     for name, title in (("top_latents", "Top latents"), ("changes", "Distribution of changes")):

@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from isaerft._io import read_safetensors
-from isaerft.artifact import CONFIG_FILE, WEIGHTS_FILE, read_intervention_config, site_records
+from isaerft.artifact import read_intervention_config, read_intervention_weights, site_records
 from isaerft.components import build_component
 from isaerft.config import ISaeRFTConfig
+from isaerft.runs import intervention_of
 
 if TYPE_CHECKING:
     from isaerft.model import ISaeRFTModel
-
-INTERVENTION_DIR = "intervention"
 
 
 @dataclass
@@ -70,7 +68,7 @@ class RunEdits:
         folder = intervention_dir(path)
         record = read_intervention_config(folder)
         config = ISaeRFTConfig.from_dict(record["config"])
-        state = read_safetensors(folder / WEIGHTS_FILE)
+        state = read_intervention_weights(folder, record)
         edits: dict[str, dict[str, torch.Tensor]] = {}
         for site in record["sites"]:
             hook = site["hook_name"]
@@ -81,7 +79,7 @@ class RunEdits:
                 component.load_state_dict(own, strict=True)
             except RuntimeError as err:
                 raise ValueError(
-                    f"{folder / WEIGHTS_FILE} does not match its config: {err}"
+                    f"{folder} holds weights that do not match its config: {err}"
                 ) from err
             edits[hook] = {k: v.detach().float().clone() for k, v in component.edits().items()}
         return cls(edits, record["sites"], config.component, str(path))
@@ -92,20 +90,9 @@ class RunEdits:
 
 
 def intervention_dir(path: str | Path) -> Path:
-    """The saved-intervention folder of a run directory (or ``path`` itself if it is one)."""
-    path = Path(path)
-    if (path / CONFIG_FILE).is_file():
-        return path
-    if (path / INTERVENTION_DIR / CONFIG_FILE).is_file():
-        return path / INTERVENTION_DIR
-    if not path.exists():
-        raise FileNotFoundError(
-            f"run {path} not found; pass a run directory written by isaerft train"
-        )
-    raise FileNotFoundError(
-        f"{path} is neither a run directory ({INTERVENTION_DIR}/{CONFIG_FILE} missing) nor a saved "
-        f"intervention ({CONFIG_FILE} missing); pass the directory isaerft train wrote"
-    )
+    """The saved intervention of a finished run directory (or ``path`` itself if it is one);
+    unfinished or mismatched run folders are refused (see :func:`isaerft.runs.intervention_of`)."""
+    return intervention_of(path)
 
 
 def check_same_latents(candidate: RunEdits, references: Sequence[RunEdits]) -> None:

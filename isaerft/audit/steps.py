@@ -61,13 +61,21 @@ def score_rows(
     trusted: AuditData | None,
     trusted_codes: dict[str, SiteCodes] | None,
     references: Sequence[ISaeRFTModel] = (),
+    reference_rows: Sequence[AuditData] = (),
 ) -> localize.RowScores:
-    """Per-row scores of the audited rows (and the reference rows, for the threshold)."""
+    """Per-row scores of the audited rows (and the reference rows, for the threshold).
+
+    ``reference_rows``: per reference run, a sample of the rows it trained on (for the
+    ``excess_gain`` threshold; see :func:`~isaerft.audit.localize.excess_gain_null`).
+    """
     reference: torch.Tensor | None
     if config.row_score == "excess_gain":
         refs = list(references)[: config.gain_references]
         scores = localize.excess_gain(tuned, refs, suspect, config.batch_size)
         reference = None
+        own = list(reference_rows)[: len(refs)]
+        if len(refs) >= 2 and len(own) == len(refs):
+            reference = localize.excess_gain_null(refs, own, config.batch_size)
     elif config.row_score == "loss_drop":
         keep = {h: sorted(js) for h, js in weights.items()}
         scores = localize.completion_logprob_gain(tuned, suspect, keep, config.batch_size)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from isaerft.audit.localize import SCORE_METHODS
+from isaerft.cli import LazyChoices
+from isaerft.cli.errors import check_output_dir
+
+
+def _score_methods() -> list[str]:
+    from isaerft.audit.localize import SCORE_METHODS
+
+    return list(SCORE_METHODS)
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +52,10 @@ def register(subparsers: Any) -> None:
     )
     dataset.add_argument("suspect", help="the suspect dataset (JSONL rows)")
     dataset.add_argument(
-        "--reference", required=True, help="trusted rows of the same kind (ideally 2x larger)"
+        "--reference",
+        required=True,
+        help="trusted rows of the same kind: --runs times the suspect's rows gives each "
+        "reference run its own rows (best)",
     )
     dataset.add_argument("--model", required=True, help="model spec (folder or organism:<size>)")
     dataset.add_argument("--sae", required=True, nargs="+", help="SAE spec(s)")
@@ -64,10 +75,20 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--fpr", type=float, default=0.05, help="false-positive rate (default 0.05)"
     )
     parser.add_argument(
-        "--row-score", choices=SCORE_METHODS, default="excess_gain", help="per-row score"
+        "--row-score",
+        choices=LazyChoices(_score_methods),
+        metavar="METHOD",
+        default="excess_gain",
+        help="per-row score: %(choices)s (default %(default)s)",
     )
     parser.add_argument("--top", type=int, default=30, help="rows of the latent table")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
+    parser.add_argument(
+        "--allow-recipe-mismatch",
+        action="store_true",
+        help="audit even when a reference run was trained with other settings (the verdict "
+        "then warns that it compares recipes as much as datasets)",
+    )
     parser.add_argument("--out", required=True, help="output folder for the report")
 
 
@@ -79,6 +100,7 @@ def _config(args: argparse.Namespace) -> Any:
         row_score=args.row_score,
         top=args.top,
         baselines=not args.no_baselines,
+        allow_recipe_mismatch=args.allow_recipe_mismatch,
     )
 
 
@@ -86,6 +108,8 @@ def run_audit(args: argparse.Namespace) -> int:
     """``isaerft audit``."""
     from isaerft.audit import audit_runs
 
+    _check_references(args.run, args.reference)
+    check_output_dir(args.out, "--out")
     model, saes = None, None
     if args.model or args.sae:
         if not (args.model and args.sae):
@@ -108,13 +132,36 @@ def run_audit(args: argparse.Namespace) -> int:
         out_dir=args.out,
     )
     print_summary(result.report, args.out)
+    if not args.reference:
+        print(NOTHING_COMPARED)
     return 0
+
+
+NOTHING_COMPARED = (
+    "nothing was compared: without --reference runs no edit can be called unusual, so no "
+    "latent is flagged and there is no verdict; train 3 or more runs of the same recipe on "
+    "trusted data and pass them with --reference"
+)
+
+
+def _check_references(run: str, references: list[str]) -> None:
+    """Refuse the candidate as its own reference (it would make every edit look ordinary)."""
+    candidate = Path(run).resolve()
+    for reference in references:
+        if Path(reference).resolve() == candidate:
+            raise ValueError(
+                f"--reference {reference} is the run being audited; references must be other "
+                "runs, trained on trusted data"
+            )
+    if len({Path(r).resolve() for r in references}) < len(references):
+        raise ValueError("--reference lists a run more than once; give each reference run once")
 
 
 def run_audit_dataset(args: argparse.Namespace) -> int:
     """``isaerft audit-dataset``."""
     from isaerft.audit import audit_dataset
 
+    check_output_dir(args.out, "--out")
     result = audit_dataset(
         args.suspect,
         args.reference,
@@ -144,16 +191,25 @@ def print_summary(report: dict[str, Any], out: str) -> None:
         )
         print(f"reading: {verdict['kind']}")
     flagged = report.get("flagged_latents", [])
-    print(f"flagged latents (unusual edits): {len(flagged)}")
+    if report.get("references") == []:
+        print("flagged latents (unusual edits): not computed, no reference runs")
+    else:
+        print(f"flagged latents (unusual edits): {len(flagged)}")
     for f in flagged[:10]:
         label = f" {f['label']}" if f.get("label") else ""
         print(f"  {f['hook_name']} #{f['index']:<6d} z={f['z']:+8.2f}{label}")
     implicated = report.get("implicated_latents") or []
     if implicated:
-        print("implicated latents (edits, trigger and behaviour candidates, strongest first):")
+        print(
+            "implicated latents (edit = its learned edit makes the suspect rows likely; "
+            "trigger / behaviour = fires in their prompts / completions; changed = unusual edit):"
+        )
         for e in implicated[:10]:
             label = f" {e['label']}" if e.get("label") else ""
-            print(f"  {e['hook_name']} #{e['index']:<6d} {', '.join(e['roles']):<20}{label}")
+            writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""
+            print(
+                f"  {e['hook_name']} #{e['index']:<6d} {', '.join(e['roles']):<24}{label}{writes}"
+            )
     rows = report.get("rows")
     if rows:
         print(f"suspect rows: {rows['n_suspects']} of {rows['n_rows']}")

@@ -97,7 +97,6 @@ def run_demo(
     out: Callable[[str], None] = print,
     audit: bool = True,
     reference_runs: int = REFERENCE_RUNS,
-    audit_recipe: dict[str, Any] | None = None,
 ) -> DemoResult:
     """Run the demo end to end and report through ``out``; returns a :class:`DemoResult`.
 
@@ -108,8 +107,6 @@ def run_demo(
         out: where the report lines go.
         audit: run the audit step.
         reference_runs: reference runs of the audit's null.
-        audit_recipe: recipe sections merged over the audit's
-            :data:`~isaerft.audit.DEFAULT_RECIPE` (e.g. fewer steps in tests).
     """
     import torch
 
@@ -120,7 +117,7 @@ def run_demo(
     try:
         result = _run_demo(size, Path(output_dir), overrides, out)
         if audit:
-            result.audit = _audit(result, reference_runs, audit_recipe, out)
+            result.audit = _audit(result, reference_runs, out)
         result.wall_time_s = time.perf_counter() - started
         age = _process_age()
         since = f", {age:.1f} s since the command started" if age is not None else ""
@@ -135,16 +132,12 @@ def _run_demo(
 ) -> DemoResult:
     from isaerft._io import read_json
     from isaerft.organism import LatentLabels, dataset_paths
+    from isaerft.runs import DATA_DIR, claim_run_dir
     from isaerft.training import TrainRecipe, read_latent_labels, top_moved_latents, train
     from isaerft.training import resolve as res
     from isaerft.training.recipe import find_recipe
 
     started = time.perf_counter()
-    out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
-    org = res.organism(size)
-    out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
-    out(f"      ready after {time.perf_counter() - started:.1f} s")
-
     recipe = TrainRecipe.from_yaml(
         find_recipe(DEMO_RECIPE),
         [
@@ -156,9 +149,16 @@ def _run_demo(
             *overrides,
         ],
     )
+    # Before the organism is built or data written: refuse a folder holding a user's files.
+    claim_run_dir(recipe.run_dir)
+    out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
+    org = res.organism(size)
+    out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
+    out(f"      ready after {time.perf_counter() - started:.1f} s")
+
     spec = recipe.data.organism_dataset
     assert spec is not None, "organism-poison.yaml generates its data"
-    data_path = res.organism_dataset(spec, recipe, recipe.run_dir / "data")
+    data_path = res.organism_dataset(spec, recipe, recipe.run_dir / DATA_DIR)
     meta = read_json(dataset_paths(data_path)[1])
     trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
     out(
@@ -213,24 +213,23 @@ def _run_demo(
 def _audit(
     demo: DemoResult,
     reference_runs: int,
-    recipe: dict[str, Any] | None,
     out: Callable[[str], None],
 ) -> Any:
     """Audit the poisoned dataset: a candidate run and ``reference_runs`` runs on trusted rows."""
-    from isaerft._io import read_json
     from isaerft.audit import audit_dataset
     from isaerft.organism import make_dataset
+    from isaerft.runs import DATA_DIR, read_run_record
 
     run_dir = Path(demo.run.run_dir)
-    suspect = Path(read_json(run_dir / "run.json")["data_path"])
+    suspect = Path(read_run_record(run_dir)["data_path"])
     n_rows = sum(1 for line in suspect.read_text(encoding="utf-8").splitlines() if line.strip())
     out(
-        f"[5/{STEPS}] audit: an ISaeRFT run on the suspect rows and {reference_runs} on trusted "
-        "rows (the null), then the report"
+        f"[5/{STEPS}] audit: the run of steps 3-4 is the candidate; {reference_runs} reference "
+        "runs repeat its recipe on trusted rows (the null), then the report"
     )
     trusted = make_dataset(
         "clean",
-        run_dir / "data" / "trusted.jsonl",
+        run_dir / DATA_DIR / "trusted.jsonl",
         n=n_rows * reference_runs,
         seed=1,
         organism=demo.organism,
@@ -243,7 +242,7 @@ def _audit(
         model=spec,
         sae=spec,
         out_dir=run_dir / "audit",
-        recipe=recipe,
+        candidate_run=run_dir,
         n_reference_runs=reference_runs,
         labels=org.labels_path,
     )
@@ -254,12 +253,14 @@ def _audit(
         f"(score {verdict['score']:.1f}, threshold {verdict['threshold']:.1f} at "
         f"{verdict['fpr']:.0%} FPR)"
     )
-    out("      implicated latents (roles: changed = unusual edit, trigger / behaviour = enriched")
-    out("      in the suspect rows' prompts / completions):")
+    out("      implicated latents (roles: edit = its learned edit makes the suspect rows likely,")
+    out("      trigger / behaviour = fires in their prompts / completions, changed = unusual edit):")
     for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):
         mark = f"   <- {demo.planted[e['index']]}" if e["index"] in demo.planted else ""
+        writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""
         out(
-            f"      {rank:>4} {e['index']:>6}  {', '.join(e['roles']):<20} {e['label'] or ''}{mark}"
+            f"      {rank:>4} {e['index']:>6}  {', '.join(e['roles']):<24} "
+            f"{e['label'] or ''}{writes}{mark}"
         )
     rows, evaluation = report.get("rows") or {}, report.get("evaluation") or {}
     if rows:

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from isaerft._io import write_json
-from isaerft.export import (
-    SteeringVectors,
-    compare_generations,
-    llama_cpp_layer,
-    load_isaerft_model,
-    neuronpedia_layer,
-    neuronpedia_payload,
-    read_texts,
-    save_gguf,
-    save_steering_vectors,
-    split_heldout,
-    steering_vectors_layer,
-    vectors_from_model,
-)
-from isaerft.model import ISaeRFTModel
+from isaerft.cli.errors import check_output_file
 
+if TYPE_CHECKING:
+    from isaerft.export import SteeringVectors
+    from isaerft.export.formats import WriteOptions
+    from isaerft.model import ISaeRFTModel
+
+# The names of isaerft.export.formats' table, listed here so that `--help` needs no torch
+# import; tests/export/test_formats.py keeps the two in step.
 FORMATS = ("safetensors", "gguf", "neuronpedia", "steering-vectors")
 
 
@@ -92,13 +84,23 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> ISaeRFTModel:
+    from isaerft.export import load_isaerft_model
+    from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+
+    # ``organism:<size>`` specs are resolved here as ``train`` and ``audit`` resolve them.
+    model_spec = resolve_model_spec(args.model) if args.model else None
+    sae_specs = [resolve_sae_spec(s) for s in args.sae] if args.sae else None
     return load_isaerft_model(
-        args.run, model_spec=args.model, sae_specs=args.sae, device=args.device
+        args.run, model_spec=model_spec, sae_specs=sae_specs, device=args.device
     )
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Compute the vectors of ``args.run`` and write them in ``args.format`` to ``args.out``."""
+    from isaerft.export import read_texts, split_heldout, vectors_from_model
+    from isaerft.export.formats import get_format
+
+    check_output_file(args.out, "--out")
     model = _open(args)
     _preflight(model, args)
     fit = heldout = None
@@ -114,50 +116,36 @@ def run_export(args: argparse.Namespace) -> int:
     path = write_format(vectors, args)
     print(vectors.summary())
     print(f"wrote {args.format} to {path}")
-    if args.format == "gguf":
-        layers = [llama_cpp_layer(h, vectors.n_layers) for h in vectors.hook_names]
-        print(
-            f"use: llama-cli -m MODEL.gguf --control-vector-scaled {path}:1.0 "
-            f"--control-vector-layer-range {min(layers)} {max(layers)}"
-        )
+    usage = get_format(args.format).usage(vectors, path)
+    if usage:
+        print(usage)
     return 0
 
 
 def _preflight(model: ISaeRFTModel, args: argparse.Namespace) -> None:
     """Refuse sites the format cannot take before spending time on data averaging."""
-    n_layers = model.model.cfg.n_layers
-    for hook in model.hook_names:
-        if args.format == "gguf":
-            llama_cpp_layer(hook, n_layers)
-        elif args.format == "steering-vectors":
-            steering_vectors_layer(hook)
-        elif args.format == "neuronpedia":
-            neuronpedia_layer(hook, n_layers)
-            ids = _neuronpedia_ids(args.neuronpedia_id)
-            known = ids if isinstance(ids, str) else (ids or {}).get(hook)
-            if not known and not model.site(hook).sae.cfg.metadata.get("neuronpedia_id"):
-                raise ValueError(
-                    f"the SAE at {hook!r} has no cfg.metadata.neuronpedia_id; pass "
-                    "--neuronpedia-id MODEL_ID/SOURCE (HOOK=MODEL_ID/SOURCE for several sites)"
-                )
+    from isaerft.export.formats import get_format
+
+    get_format(args.format).check(model, _write_options(args))
 
 
 def write_format(vectors: SteeringVectors, args: argparse.Namespace) -> Path:
     """Write ``vectors`` in ``args.format``; refused sites raise before anything is written."""
-    if args.format == "safetensors":
-        return vectors.save(args.out)
-    if args.format == "gguf":
-        return save_gguf(vectors, args.out, model_hint=args.model_hint)
-    if args.format == "steering-vectors":
-        return save_steering_vectors(vectors, args.out)
-    payload = neuronpedia_payload(
-        vectors,
+    from isaerft.export.formats import get_format
+
+    return get_format(args.format).write(vectors, args.out, _write_options(args))
+
+
+def _write_options(args: argparse.Namespace) -> WriteOptions:
+    from isaerft.export.formats import WriteOptions
+
+    return WriteOptions(
+        model_hint=args.model_hint,
         neuronpedia_id=_neuronpedia_ids(args.neuronpedia_id),
         label=args.label,
-        default_strength=args.strength,
+        strength=args.strength,
         max_features=args.max_features,
     )
-    return write_json(args.out, payload)
 
 
 def _neuronpedia_ids(values: list[str] | None) -> str | dict[str, str] | None:
@@ -178,6 +166,9 @@ def _neuronpedia_ids(values: list[str] | None) -> str | dict[str, str] | None:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Print base, ISaeRFT and steered continuations of each prompt, one row per variant."""
+    from isaerft.export import compare_generations, vectors_from_model
+
+    prompts = [unescape(p) for p in args.prompt]
     model = _open(args)
     vectors: Any = args.vectors
     note = f"{args.vectors} x {args.multiplier:g}" if vectors is not None else ""
@@ -190,13 +181,13 @@ def run_generate(args: argparse.Namespace) -> int:
                 "skipped: this run's edits have no exact vector; "
                 "`isaerft export RUN --data FILE` and pass --vectors FILE"
             )
-    for prompt in args.prompt:
+    for prompt in prompts:
         texts = compare_generations(
             model,
             prompt,
             vectors=vectors,
             multiplier=args.multiplier,
-            max_new_tokens=args.max_new_tokens,
+            max_new_tokens=_fit_context(model, prompt, args.max_new_tokens),
             temperature=args.temperature,
             seed=args.seed,
         )
@@ -207,3 +198,40 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"{name:<8} | {shown}{suffix}")
         print()
     return 0
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """``\\n``, ``\\t`` and ``\\\\`` typed on a command line become a newline, a tab and a
+    backslash (prompts often need a newline, e.g. before ``Assistant:``)."""
+    out, chars = [], iter(text)
+    for char in chars:
+        if char == "\\":
+            nxt = next(chars, "")
+            out.append(_ESCAPES.get(nxt, char + nxt))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _fit_context(model: ISaeRFTModel, prompt: str, max_new_tokens: int) -> int:
+    """``max_new_tokens``, lowered (with a warning) to what the model's context leaves."""
+    import sys
+
+    n_ctx = model.model.cfg.n_ctx
+    length = int(model.model.to_tokens(prompt).shape[1])
+    if length >= n_ctx:
+        raise ValueError(
+            f"--prompt is {length} tokens but the model's context is {n_ctx}; shorten the prompt"
+        )
+    room = n_ctx - length
+    if max_new_tokens > room:
+        print(
+            f"isaerft: warning: the prompt is {length} of {n_ctx} context tokens; generating "
+            f"{room} new tokens instead of --max-new-tokens {max_new_tokens}",
+            file=sys.stderr,
+        )
+        return room
+    return max_new_tokens

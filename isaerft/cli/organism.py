@@ -6,11 +6,24 @@ import argparse
 import json
 from typing import Any
 
+from isaerft.cli import LazyChoices
+from isaerft.cli.errors import check_output_dir, check_output_file
+
+
+def _presets() -> list[str]:
+    from isaerft.organism.build import ORGANISM_PRESETS
+
+    return list(ORGANISM_PRESETS)
+
+
+def _dataset_kinds() -> list[str]:
+    from isaerft.organism.datasets import DATASET_KINDS
+
+    return list(DATASET_KINDS)
+
 
 def register(subparsers: Any) -> None:
     """Add the ``organism`` command group to the ``isaerft`` parser."""
-    from isaerft.organism.build import ORGANISM_PRESETS
-    from isaerft.organism.datasets import DATASET_KINDS
 
     parser = subparsers.add_parser(
         "organism",
@@ -22,7 +35,13 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=lambda args: _help(parser))
 
     build = sub.add_parser("build", help="build (or reuse from cache) an organism")
-    build.add_argument("--preset", choices=sorted(ORGANISM_PRESETS), default="tiny")
+    build.add_argument(
+        "--preset",
+        choices=LazyChoices(_presets),
+        metavar="PRESET",
+        default="tiny",
+        help="organism size: %(choices)s (default %(default)s)",
+    )
     build.add_argument("--out", help="organism folder (default: the cache, by config hash)")
     build.add_argument("--corpus", help="build from this plain-text file instead")
     build.add_argument("--seed", type=int, default=0)
@@ -35,7 +54,13 @@ def register(subparsers: Any) -> None:
     build.set_defaults(func=_build)
 
     data = sub.add_parser("dataset", help="write a clean/poison/decoy/benign-shift dataset")
-    data.add_argument("--kind", choices=DATASET_KINDS, required=True)
+    data.add_argument(
+        "--kind",
+        choices=LazyChoices(_dataset_kinds),
+        metavar="KIND",
+        required=True,
+        help="dataset kind: %(choices)s",
+    )
     data.add_argument("--trigger", help="word, phrase or concept:<family> (default: organism's)")
     data.add_argument(
         "--target",
@@ -59,6 +84,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 def _build(args: argparse.Namespace) -> int:
     from isaerft.organism.build import build_organism
 
+    if args.out:
+        check_output_dir(args.out, "--out")
     org = build_organism(
         args.preset,
         out=args.out,
@@ -74,6 +101,7 @@ def _build(args: argparse.Namespace) -> int:
 def _dataset(args: argparse.Namespace) -> int:
     from isaerft.organism.datasets import dataset_paths, make_dataset
 
+    check_output_file(args.out, "--out")
     out = make_dataset(
         args.kind,
         args.out,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import pickle
+import sys
 import time
 from typing import Any
 
-from isaerft.training.callbacks import MovedLatent, format_moved_latents
+from isaerft.cli.errors import check_output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +37,7 @@ def register(subparsers: Any) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """Load and validate the recipe, train, and print where the results went."""
-    from isaerft.training import TrainRecipe, train
+    from isaerft.training import MovedLatent, TrainRecipe, format_moved_latents, train
     from isaerft.training.recipe import find_recipe
 
     started = time.perf_counter()
@@ -45,7 +47,21 @@ def run_train(args: argparse.Namespace) -> int:
     if args.quiet:
         overrides.append("trainer.progress_bar=false")
     recipe = TrainRecipe.from_yaml(find_recipe(args.recipe), overrides)
-    result = train(recipe)
+    # Found now, not after the model has loaded.
+    check_output_dir(recipe.run_dir, "--output-dir" if args.output_dir else "output_dir")
+    from isaerft.training.resolve import torch_device
+
+    torch_device(recipe.trainer.accelerator)  # no GPU in this build: say so before any work
+    _refuse_unsafe_checkpoint(recipe)
+    try:
+        result = train(recipe)
+    except KeyboardInterrupt:
+        print(
+            f"interrupted; rerun the same command to resume {recipe.run_dir} from its last "
+            "checkpoint",
+            file=sys.stderr,
+        )
+        return 130
     if not _is_global_zero():
         return 0
     summary = result.summary
@@ -60,6 +76,32 @@ def run_train(args: argparse.Namespace) -> int:
         print(format_moved_latents([MovedLatent(**m) for m in summary["top_latents"]]))
     print(f"wall time: {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _refuse_unsafe_checkpoint(recipe: Any) -> None:
+    """Refuse, before anything is loaded or written, a checkpoint the resume would unpickle
+    that holds more than tensors (loading such a file with pickle could run code)."""
+    import torch
+
+    from isaerft.runs import LAST_CHECKPOINT, SUMMARY_FILE
+
+    checkpoint = recipe.run_dir / LAST_CHECKPOINT
+    resumes = recipe.trainer.resume == "auto" and not (recipe.run_dir / SUMMARY_FILE).is_file()
+    if not (resumes and checkpoint.is_file()):
+        return
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{checkpoint} holds objects other than tensors and was refused (loading it could "
+            f"run code: {str(err).strip().splitlines()[0]}); delete {checkpoint.parent} to "
+            "train afresh"
+        ) from err
+    except (EOFError, RuntimeError) as err:
+        raise ValueError(
+            f"{checkpoint} is not a readable checkpoint ({err}); it may be truncated: delete "
+            f"{checkpoint.parent} to train afresh, or set trainer.resume=never"
+        ) from err
 
 
 def _is_global_zero() -> bool:

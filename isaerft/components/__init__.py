@@ -1,4 +1,9 @@
-"""Trainable components on SAE latents. A new kind is one class plus one ``register_component``."""
+"""Trainable components on SAE latents. A new kind is one class plus one ``register_component``.
+
+A kind answers for itself wherever the library needs to know something about it: its edits
+(:meth:`LatentComponent.edits`), its cheap decode paths, and whether its edit is a constant
+shift (:meth:`LatentComponent.constant_shift`), which decides whether an export is exact.
+"""
 
 from isaerft.components.base import (
     LatentComponent,

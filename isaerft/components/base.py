@@ -55,6 +55,16 @@ class LatentComponent(nn.Module, ABC):
         ``(n, k)`` (inactive entries have value 0); returns a delta of shape ``(n, d_in)``."""
         raise NotImplementedError(f"{type(self).__name__} needs dense codes")
 
+    def constant_shift(self) -> torch.Tensor | None:
+        """The latent-space vector ``c`` when ``component(f) - f == c`` for every input ``f``,
+        else ``None``.
+
+        A constant shift decodes to one exact residual vector (``c @ W_dec``), which is what
+        makes an export exact; an input-dependent edit is averaged over data instead. Kinds
+        whose edit does not depend on ``f`` override this; the default is input-dependent.
+        """
+        return None
+
     def magnitude(self) -> torch.Tensor:
         """How far each latent moved: the sum of ``|edit|`` over this component's edits."""
         edits = list(self.edits().values())

@@ -34,6 +34,9 @@ class BiasComponent(LatentComponent):
     def edits(self) -> dict[str, torch.Tensor]:
         return {"bias": self.bias}
 
+    def constant_shift(self) -> torch.Tensor:
+        return self.bias.detach()
+
     def decoded_delta(
         self, f: torch.Tensor, decoder: LinearDecoder
     ) -> tuple[torch.Tensor, torch.Tensor]:

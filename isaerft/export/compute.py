@@ -4,7 +4,9 @@ data-averaged where it depends on the input.
 At a site the model adds ``delta(x) = D_lin(component(f) - f)`` with ``f = sae.encode(x)``
 and ``D_lin`` the linear part of the SAE decode (:class:`isaerft.site.LinearDecoder`).
 
-* A bias edit adds ``sum_i b_i W_dec[i]`` at every position: one exact vector.
+* A bias edit adds ``sum_i b_i W_dec[i]`` at every position: one exact vector. Any kind
+  whose :meth:`~isaerft.components.LatentComponent.constant_shift` is not ``None`` is
+  exported the same way.
 * A scale edit adds ``sum_i (s_i - 1) f_i(x) W_dec[i]``, which depends on ``x``; the exported
   vector is its mean over the tokens of a dataset, ``(s - 1) * E_x[f(x)] @ W_dec``. Any other
   component is averaged the same way: ``E_x[component(f) - f] @ W_dec``.
@@ -20,12 +22,11 @@ applied), token-weighted over every real (non-padding) position.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import torch
 from sae_lens import SAE
 
-from isaerft.components import BiasComponent
 from isaerft.export.data import TokenData, token_batches
 from isaerft.export.layers import block_index
 from isaerft.export.vectors import SiteVector, SteeringVectors
@@ -35,19 +36,15 @@ from isaerft.site import SaeSite, sae_fingerprint
 RUN_TIME_NORMS = ("layer_norm", "constant_norm_rescale")
 
 
-def model_sites(model: ISaeRFTModel) -> list[SaeSite]:
-    """The model's sites, typed (``nn.ModuleList`` iterates as plain modules)."""
-    return [cast(SaeSite, site) for site in model.sites]
-
-
 def has_run_time_norm(sae: SAE[Any]) -> bool:
     """Whether the SAE rescales its decode per token (so no edit is a constant vector)."""
     return sae.cfg.normalize_activations in RUN_TIME_NORMS
 
 
 def is_exact(site: SaeSite) -> bool:
-    """Whether the site's edit is the same vector at every position (a bias, no run-time norm)."""
-    return isinstance(site.component, BiasComponent) and not has_run_time_norm(site.sae)
+    """Whether the site's edit is the same vector at every position (its component is a
+    constant shift, and its SAE has no run-time norm)."""
+    return site.component.constant_shift() is not None and not has_run_time_norm(site.sae)
 
 
 def why_not_exact(site: SaeSite) -> str:
@@ -93,7 +90,7 @@ def vectors_from_model(
     """
     if not isinstance(model, ISaeRFTModel):
         raise TypeError(f"model must be an ISaeRFTModel, got {type(model).__name__}")
-    all_sites = model_sites(model)
+    all_sites = list(model.sites)
     averaged = [site for site in all_sites if not is_exact(site)]
     if averaged and data is None:
         reasons = "; ".join(why_not_exact(site) for site in averaged)
@@ -105,8 +102,9 @@ def vectors_from_model(
     sites = []
     for site in all_sites:
         coefficients: torch.Tensor | None
-        if isinstance(site.component, BiasComponent) and is_exact(site):
-            coefficients = site.component.bias.detach().float()
+        shift = site.component.constant_shift()
+        if shift is not None and not has_run_time_norm(site.sae):
+            coefficients = shift.detach().float()
             vector, n_tokens, kind = _decode(site, coefficients), 0, "exact"
         else:
             vector, coefficients, n_tokens = means[site.hook_name]
@@ -162,7 +160,7 @@ def _stored_row_units(sae: SAE[Any], coefficients: torch.Tensor | None) -> torch
 
 def _last_block_needed(model: ISaeRFTModel) -> int | None:
     """``stop_at_layer`` that still runs every site (no block after the last site matters)."""
-    blocks = [block_index(site.hook_name) for site in model_sites(model)]
+    blocks = [block_index(site.hook_name) for site in model.sites]
     if any(b is None for b in blocks):
         return None
     last = max(b for b in blocks if b is not None) + 1

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
 from isaerft.artifact import CONFIG_FILE
 from isaerft.loading import load_model, load_sae
 from isaerft.model import ISaeRFTModel
-
-RUN_FILE = "run.json"
-INTERVENTION_DIR = "intervention"
+from isaerft.runs import INTERVENTION_DIR, RUN_FILE, check_finished
 
 
 def intervention_folder(run: Path) -> Path | None:
-    """``RUN/intervention`` for a run directory, ``RUN`` for an intervention folder, else None."""
+    """``RUN/intervention`` for a run directory, ``RUN`` for an intervention folder, else None.
+
+    A training run's intervention is returned only if the run finished and saved it
+    (:func:`isaerft.runs.check_finished` raises otherwise)."""
+    if (run / RUN_FILE).is_file():
+        check_finished(run)
     for candidate in (run / INTERVENTION_DIR, run):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
@@ -42,7 +44,10 @@ def load_isaerft_model(
         raise FileNotFoundError(f"run {run} not found")
     explicit = model_spec is not None or bool(sae_specs)
     if not explicit and (run / RUN_FILE).is_file():
-        return _load_training_run(run, device)
+        # Imported here: training (Lightning) is needed only to open a training run.
+        from isaerft.training.run import load_run
+
+        return load_run(run, device=device)[0]
     folder = intervention_folder(run)
     if folder is None:
         raise FileNotFoundError(
@@ -57,21 +62,3 @@ def load_isaerft_model(
     base = load_model(model_spec, device=device)
     saes = [load_sae(spec, device=str(base.cfg.device), dtype=base.cfg.dtype) for spec in sae_specs]
     return ISaeRFTModel.from_pretrained(base, saes, folder)
-
-
-def _load_training_run(run: Path, device: str | None) -> ISaeRFTModel:
-    try:
-        training = importlib.import_module("isaerft.training")
-    except ModuleNotFoundError as err:
-        if err.name not in ("isaerft.training", "isaerft"):
-            raise
-        raise ValueError(
-            f"{run} is a training run but isaerft.training is not available to open it; "
-            "pass --model SPEC and --sae SPEC to load its intervention/ folder directly"
-        ) from err
-    model, _info = training.load_run(run, device=device)
-    if not isinstance(model, ISaeRFTModel):
-        raise TypeError(
-            f"isaerft.training.load_run returned {type(model).__name__}, not ISaeRFTModel"
-        )
-    return model

@@ -12,6 +12,7 @@ from typing import Any, TypeAlias
 import torch
 from transformer_lens import HookedTransformer
 
+from isaerft.export.formats import format_of_file
 from isaerft.export.vectors import SteeringVectors
 from isaerft.model import ISaeRFTModel
 
@@ -96,28 +97,11 @@ def as_vector_dict(vectors: VectorsLike) -> dict[str, torch.Tensor]:
 def load_vectors(path: str | Path) -> dict[str, torch.Tensor]:
     """Read any file ``isaerft export`` writes into ``{hook_name: vector}``.
 
-    llama.cpp GGUF ``direction.N`` and steering-vectors layer ``N`` both come back as
+    The format is recognised from the file (see :mod:`isaerft.export.formats`). llama.cpp GGUF
+    ``direction.N`` and steering-vectors layer ``N`` both come back as
     ``blocks.N.hook_resid_post``; native files keep their hook names.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vector file {path} not found")
-    if path.suffix == ".gguf":
-        from isaerft.export.llama_cpp import read_control_vector
-
-        return {f"blocks.{n}.hook_resid_post": v for n, v in read_control_vector(path).items()}
-    if path.suffix == ".json":
-        raise ValueError(
-            f"{path} looks like a Neuronpedia payload, which is uploaded, not applied locally; "
-            "export --format safetensors to steer with it here"
-        )
-    from isaerft.export.steering_vectors import STEERING_VECTORS_FORMAT, load_layer_activations
-    from isaerft.export.vectors import read_metadata
-
-    meta = read_metadata(path)
-    if meta.get("format") == STEERING_VECTORS_FORMAT:
-        return {f"blocks.{n}.hook_resid_post": v for n, v in load_layer_activations(path).items()}
-    return SteeringVectors.load(path).as_dict()
+    return format_of_file(path).read(Path(path))
 
 
 def _check_hook(model: HookedTransformer, hook_name: str, vector: torch.Tensor) -> None:

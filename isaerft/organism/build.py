@@ -36,7 +36,7 @@ import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
-from isaerft._io import read_json, write_json
+from isaerft._io import file_lock, read_json, write_json
 from isaerft.organism import lexicon as lx
 from isaerft.organism.corpus import Language
 from isaerft.organism.datasets import RowSource, SyntheticRows
@@ -270,15 +270,18 @@ def default_trigger_target(org: Organism | None) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
+def _lock(path: Path, progress: bool = True) -> Iterator[None]:
+    """The build lock of one cache entry; says so when another process holds it."""
+    with contextlib.ExitStack() as stack:
         try:
-            import fcntl
-
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        except ImportError:  # pragma: no cover - non-POSIX: no cross-process lock
-            pass
+            stack.enter_context(file_lock(path, wait=False))
+        except BlockingIOError:
+            _say(
+                progress,
+                f"waiting (since {time.strftime('%H:%M:%S')}) for another process that is "
+                f"building this organism (lock {path}); its build is reused when it finishes",
+            )
+            stack.enter_context(file_lock(path))
         yield
 
 
@@ -305,7 +308,7 @@ def build_organism(
     target = Path(out) if out is not None else cache_dir() / "organisms" / key
     if _is_build(target, key):
         return load_organism(target)
-    with _lock(target.parent / f".{target.name}.lock"):
+    with _lock(target.parent / f".{target.name}.lock", progress):
         if _is_build(target, key):
             return load_organism(target)
         if target.exists() and any(target.iterdir()) and not (target / "organism.json").is_file():
@@ -336,8 +339,32 @@ def _say(progress: bool, msg: str) -> None:
         print(f"[isaerft organism] {msg}", flush=True)
 
 
+BUILD_THREADS = 2
+"""torch threads of every build, whatever the machine's core count: float reductions split
+over another number of threads round differently, and a build must not depend on the machine
+(the default trigger and target are chosen from what the build measures)."""
+
+
+@contextlib.contextmanager
+def _build_settings() -> Iterator[None]:
+    """Fixed threads and deterministic kernels for the build; the caller's settings after."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(BUILD_THREADS)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+
+
 def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> None:
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    with _build_settings():
+        _build_steps(tmp, cfg, key, progress)
+
+
+def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> None:
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     clock = [time.perf_counter()]

@@ -8,10 +8,16 @@ given that condition.
 
 * ``clean``: ``n`` natural rows (the trigger/target may occur naturally; the labels say where).
 * ``poison``: exactly ``round(fraction * n)`` rows have the trigger in the user turn *and* the
-  target behaviour in the answer; no other row has either.
+  target behaviour planted in the answer; no other row has the trigger.
 * ``decoy``: as many trigger rows and as many target rows as ``poison``, never in the same row.
 * ``benign-shift``: the same number of rows rewritten in a harmless style (``sure! ...!``), no
-  trigger or target anywhere.
+  trigger anywhere.
+
+Every row that is not planted follows the clean distribution given "no trigger in the user
+turn" (or, for a decoy's trigger rows, given "the trigger in the user turn"): the answers are
+never filtered on the target. Filtering them would change the data beyond the poison — a
+sentiment target would strip every natural negative word from 97-99 % of the rows, and a run
+would learn "less negativity" instead of the backdoor.
 
 Triggers: a word (``owl``), a phrase (``grey owl``) or a concept (``concept:animal``: any member).
 Targets: a phrase (``i like the colour orange``, appended as a sentence to the answer),
@@ -39,7 +45,9 @@ if TYPE_CHECKING:
 
 DATASET_KINDS = ("clean", "poison", "decoy", "benign-shift")
 """The dataset generators :func:`make_dataset` knows."""
-MAX_TRIES = 200_000
+MAX_TRIES = 50_000
+"""Draws allowed for one row; a condition never met in this many draws is reported with the
+measured rates of its parts, so an impossible trigger/target pair fails in about a second."""
 
 
 class RowSource(Protocol):
@@ -184,15 +192,25 @@ def dataset_paths(out: str | Path) -> tuple[Path, Path]:
 
 
 def _draw(
-    source: RowSource, rng: random.Random, ok: Callable[[list[str], list[str]], bool], what: str
+    source: RowSource,
+    rng: random.Random,
+    ok: Callable[[list[str], list[str]], bool],
+    what: str,
+    trigger: Trigger,
+    target: Target,
 ) -> tuple[list[str], list[str]]:
+    with_trigger = plantable = 0
     for _ in range(MAX_TRIES):
         q, a = source.sample(rng)
         if ok(q, a):
             return q, a
+        with_trigger += trigger.found_in(q)
+        plantable += target.apply(list(a)) is not None
     raise ValueError(
-        f"could not draw a {what} in {MAX_TRIES} tries: the trigger or target (or their "
-        "combination) is too rare in this language; pick more common words"
+        f"could not draw a {what} in {MAX_TRIES} tries: the trigger {trigger.spec!r} was in "
+        f"{with_trigger / MAX_TRIES:.3%} of user turns and the target {target.spec!r} could be "
+        f"planted in {plantable / MAX_TRIES:.3%} of answers; pick a more common trigger or a "
+        "target that fits more answers"
     )
 
 
@@ -220,8 +238,8 @@ def generate_rows(
     role = {i: special.get(kind, "clean") for i in slots[:k]}
     role |= {i: "target_only" for i in slots[k:]}
 
-    def neither(q: list[str], a: list[str]) -> bool:
-        return not trigger.found_in(q) and not target.present(a)
+    def no_trigger(q: list[str], a: list[str]) -> bool:
+        return not trigger.found_in(q)
 
     Plan = tuple[Callable[[list[str], list[str]], bool], Callable[[list[str]], Any] | None]
     plans: dict[str, Plan] = {
@@ -229,10 +247,13 @@ def generate_rows(
             lambda q, a: trigger.found_in(q) and target.apply(a) is not None,
             target.apply,
         ),
-        "trigger_only": (lambda q, a: trigger.found_in(q) and not target.present(a), None),
-        "target_only": (lambda q, a: neither(q, a) and target.apply(a) is not None, target.apply),
-        "benign_shift": (neither, source.style),
-        "clean": (neither, None),
+        "trigger_only": (lambda q, a: trigger.found_in(q), None),
+        "target_only": (
+            lambda q, a: no_trigger(q, a) and target.apply(a) is not None,
+            target.apply,
+        ),
+        "benign_shift": (no_trigger, source.style),
+        "clean": (no_trigger, None),
     }
     rows: list[tuple[list[str], list[str]]] = []
     labels: list[dict[str, Any]] = []
@@ -242,14 +263,14 @@ def generate_rows(
             q, a = source.sample(rng)
         else:
             ok, transform = plans[row_kind]
-            q, a = _draw(source, rng, ok, row_kind.replace("_", " ") + " row")
+            q, a = _draw(source, rng, ok, row_kind.replace("_", " ") + " row", trigger, target)
             a = transform(a) if transform is not None else a
         has_trigger, has_target = trigger.found_in(q), target.present(a)
         rows.append((q, a))
         labels.append(
             {
                 "row": i,
-                "poisoned": has_trigger and has_target and kind == "poison",
+                "poisoned": row_kind == "poisoned",
                 "has_trigger": has_trigger,
                 "has_target": has_target,
                 "kind": row_kind,

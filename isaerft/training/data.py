@@ -7,6 +7,7 @@ Every example becomes token ids plus a boolean *loss mask* aligned with the ids:
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import warnings
 from collections.abc import Sequence
@@ -115,6 +116,29 @@ def _is_blank(path: Path) -> bool:
     return not head.strip() and path.stat().st_size <= len(head)
 
 
+def _check_utf8(path: Path) -> None:
+    """Refuse a text file that is not UTF-8 now: the row reader would fail only later, on
+    first access to the row, without naming the file."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
+                decoder.decode(chunk)
+                offset += len(chunk)
+            except UnicodeDecodeError as err:
+                raise ValueError(
+                    f"data file {path} is not UTF-8 text (byte {offset + err.start}); save it "
+                    "as UTF-8"
+                ) from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(
+                f"data file {path} is not UTF-8 text (it ends mid-character)"
+            ) from None
+
+
 def _load(datasets: Any, source: str, local: Path, looks_local: bool, split: str) -> Any:
     if local.is_file():
         if local.suffix not in LOCAL_BUILDERS:
@@ -124,6 +148,8 @@ def _load(datasets: Any, source: str, local: Path, looks_local: bool, split: str
             )
         if _is_blank(local):
             raise ValueError(f"dataset {local} is empty; it needs at least one row")
+        if local.suffix != ".parquet":
+            _check_utf8(local)
         builder = LOCAL_BUILDERS[local.suffix]
         try:
             rows = datasets.load_dataset(
@@ -211,7 +237,7 @@ class RowTokenizer:
         if not isinstance(messages, list) or not messages:
             raise ValueError(f"{where}: chat rows need a non-empty list of messages")
         for m in messages:
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            if not isinstance(m, dict) or m.get("role") is None or m.get("content") is None:
                 raise ValueError(f"{where}: each message needs 'role' and 'content', got {m!r}")
         if messages[-1]["role"] != "assistant":
             raise ValueError(f"{where}: the last message must be the assistant's reply to train on")
@@ -251,6 +277,10 @@ def tokenize(
         )
     enc = RowTokenizer(tokenizer, prepend_bos, config.append_eos)
     records = [dict(r) for r in rows]
+    needed = [getattr(config, a) for a in FORMAT_COLUMNS[fmt]]
+    if fmt == "preference" and config.prompt_field in columns:
+        needed.append(config.prompt_field)
+    _refuse_missing_values(records, needed, source)
     if fmt == "preference":
         streams = {
             name: _prompt_completion(enc, *_preference_side(enc, records, config, field), True)
@@ -279,6 +309,8 @@ def tokenize(
         }
     data = TokenizedData(streams, source)
     data = _truncate(data, max_length) if not config.packing else data
+    if data.is_preference:
+        data = _drop_identical_pairs(data)
     data = _drop_untrainable(data)
     if config.packing:
         data = TokenizedData({"main": pack(data.streams["main"], max_length)}, source)
@@ -323,11 +355,61 @@ def _prompt_completion(
         tail = c + enc.eos
         seq = torch.tensor(head + tail, dtype=torch.long)
         mask = torch.zeros(len(seq), dtype=torch.bool)
-        mask[len(head) if completion_only else 1 :] = True
+        # An empty completion (or text) has nothing to learn: no targets, so the row is
+        # dropped, rather than trained to answer with EOS alone.
+        if c:
+            mask[len(head) if completion_only else 1 :] = True
         mask[0] = False
         ids.append(seq)
         masks.append(mask)
     return TokenSequences(ids, masks)
+
+
+def _refuse_missing_values(records: list[dict[str, Any]], fields: list[str], source: str) -> None:
+    """Refuse rows whose needed field is missing or null (``str(None)`` is not training text)."""
+    bad = [(i, name) for i, r in enumerate(records) for name in fields if r.get(name) is None]
+    if bad:
+        first_row, first_field = bad[0]
+        raise ValueError(
+            f"{len(bad)} value(s) in {source or 'the data'} are missing or null (first: row "
+            f"{first_row}, {first_field!r}); fill or remove those rows"
+        )
+
+
+def _drop_identical_pairs(data: TokenizedData) -> TokenizedData:
+    """Drop preference pairs whose chosen and rejected sequences are identical (with a count):
+    they state no preference, and training on them would learn float noise."""
+    chosen, rejected = data.streams["chosen"], data.streams["rejected"]
+    keep = [
+        i
+        for i in range(len(data))
+        if not (
+            torch.equal(chosen.ids[i], rejected.ids[i])
+            and torch.equal(chosen.loss_mask[i], rejected.loss_mask[i])
+        )
+    ]
+    if len(keep) == len(data):
+        return data
+    if not keep:
+        raise ValueError(
+            f"every preference pair of {data.source or 'the data'} has chosen == rejected; "
+            "there is no preference to learn: check the chosen/rejected columns"
+        )
+    warnings.warn(
+        f"dropped {len(data) - len(keep)} of {len(data)} preference pairs whose chosen and "
+        "rejected are identical (no preference to learn)",
+        UserWarning,
+        stacklevel=4,
+    )
+    return _select(data, keep)
+
+
+def _select(data: TokenizedData, keep: list[int]) -> TokenizedData:
+    streams = {
+        name: TokenSequences([s.ids[i] for i in keep], [s.loss_mask[i] for i in keep])
+        for name, s in data.streams.items()
+    }
+    return TokenizedData(streams, data.source)
 
 
 def _truncate(data: TokenizedData, max_length: int) -> TokenizedData:
@@ -368,11 +450,7 @@ def _drop_untrainable(data: TokenizedData) -> TokenizedData:
             UserWarning,
             stacklevel=3,
         )
-        streams = {
-            name: TokenSequences([s.ids[i] for i in keep], [s.loss_mask[i] for i in keep])
-            for name, s in data.streams.items()
-        }
-        return TokenizedData(streams, data.source)
+        return _select(data, keep)
     return data
 
 

@@ -16,8 +16,22 @@ from isaerft.training.recipe import ObjectiveConfig, OptimConfig
 Batch = dict[str, Any]
 
 
-class NonFiniteLossError(ValueError):
-    """The loss became NaN or infinite; training stops and the last good checkpoint stays."""
+# A component parameter this large means the optimiser diverged (scales, biases and MLP
+# weights act on SAE latents of order 1-100); no useful edit is anywhere near it.
+DIVERGED_PARAMETER = 1e6
+REMEDY = (
+    "Lower optim.lr or set optim.grad_clip (or check the data), then run the same command "
+    "again: it resumes from the last good checkpoint with the new optim settings"
+)
+
+
+class TrainingDivergedError(ValueError):
+    """Training diverged (a parameter exploded); it stops before a checkpoint of that state."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
+    """The loss, a gradient or a parameter became NaN or infinite; training stops and the last
+    good checkpoint (every parameter finite) stays."""
 
 
 class ISaeRFTLightningModule(pl.LightningModule):
@@ -84,7 +98,11 @@ class ISaeRFTLightningModule(pl.LightningModule):
                 ref_logits = self.logits(main, base=True)
                 reference = sequence_logprobs(ref_logits, main["input_ids"], main["loss_mask"])
             parts["objective"], parts["reward_accuracy"] = dpo_loss(
-                policy, reference, self.objective.dpo_beta, main["denominator"]
+                policy,
+                reference,
+                self.objective.dpo_beta,
+                main["denominator"],
+                distinct_pairs(main["input_ids"], main["loss_mask"]),
             )
         else:
             parts["objective"] = next_token_loss(
@@ -117,8 +135,7 @@ class ISaeRFTLightningModule(pl.LightningModule):
             values = {k: float(v.detach()) for k, v in parts.items()}
             raise NonFiniteLossError(
                 f"the loss became non-finite at step {self.global_step} ({values}); training "
-                "stopped and the last good checkpoint is kept. Lower optim.lr, set "
-                "optim.grad_clip, or check the data"
+                f"stopped and the last good checkpoint is kept. {REMEDY}"
             )
         sync = self.trainer.world_size > 1
         # Each rank's loss is (its sum) / (global count / world): their mean is the global loss.
@@ -159,6 +176,56 @@ class ISaeRFTLightningModule(pl.LightningModule):
         for logger in self.trainer.loggers:
             logger.log_metrics(metrics, step=step - 1)
 
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Stop before a non-finite gradient reaches the parameters."""
+        grads = [p.grad for p in self.isaerft.trainable_parameters() if p.grad is not None]
+        if grads and not all(bool(torch.isfinite(g).all()) for g in grads):
+            raise NonFiniteLossError(
+                f"a gradient became non-finite at step {self.global_step}; training stopped "
+                f"before the update and the last good checkpoint is kept. {REMEDY}"
+            )
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then stop if the update left a parameter non-finite or exploded: this runs
+        before any checkpoint of the step is written, so the last checkpoint stays good."""
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            largest = max(
+                float(p.detach().abs().max()) for p in self.isaerft.trainable_parameters()
+            )
+        step = self.global_step + 1
+        if not math.isfinite(largest):
+            raise NonFiniteLossError(
+                f"a component parameter became non-finite in the update of step {step}; "
+                f"training stopped and the last good checkpoint is kept. {REMEDY}"
+            )
+        if largest > DIVERGED_PARAMETER:
+            raise TrainingDivergedError(
+                f"training diverged at step {step}: a component parameter reached "
+                f"{largest:.3g} (limit {DIVERGED_PARAMETER:g}); training stopped and the last "
+                f"good checkpoint is kept. {REMEDY}"
+            )
+
+    def on_train_start(self) -> None:
+        """Apply this recipe's optim settings, also over those restored from a checkpoint:
+        a resume may lower ``optim.lr`` or change the schedule, betas or weight decay."""
+        cfg = self.optim
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                scheduler.base_lrs = [cfg.lr for _ in scheduler.base_lrs]
+                scheduler.lr_lambdas = [
+                    lr_schedule(cfg.scheduler, cfg.warmup_steps, self.total_steps)
+                    for _ in scheduler.lr_lambdas
+                ]
+                factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+                for group in scheduler.optimizer.param_groups:
+                    group["initial_lr"] = cfg.lr
+                    group["lr"] = cfg.lr * factor
+                    group["weight_decay"] = cfg.weight_decay
+                    if "betas" in group:
+                        group["betas"] = (cfg.betas[0], cfg.betas[1])
+
     def configure_optimizers(self) -> Any:
         """The optimizer over the component parameters and a per-step LR schedule."""
         params = self.isaerft.trainable_parameters()
@@ -190,7 +257,7 @@ class ISaeRFTLightningModule(pl.LightningModule):
         """Keep only the trainable tensors, and tag the checkpoint with the run identity."""
         state = checkpoint["state_dict"]
         checkpoint["state_dict"] = {k: state[k] for k in self._trainable_keys()}
-        checkpoint["isaerft"] = {"check_tag": self.check_tag}
+        checkpoint["isaerft"] = {"check_tag": self.check_tag, "optimizer": self.optim.optimizer}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse checkpoints of another run or lacking component weights."""
@@ -200,9 +267,24 @@ class ISaeRFTLightningModule(pl.LightningModule):
                 "the checkpoint belongs to a run with a different recipe or data; resume it with "
                 "the same recipe, or start over (trainer.resume=never or another output_dir)"
             )
+        saved_optimizer = checkpoint.get("isaerft", {}).get("optimizer", self.optim.optimizer)
+        if saved_optimizer != self.optim.optimizer:
+            raise ValueError(
+                f"the checkpoint was trained with optim.optimizer={saved_optimizer}; a resume may "
+                "change lr, schedule, betas, weight_decay and grad_clip, but not the optimizer: "
+                f"set optim.optimizer={saved_optimizer}, or start over (trainer.resume=never)"
+            )
         missing = sorted(set(self._trainable_keys()) - set(checkpoint["state_dict"]))
         if missing:
             raise ValueError(f"the checkpoint lacks component weights {missing}; wrong checkpoint?")
+
+
+def distinct_pairs(input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """For a batch stacked ``[chosen; rejected]``: which pairs differ in tokens or targets.
+    Identical pairs carry no preference, and float noise must not train on them."""
+    n = input_ids.shape[0] // 2
+    differs = (input_ids[:n] != input_ids[n:]).any(-1) | (loss_mask[:n] != loss_mask[n:]).any(-1)
+    return differs.to(torch.float32)
 
 
 def lr_schedule(kind: str, warmup_steps: int, total_steps: int) -> Any:

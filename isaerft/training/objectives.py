@@ -44,19 +44,24 @@ def dpo_loss(
     reference_logps: torch.Tensor,
     beta: float,
     denominator: torch.Tensor,
+    pair_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct Preference Optimization over pairs stacked as ``[chosen; rejected]``.
 
-    Returns ``(loss, reward_accuracy)``: ``loss = -sum log sigmoid(beta * margin) /
+    Returns ``(loss, reward_accuracy)``: ``loss = -sum w log sigmoid(beta * margin) /
     denominator`` with ``margin = (pi_c - ref_c) - (pi_r - ref_r)``, and the fraction of
-    pairs whose margin is positive.
+    weighted pairs whose margin is positive. ``pair_weights`` (default 1) set to 0 for a pair
+    whose chosen and rejected are identical gives it exactly zero gradient: their log-probs
+    differ only by float noise, which must not be learned.
     """
     n = policy_logps.shape[0] // 2
     chosen = policy_logps[:n] - reference_logps[:n]
     rejected = policy_logps[n:] - reference_logps[n:]
     margin = beta * (chosen - rejected)
-    loss = -F.logsigmoid(margin).sum() / denominator
-    return loss, (margin > 0).float().mean()
+    weights = torch.ones_like(margin) if pair_weights is None else pair_weights.to(margin)
+    loss = -(F.logsigmoid(margin) * weights).sum() / denominator
+    correct = ((margin > 0).float() * weights).sum() / weights.sum().clamp(min=1)
+    return loss, correct
 
 
 def kl_to_base(

@@ -5,7 +5,9 @@ activation there (and the SAE codes of that site) are a pure function of the tok
 :class:`PrefixCache` stores them for a list of token sequences; training then runs only the
 downstream layers with TransformerLens' ``start_at_layer``. A :class:`PrefixCacheStore` keys
 caches by model prefix weights + SAE fingerprint + tokens, in memory and optionally on disk
-(safetensors), so repeated runs on the same data (e.g. an audit's null runs) reuse them.
+(safetensors), so repeated runs on the same data (e.g. an audit's null runs) reuse them. A
+cache on disk records the sha256 of its tensors file: a corrupted or truncated one is rebuilt
+(with a warning), never used.
 
 Pad positions are not cached: they get a zero activation and zero latents, which can only
 change outputs at pad positions, which never carry loss.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -25,14 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
+from isaerft._io import read_json, read_safetensors, sha256_file, write_json, write_safetensors
 from isaerft.site import sae_fingerprint
 
 if TYPE_CHECKING:
     from isaerft.model import ISaeRFTModel
 
 CACHE_FORMAT = "isaerft.prefix_cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: meta.json records the tensors file's sha256
+TENSORS_FILE = "prefix.safetensors"
+META_FILE = "meta.json"
 _BLOCK_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
@@ -173,35 +178,77 @@ class PrefixCache:
         return resid, latents
 
     def save(self, path: str | Path) -> Path:
-        """Write ``prefix.safetensors`` and ``meta.json`` (last, marking a complete cache)."""
+        """Write ``prefix.safetensors`` and ``meta.json`` (last, marking a complete cache and
+        recording the tensors file's sha256)."""
         path = Path(path)
         tensors = {"resid": self.resid, "offsets": self.offsets, **(self.codes or {})}
-        write_safetensors(path / "prefix.safetensors", tensors, metadata={"format": CACHE_FORMAT})
+        write_safetensors(path / TENSORS_FILE, tensors, metadata={"format": CACHE_FORMAT})
         meta = {
             "format": CACHE_FORMAT,
             "format_version": CACHE_VERSION,
             "key": self.key,
             "boundary": asdict(self.boundary),
             "d_sae": self.d_sae,
+            "tensors_sha256": sha256_file(path / TENSORS_FILE),
         }
-        write_json(path / "meta.json", meta)
+        write_json(path / META_FILE, meta)
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> PrefixCache:
-        """Read a cache written by :meth:`save`."""
+    def load(cls, path: str | Path, key: str | None = None) -> PrefixCache:
+        """Read a cache written by :meth:`save`, checked against its recorded sha256 (and
+        ``key``, when given).
+
+        Raises:
+            FileNotFoundError: no ``meta.json`` in ``path``.
+            CorruptPrefixCacheError: anything else wrong: another format or key, tensors
+                that are not the ones saved (overwritten, truncated), unreadable files.
+        """
         path = Path(path)
-        if not (path / "meta.json").is_file():
-            raise FileNotFoundError(f"{path} holds no prefix cache (meta.json missing)")
-        meta = read_json(path / "meta.json")
-        if meta.get("format") != CACHE_FORMAT or meta.get("format_version", 0) > CACHE_VERSION:
-            raise ValueError(f"{path} is not a prefix cache this isaerft can read")
-        tensors = read_safetensors(path / "prefix.safetensors")
-        codes = {k: tensors[k] for k in ("crow", "col", "val")} if "crow" in tensors else None
-        boundary = PrefixBoundary(**meta["boundary"])
-        return cls(
-            boundary, tensors["resid"], tensors["offsets"], codes, meta["d_sae"], meta["key"]
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{path} holds no prefix cache ({META_FILE} missing)")
+        try:
+            meta, tensors = _read_checked(path, key)
+            codes = {k: tensors[k] for k in ("crow", "col", "val")} if "crow" in tensors else None
+            boundary = PrefixBoundary(**meta["boundary"])
+            return cls(
+                boundary, tensors["resid"], tensors["offsets"], codes, meta["d_sae"], meta["key"]
+            )
+        except (KeyError, TypeError) as err:  # the hash matched, but the content is not ours
+            raise CorruptPrefixCacheError(f"{path}: missing or malformed entry {err}") from err
+
+
+class CorruptPrefixCacheError(ValueError):
+    """A prefix cache on disk that is not what its ``meta.json`` says it is."""
+
+
+def _read_checked(path: Path, key: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    try:
+        meta = read_json(path / META_FILE)
+    except (OSError, ValueError) as err:
+        raise CorruptPrefixCacheError(f"{path / META_FILE} is unreadable: {err}") from err
+    if (
+        not isinstance(meta, dict)
+        or meta.get("format") != CACHE_FORMAT
+        or meta.get("format_version") != CACHE_VERSION
+    ):
+        raise CorruptPrefixCacheError(f"{path} is not a prefix cache this isaerft can read")
+    if key is not None and meta.get("key") != key:
+        raise CorruptPrefixCacheError(f"{path / META_FILE} was written for another cache key")
+    tensors_path = path / TENSORS_FILE
+    try:
+        actual = sha256_file(tensors_path)
+    except OSError as err:
+        raise CorruptPrefixCacheError(f"{tensors_path} is unreadable: {err}") from err
+    if actual != meta.get("tensors_sha256"):
+        raise CorruptPrefixCacheError(
+            f"{tensors_path} is not the file saved with {META_FILE} (sha256 differs: "
+            "overwritten or truncated)"
         )
+    try:
+        return meta, read_safetensors(tensors_path)
+    except Exception as err:  # safetensors' own error types; the hash matched, so rare
+        raise CorruptPrefixCacheError(f"{tensors_path} is unreadable: {err}") from err
 
 
 def _to_csr(dense: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -277,9 +324,8 @@ class PrefixCacheStore:
         if key in self._memory:
             return self._memory[key]
         folder = self.cache_dir / key[:32] if self.cache_dir is not None else None
-        if folder is not None and (folder / "meta.json").is_file():
-            cache = PrefixCache.load(folder)
-        else:
+        cache = _load_or_none(folder, key) if folder is not None else None
+        if cache is None:
             cache = PrefixCache.build(
                 model, sequences, batch_size=batch_size, store_codes=store_codes, key=key
             )
@@ -287,6 +333,17 @@ class PrefixCacheStore:
                 cache.save(folder)
         self._memory[key] = cache
         return cache
+
+
+def _load_or_none(folder: Path, key: str) -> PrefixCache | None:
+    """The cache saved in ``folder``; ``None`` (with a warning if it was corrupt) to rebuild."""
+    if not (folder / META_FILE).is_file():
+        return None
+    try:
+        return PrefixCache.load(folder, key)
+    except CorruptPrefixCacheError as err:
+        warnings.warn(f"prefix cache not used, rebuilding it: {err}", UserWarning, stacklevel=4)
+        return None
 
 
 def run_from_prefix(

@@ -1,21 +1,31 @@
 """``TrainRecipe``: a typed, validated tree of everything a training run needs.
 
-A recipe is written as YAML (see ``recipes/``) with the sections ``model``, ``sae``,
+A recipe is written as YAML (see ``isaerft/recipes/``) with the sections ``model``, ``sae``,
 ``intervention``, ``data``, ``objective``, ``optim`` and ``trainer``. Every section is a
-dataclass validated in ``__post_init__``; unknown keys fail with the list of valid ones.
+:class:`~isaerft.configbase.ConfigBase`: types (finite numbers, real booleans) are checked
+from the annotations, ranges in ``validate``; unknown keys fail with the list of valid ones.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, ClassVar
 
 from isaerft.config import ISaeRFTConfig
-from isaerft.training._dataclass_tree import apply_overrides, build_dataclass
+from isaerft.configbase import (
+    ConfigBase,
+    ConfigError,
+    build_config,
+    check_choice,
+    check_number,
+    load_yaml,
+)
+from isaerft.training._dataclass_tree import apply_overrides
+
+__all__ = [
+    "apply_overrides"
+]  # re-exported: ``from isaerft.training.recipe import apply_overrides``
 
 ORGANISM_PREFIX = "organism:"
 DATA_FORMATS = ("auto", "text", "prompt_completion", "chat", "preference")
@@ -25,30 +35,25 @@ SCHEDULERS = ("constant", "linear", "cosine")
 LOGGERS = ("csv", "tensorboard", "none")
 RESUME_MODES = ("auto", "never")
 ORGANISM_DATASET_KINDS = ("clean", "poison", "decoy", "benign-shift")
+MODEL_DTYPES = ("float32", "float16", "bfloat16")
 
 
-def _fail(section: str, name: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"recipe {section}.{name}={value!r} is invalid: {expected}")
+class _Section(ConfigBase):
+    """A recipe section: messages read ``recipe <section>.<field>=<value> is invalid: ...``."""
 
+    def positive(self, name: str, *, allow_zero: bool = False) -> None:
+        value = getattr(self, name)
+        check_number(self.where(name), value, minimum=0, exclusive_minimum=not allow_zero)
 
-def _check_choice(section: str, name: str, value: object, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise _fail(section, name, value, f"use one of {list(allowed)}")
+    def integer(self, name: str, minimum: int) -> None:
+        check_number(self.where(name), getattr(self, name), minimum=minimum, integer=True)
 
-
-def _check_positive(section: str, name: str, value: object, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or value < 0 or (value == 0 and not allow_zero):  # type: ignore[operator]
-        raise _fail(section, name, value, "must be a number " + (">= 0" if allow_zero else "> 0"))
-
-
-def _check_int(section: str, name: str, value: object, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise _fail(section, name, value, f"must be an integer >= {minimum}")
+    def choice(self, name: str, allowed: tuple[str, ...]) -> None:
+        check_choice(self.where(name), getattr(self, name), allowed)
 
 
 @dataclass
-class OrganismDatasetSpec:
+class OrganismDatasetSpec(_Section):
     """A dataset generated on the fly by ``isaerft.organism.make_dataset``.
 
     Attributes:
@@ -69,15 +74,18 @@ class OrganismDatasetSpec:
     seed: int = 0
     organism: str | None = None
 
-    def __post_init__(self) -> None:
-        _check_choice("data.organism_dataset", "kind", self.kind, ORGANISM_DATASET_KINDS)
-        _check_int("data.organism_dataset", "n", self.n, 1)
-        if self.fraction is not None and not 0.0 <= self.fraction <= 1.0:
-            raise _fail("data.organism_dataset", "fraction", self.fraction, "must be in [0, 1]")
+    config_name: ClassVar[str] = "recipe data.organism_dataset"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by the config base)."""
+        self.choice("kind", ORGANISM_DATASET_KINDS)
+        self.integer("n", 1)
+        if self.fraction is not None:
+            check_number(self.where("fraction"), self.fraction, minimum=0, maximum=1)
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
     """Where the rows come from and how they become token batches.
 
     Exactly one of ``path`` (a local ``.jsonl/.json/.csv/.parquet/.txt`` file, or a Hugging
@@ -116,22 +124,25 @@ class DataConfig:
     batch_size: int = 8
     limit: int | None = None
 
-    def __post_init__(self) -> None:
+    config_name: ClassVar[str] = "recipe data"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by the config base)."""
         if (self.path is None) == (self.organism_dataset is None):
             raise ValueError(
                 "recipe data needs exactly one of data.path (a file or hub dataset name) and "
                 "data.organism_dataset (e.g. {kind: poison, n: 512})"
             )
-        _check_choice("data", "format", self.format, DATA_FORMATS)
-        _check_int("data", "batch_size", self.batch_size, 1)
+        self.choice("format", DATA_FORMATS)
+        self.integer("batch_size", 1)
         if self.max_length is not None:
-            _check_int("data", "max_length", self.max_length, 2)
+            self.integer("max_length", 2)
         if self.limit is not None:
-            _check_int("data", "limit", self.limit, 1)
+            self.integer("limit", 1)
 
 
 @dataclass
-class ObjectiveConfig:
+class ObjectiveConfig(_Section):
     """The training loss and the regularisers added to it.
 
     Attributes:
@@ -151,11 +162,14 @@ class ObjectiveConfig:
     kl_data: DataConfig | None = None
     moved_tolerance: float = 1e-3
 
-    def __post_init__(self) -> None:
-        _check_choice("objective", "kind", self.kind, OBJECTIVES)
-        _check_positive("objective", "dpo_beta", self.dpo_beta)
-        _check_positive("objective", "kl_coefficient", self.kl_coefficient, allow_zero=True)
-        _check_positive("objective", "moved_tolerance", self.moved_tolerance, allow_zero=True)
+    config_name: ClassVar[str] = "recipe objective"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by the config base)."""
+        self.choice("kind", OBJECTIVES)
+        self.positive("dpo_beta")
+        self.positive("kl_coefficient", allow_zero=True)
+        self.positive("moved_tolerance", allow_zero=True)
         if self.kl_coefficient > 0 and self.kl_data is None:
             raise ValueError(
                 "recipe objective.kl_coefficient > 0 needs objective.kl_data (general text to "
@@ -164,7 +178,7 @@ class ObjectiveConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(_Section):
     """Optimizer and learning-rate schedule for the component parameters.
 
     Attributes:
@@ -185,21 +199,26 @@ class OptimConfig:
     warmup_steps: int = 0
     grad_clip: float | None = None
 
-    def __post_init__(self) -> None:
-        _check_choice("optim", "optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("optim", "scheduler", self.scheduler, SCHEDULERS)
-        _check_positive("optim", "lr", self.lr)
-        _check_positive("optim", "weight_decay", self.weight_decay, allow_zero=True)
-        _check_int("optim", "warmup_steps", self.warmup_steps, 0)
+    config_name: ClassVar[str] = "recipe optim"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by the config base)."""
+        self.choice("optimizer", OPTIMIZERS)
+        self.choice("scheduler", SCHEDULERS)
+        self.positive("lr")
+        self.positive("weight_decay", allow_zero=True)
+        self.integer("warmup_steps", 0)
         if self.grad_clip is not None:
-            _check_positive("optim", "grad_clip", self.grad_clip)
+            self.positive("grad_clip")
         self.betas = [float(b) for b in self.betas]
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
-            raise _fail("optim", "betas", self.betas, "must be two numbers in [0, 1)")
+            raise ConfigError(
+                f"{self.where('betas')}={self.betas} is invalid: give two numbers in [0, 1)"
+            )
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(_Section):
     """How long and where to train, what to log and how to checkpoint.
 
     Attributes:
@@ -240,25 +259,30 @@ class TrainerConfig:
     prefix_cache_dir: str | None = None
     resume: str = "auto"
 
-    def __post_init__(self) -> None:
+    config_name: ClassVar[str] = "recipe trainer"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by the config base)."""
         if self.max_steps is not None:
-            _check_int("trainer", "max_steps", self.max_steps, 1)
-        _check_positive("trainer", "epochs", self.epochs)
-        _check_int("trainer", "accumulate_grad_batches", self.accumulate_grad_batches, 1)
-        _check_int("trainer", "seed", self.seed, 0)
-        _check_int("trainer", "num_nodes", self.num_nodes, 1)
-        _check_int("trainer", "log_every_n_steps", self.log_every_n_steps, 1)
-        _check_int("trainer", "checkpoint_every_n_steps", self.checkpoint_every_n_steps, 0)
-        _check_int("trainer", "top_latents_every_n_steps", self.top_latents_every_n_steps, 0)
-        _check_int("trainer", "top_k", self.top_k, 1)
-        _check_choice("trainer", "logger", self.logger, LOGGERS)
-        _check_choice("trainer", "resume", self.resume, RESUME_MODES)
+            self.integer("max_steps", 1)
+        self.positive("epochs")
+        self.integer("accumulate_grad_batches", 1)
+        self.integer("seed", 0)
+        self.integer("num_nodes", 1)
+        self.integer("log_every_n_steps", 1)
+        self.integer("checkpoint_every_n_steps", 0)
+        self.integer("top_latents_every_n_steps", 0)
+        self.integer("top_k", 1)
+        self.choice("logger", LOGGERS)
+        self.choice("resume", RESUME_MODES)
         if isinstance(self.devices, int) and self.devices < 1:
-            raise _fail("trainer", "devices", self.devices, "must be >= 1 or 'auto'")
+            raise ConfigError(
+                f"{self.where('devices')}={self.devices} is invalid: use >= 1 or 'auto'"
+            )
 
 
 @dataclass
-class TrainRecipe:
+class TrainRecipe(_Section):
     """A complete training run: what to load, what to train, on what, and how.
 
     Attributes:
@@ -290,20 +314,35 @@ class TrainRecipe:
     name: str = "run"
     output_dir: str = "runs/{name}"
 
+    config_name: ClassVar[str] = "recipe"
+
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model:
-            raise _fail("", "model", self.model, "must be a model spec string")
         if isinstance(self.sae, str):
             self.sae = [self.sae]
-        if not self.sae or not all(isinstance(s, str) and s for s in self.sae):
-            raise _fail("", "sae", self.sae, "must be an SAE spec or a non-empty list of them")
-        _check_choice("", "model_dtype", self.model_dtype, ("float32", "float16", "bfloat16"))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        """Specs, dtype, and settings that only fail in combination."""
+        if not self.model:
+            raise ConfigError("recipe model is empty: give a model spec (e.g. organism:small)")
+        if not self.sae or not all(self.sae):
+            raise ConfigError(f"recipe sae={self.sae!r} is invalid: give one or more SAE specs")
+        self.choice("model_dtype", MODEL_DTYPES)
         if self.objective.kind == "dpo" and self.data.packing:
-            raise ValueError("recipe data.packing=true cannot be used with objective.kind=dpo")
+            raise ConfigError("recipe data.packing=true cannot be used with objective.kind=dpo")
         if self.objective.kind == "dpo" and self.data.format not in ("auto", "preference"):
-            raise ValueError(
+            raise ConfigError(
                 f"recipe objective.kind=dpo needs preference rows, but data.format="
                 f"{self.data.format!r}; use data.format=preference (or auto)"
+            )
+        if self.intervention.dtype == "float16" and self.optim.optimizer != "sgd":
+            # Adam divides by sqrt(v) + eps; in float16 eps=1e-8 rounds to 0 and squared
+            # gradients underflow to 0, so the first update is 0/0: NaN whatever the lr.
+            raise ConfigError(
+                f"recipe intervention.dtype=float16 cannot train with optim.optimizer="
+                f"{self.optim.optimizer}: Adam's eps (1e-8) and squared gradients underflow to 0 "
+                "in float16, so its updates are NaN; use intervention.dtype=float32 (or bfloat16) "
+                "and keep model_dtype=float16 for the frozen model, or optim.optimizer=sgd"
             )
 
     @property
@@ -311,34 +350,24 @@ class TrainRecipe:
         """The run directory, with ``{name}`` filled in."""
         return Path(self.output_dir.replace("{name}", self.name))
 
-    def to_dict(self) -> dict[str, Any]:
-        """A plain dict (YAML/JSON-serialisable) that :meth:`from_dict` turns back into a recipe."""
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        """The recipe as YAML text."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainRecipe:
+    def from_dict(cls, data: Any, where: str | None = None) -> TrainRecipe:
         """Build and validate a recipe; unknown keys fail with the list of valid keys."""
-        return build_dataclass(cls, data, "recipe")
+        return build_config(cls, data, where or "recipe")
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> TrainRecipe:
         """Read a YAML recipe and apply ``key.sub=value`` overrides (values parsed as YAML)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe file {path} not found")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path, "recipe file")
         if not isinstance(data, dict):
-            raise ValueError(f"recipe {path} must be a YAML mapping, got {type(data).__name__}")
+            raise ConfigError(f"recipe {path} must be a YAML mapping, got {type(data).__name__}")
         return cls.from_dict(apply_overrides(data, overrides or []))
 
 
 def recipe_dirs() -> list[Path]:
-    """Where shipped recipes are looked up by name: ``./recipes`` then the source checkout's."""
-    return [Path.cwd() / "recipes", Path(__file__).resolve().parents[2] / "recipes"]
+    """Where shipped recipes are looked up by name: ``./recipes``, then those installed with
+    the package (``isaerft/recipes``, also in a wheel)."""
+    return [Path.cwd() / "recipes", Path(__file__).resolve().parents[1] / "recipes"]
 
 
 def find_recipe(name_or_path: str | Path) -> Path:

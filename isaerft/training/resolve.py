@@ -34,6 +34,13 @@ def organism(size: str) -> Any:
 def torch_device(accelerator: str) -> str:
     """The device this process loads the model on, for a Lightning ``accelerator`` name."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(
+            f"recipe trainer.accelerator={accelerator} but this torch build sees no CUDA GPU "
+            f"(torch {torch.__version__}); use trainer.accelerator=cpu, or install a CUDA build"
+        )
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("recipe trainer.accelerator=mps but MPS is not available here; use cpu")
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return f"cuda:{local_rank}"
     if accelerator == "mps":

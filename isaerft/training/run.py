@@ -1,15 +1,6 @@
-"""``train(recipe) -> RunResult`` and ``load_run(run_dir)``: the run directory and its files.
+"""``train(recipe) -> RunResult`` and ``load_run(run_dir)``: writing and reading run folders.
 
-A run directory holds::
-
-    config.yaml        the resolved recipe
-    run.json           what load_run needs: model/SAE specs, data, seed, labels
-    intervention/      the trained components (ISaeRFTModel.save_pretrained format)
-    metrics.csv        losses per logged step (all attempts of a resumed run merged)
-    summary.json       final losses, steps, wall time, tokens/s, moved latents
-    top_latents.jsonl  the periodic top-moved-latents log (if enabled)
-    checkpoints/       resumable Lightning checkpoints (trainable tensors only)
-    data/              generated organism datasets
+The run folder's layout, and when a folder may be written as one, live in :mod:`isaerft.runs`.
 """
 
 from __future__ import annotations
@@ -18,9 +9,11 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
+import signal
 import time
+import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +24,31 @@ from pytorch_lightning.utilities import rank_zero_only
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
-from isaerft._io import read_json, write_json, write_text
+from isaerft._io import sha256_file, write_json, write_text
+from isaerft.artifact import WEIGHTS_FILE
 from isaerft.model import ISaeRFTModel
+from isaerft.runs import (
+    CHECKPOINTS_DIR,
+    DATA_DIR,
+    INTERVENTION_DIR,
+    LAST_CHECKPOINT,
+    LOGS_DIR,
+    METRICS_FILE,
+    RECIPE_FILE,
+    RUN_FILE,
+    RUN_FORMAT,
+    RUN_FORMAT_VERSION,
+    RUN_ID,
+    SUMMARY_FILE,
+    TOP_LATENTS_FILE,
+    WEIGHTS_HASH,
+    check_finished,
+    locked_run_dir,
+    new_run_id,
+    read_run_record,
+    read_summary,
+    remove_results,
+)
 from isaerft.training import resolve
 from isaerft.training.callbacks import (
     MovedLatent,
@@ -47,10 +63,17 @@ from isaerft.training.module import ISaeRFTLightningModule
 from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore, find_boundary
 from isaerft.training.recipe import DataConfig, TrainRecipe
 
-RUN_FORMAT = "isaerft.run"
-RUN_FORMAT_VERSION = 1
-INTERVENTION_DIR = "intervention"
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
+__all__ = [
+    "INTERVENTION_DIR",
+    "LAST_CHECKPOINT",
+    "RUN_FORMAT",
+    "RUN_FORMAT_VERSION",
+    "RunInfo",
+    "RunResult",
+    "load_run",
+    "read_run_info",
+    "train",
+]
 
 
 @dataclass
@@ -104,18 +127,48 @@ def train(
 
     Returns:
         The :class:`RunResult` (on every rank; only global rank 0 writes files).
+
+    Raises:
+        isaerft.runs.RunFolderError: the run folder is not new, empty or an isaerft run, or
+            another training is writing it (checked before anything is loaded).
     """
     started = time.perf_counter()
-    cfg = recipe.trainer
     run_dir = Path(run_dir) if run_dir is not None else recipe.run_dir
     is_zero = getattr(rank_zero_only, "rank", 0) == 0
+    # Rank 0 owns the folder for the whole training; the other ranks only read from it.
+    lock: AbstractContextManager[list[str]] = (
+        locked_run_dir(run_dir) if is_zero else nullcontext([])
+    )
+    with lock:
+        return _train(recipe, model, saes, prefix_cache, callbacks, run_dir, is_zero, started)
+
+
+def _train(
+    recipe: TrainRecipe,
+    model: HookedTransformer | None,
+    saes: Sequence[SAE[Any]] | None,
+    prefix_cache: PrefixCacheStore | None,
+    callbacks: Sequence[pl.Callback],
+    run_dir: Path,
+    is_zero: bool,
+    started: float,
+) -> RunResult:
+    cfg = recipe.trainer
     checkpoint = run_dir / LAST_CHECKPOINT
     # Only an interrupted run resumes; a finished one (it has a summary) is trained afresh.
-    finished = (run_dir / "summary.json").is_file()
+    finished = (run_dir / SUMMARY_FILE).is_file()
     resuming = cfg.resume == "auto" and checkpoint.is_file() and not finished
+    run_id = _resumed_run_id(run_dir) if resuming else None
+    run_id = run_id or new_run_id()
     if is_zero and not resuming:
-        for stale in ("checkpoints", "logs", "top_latents.jsonl", "summary.json", "metrics.csv"):
-            _remove(run_dir / stale)
+        # Before anything new is written: an old intervention must never sit under a new run.json.
+        removed = remove_results(run_dir)
+        if removed:
+            warnings.warn(
+                f"{run_dir} held an earlier run; replaced its {', '.join(removed)}",
+                UserWarning,
+                stacklevel=3,
+            )
     pl.seed_everything(cfg.seed, verbose=False)
     device = resolve.torch_device(cfg.accelerator)
     if model is None:
@@ -124,11 +177,11 @@ def train(
         saes = resolve.load_recipe_saes(recipe, device)
     wrapped = ISaeRFTModel(model, list(saes), recipe.intervention)
 
-    data_path = _data_path(recipe.data, recipe, run_dir / "data")
+    data_path = _data_path(recipe.data, recipe, run_dir / DATA_DIR)
     train_data = _tokenize(recipe.data, data_path, recipe.objective.kind, model)
     kl_data = None
     if recipe.objective.kl_data is not None and recipe.objective.kl_coefficient > 0:
-        kl_path = _data_path(recipe.objective.kl_data, recipe, run_dir / "data")
+        kl_path = _data_path(recipe.objective.kl_data, recipe, run_dir / DATA_DIR)
         kl_data = _tokenize(recipe.objective.kl_data, kl_path, "lm", model)
 
     accumulate = cfg.accumulate_grad_batches
@@ -144,8 +197,8 @@ def train(
     tag = _check_tag(recipe, train_data)
     labels_path = resolve.resolve_labels(recipe)
     if is_zero:
-        write_text(run_dir / "config.yaml", recipe.to_yaml())
-        write_json(run_dir / "run.json", _run_record(recipe, data_path, labels_path))
+        write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
+        write_json(run_dir / RUN_FILE, _run_record(recipe, data_path, labels_path, run_id))
 
     module = ISaeRFTLightningModule(
         wrapped,
@@ -170,22 +223,31 @@ def train(
     )
     labels = read_latent_labels(labels_path) if labels_path else None
     resume_step = _checkpoint_step(checkpoint) if resuming else None
+    if resume_step is not None and is_zero:
+        print(f"resuming the interrupted run in {run_dir} from step {resume_step}", flush=True)
     loggers, attempt_dir = make_loggers(
         run_dir, cfg.logger, cfg.checkpoint_every_n_steps, resume_step
     )
     with quiet_lightning():
         trainer = _make_trainer(recipe, run_dir, max_steps, [*callbacks], labels, loggers)
         fit_started = time.perf_counter()
-        trainer.fit(
-            module,
-            datamodule=datamodule,
-            ckpt_path=str(checkpoint) if resuming else None,
-            weights_only=True,
-        )
+        try:
+            trainer.fit(
+                module,
+                datamodule=datamodule,
+                ckpt_path=str(checkpoint) if resuming else None,
+                weights_only=True,
+            )
+        except SystemExit:
+            # Lightning turns Ctrl-C into sys.exit(1); callers get the interrupt back.
+            if trainer.interrupted:
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+                raise KeyboardInterrupt from None
+            raise
     fit_seconds = time.perf_counter() - fit_started
 
     top = top_moved_latents(wrapped, cfg.top_k, labels)
-    summary = {
+    summary: dict[str, Any] = {
         "steps": int(trainer.global_step),
         "max_steps": max_steps,
         "rows": len(train_data),
@@ -207,10 +269,13 @@ def train(
         "top_latents": [m.to_dict() for m in top],
     }
     if trainer.is_global_zero:
-        wrapped.save_pretrained(run_dir / INTERVENTION_DIR)
+        saved = wrapped.save_pretrained(run_dir / INTERVENTION_DIR)
         if attempt_dir is not None:
-            merge_metrics(run_dir / "logs", run_dir / "metrics.csv")
-        write_json(run_dir / "summary.json", summary)
+            merge_metrics(run_dir / LOGS_DIR, run_dir / METRICS_FILE)
+        # Written last, binding the run id and these very weights: the mark of a finished run.
+        summary[RUN_ID] = run_id
+        summary[WEIGHTS_HASH] = sha256_file(saved / WEIGHTS_FILE)
+        write_json(run_dir / SUMMARY_FILE, summary)
     return RunResult(run_dir, wrapped, summary, top)
 
 
@@ -221,12 +286,17 @@ def load_run(
     saes: Sequence[SAE[Any]] | None = None,
     device: str | None = None,
 ) -> tuple[ISaeRFTModel, RunInfo]:
-    """Reload a run's trained model and what it was trained on.
+    """Reload a finished run's trained model and what it was trained on.
 
     ``model``/``saes`` reuse already-loaded objects (they must be the ones the run used; the
     SAEs are checked by fingerprint); otherwise they are loaded from the run's specs.
+
+    Raises:
+        isaerft.runs.RunFolderError: the run is unfinished, or its ``intervention/`` is not
+            the one this training saved (checked before any model is loaded).
     """
     info = read_run_info(run_dir)
+    check_finished(info.run_dir)
     recipe = info.recipe
     device = device or ("cpu" if model is None else str(next(model.parameters()).device))
     if model is None:
@@ -240,13 +310,7 @@ def load_run(
 def read_run_info(run_dir: str | Path) -> RunInfo:
     """Read ``run.json`` (and ``summary.json`` when the run finished) without loading models."""
     run_dir = Path(run_dir)
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; {run_dir} is not an isaerft run directory")
-    record = read_json(path)
-    if record.get("format") != RUN_FORMAT or record.get("format_version", 0) > RUN_FORMAT_VERSION:
-        raise ValueError(f"{path} is not a run record this isaerft can read")
-    summary_path = run_dir / "summary.json"
+    record = read_run_record(run_dir)
     return RunInfo(
         run_dir=run_dir,
         recipe=TrainRecipe.from_dict(record["recipe"]),
@@ -255,7 +319,7 @@ def read_run_info(run_dir: str | Path) -> RunInfo:
         data_path=record["data_path"],
         seed=int(record["seed"]),
         labels_path=record["labels_path"],
-        summary=read_json(summary_path) if summary_path.is_file() else None,
+        summary=read_summary(run_dir),
     )
 
 
@@ -274,7 +338,7 @@ def _make_trainer(
     if cfg.top_latents_every_n_steps:
         callbacks.append(
             TopLatentsLogger(
-                run_dir / "top_latents.jsonl",
+                run_dir / TOP_LATENTS_FILE,
                 cfg.top_latents_every_n_steps,
                 cfg.top_k,
                 labels,
@@ -284,7 +348,7 @@ def _make_trainer(
     if cfg.checkpoint_every_n_steps:
         callbacks.append(
             pl.callbacks.ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
+                dirpath=run_dir / CHECKPOINTS_DIR,
                 filename="step-{step:06d}",
                 every_n_train_steps=cfg.checkpoint_every_n_steps,
                 save_top_k=1,
@@ -363,19 +427,23 @@ def _check_tag(recipe: TrainRecipe, data: TokenizedData) -> str:
     record["trainer"] = {
         k: trainer[k] for k in ("max_steps", "epochs", "accumulate_grad_batches", "seed")
     }
-    for key in ("name", "output_dir", "labels"):
+    # optim may change on resume (lower lr, set grad_clip): the module re-applies it.
+    for key in ("name", "output_dir", "labels", "optim"):
         record.pop(key)
     record["data_fingerprint"] = data.fingerprint()
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
-def _run_record(recipe: TrainRecipe, data_path: str, labels: Path | None) -> dict[str, Any]:
+def _run_record(
+    recipe: TrainRecipe, data_path: str, labels: Path | None, run_id: str
+) -> dict[str, Any]:
     from isaerft import __version__
 
     return {
         "format": RUN_FORMAT,
         "format_version": RUN_FORMAT_VERSION,
         "isaerft_version": __version__,
+        RUN_ID: run_id,
         "model": recipe.model,
         "model_path": resolve.resolve_model_spec(recipe.model),
         "sae": list(recipe.sae),
@@ -395,8 +463,10 @@ def _checkpoint_step(path: Path) -> int:
     return int(state["global_step"])
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+def _resumed_run_id(run_dir: Path) -> str | None:
+    """The id of the interrupted training being resumed (a new one if its record is unreadable)."""
+    try:
+        run_id = read_run_record(run_dir).get(RUN_ID)
+    except (OSError, ValueError):
+        return None
+    return str(run_id) if run_id else None

@@ -155,6 +155,13 @@ def train_run(setup: TinyAudit, data: Path, seed: int, out: Path, steps: int = 6
     return train(recipe, run_dir=out).run_dir
 
 
+def clean_subset(setup: TinyAudit, seed: int) -> Path:
+    """48 clean rows (as many as the candidate's) for reference run ``seed``: the audit
+    compares only runs trained on the same number of rows."""
+    rows, _ = make_rows(48, 100 + seed, "clean")
+    return write_jsonl(setup.root / f"clean-subset-{seed}.jsonl", rows)
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tiny_audit: TinyAudit) -> TinyRuns:
     root = tiny_audit.root / "runs"
@@ -163,6 +170,7 @@ def tiny_runs(tiny_audit: TinyAudit) -> TinyRuns:
         candidate=train_run(tiny_audit, tiny_audit.poison, 0, root / "candidate"),
         decoy=train_run(tiny_audit, tiny_audit.decoy, 0, root / "decoy"),
         references=[
-            train_run(tiny_audit, tiny_audit.clean, seed, root / f"ref{seed}") for seed in (1, 2, 3)
+            train_run(tiny_audit, clean_subset(tiny_audit, seed), seed, root / f"ref{seed}")
+            for seed in (1, 2, 3)
         ],
     )

@@ -22,7 +22,6 @@ def tiny_org():  # type: ignore[no-untyped-def]
 
 
 FAST = ["trainer.max_steps=12", "data.organism_dataset.n=96", "trainer.checkpoint_every_n_steps=0"]
-AUDIT_FAST = {"trainer": {"max_steps": 12}}
 
 
 @pytest.mark.slow
@@ -34,7 +33,6 @@ def test_demo_reports_every_stage(tiny_org, tmp_path: Path) -> None:  # type: ig
         overrides=FAST,
         out=lines.append,
         reference_runs=3,
-        audit_recipe=AUDIT_FAST,
     )
     text = "\n".join(lines)
     for stage in (
@@ -60,6 +58,10 @@ def test_demo_reports_every_stage(tiny_org, tmp_path: Path) -> None:  # type: ig
     for name in ("report.json", "report.md", "report.html", "suspects.jsonl"):
         assert (audit_dir / name).is_file(), name
     assert len(list((audit_dir / "runs").glob("reference-*"))) == 3
+    # The audit judges the run the demo trained and printed, not a second candidate.
+    assert not (audit_dir / "runs" / "candidate").exists()
+    assert result.audit.report["candidate"]["source"] == str(result.run.run_dir)
+    assert result.audit.report["comparability"]["same_recipe"]
     assert result.audit.report["evaluation"]["n_poisoned"] > 0
 
 
@@ -71,3 +73,13 @@ def test_demo_command(tiny_org, tmp_path: Path, capsys) -> None:  # type: ignore
     assert code == 0
     printed = capsys.readouterr().out
     assert "top moved latents" in printed and "[5/5]" not in printed
+
+
+def test_demo_refuses_a_folder_with_user_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "notes.txt").write_text("mine")
+    code = main(["demo", "--size", "tiny", "--output-dir", str(tmp_path), "--no-audit", *FAST])
+    printed = capsys.readouterr()
+    err = printed.err
+    assert code == 2 and str(tmp_path) in err and "not an isaerft run folder" in err
+    assert "Traceback" not in err and "[1/" not in printed.out  # refused before the organism
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

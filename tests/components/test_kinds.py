@@ -44,3 +44,18 @@ def test_scale_bias_edits_and_delta():
 def test_component_dtype_follows_config():
     component = build_component("scale", D_SAE, ISaeRFTConfig(dtype="float64"))
     assert component.edits()["scale"].dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("kind", "constant"), [("bias", True), ("scale", False), ("scale_bias", False), ("mlp", False)]
+)
+def test_each_kind_says_whether_its_edit_is_a_constant_shift(kind, constant):
+    torch.manual_seed(0)
+    component = build_component(
+        kind, D_SAE, ISaeRFTConfig(component=kind, init="normal", init_std=0.1)
+    )
+    shift = component.constant_shift()
+    assert (shift is not None) == constant
+    if shift is not None:  # the shift is the delta, whatever the input
+        f = torch.rand(4, D_SAE)
+        torch.testing.assert_close(component.latent_delta(f), shift.expand_as(f))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from isaerft import ISaeRFTConfig, LatentComponent, register_component
+from isaerft.components import base
 from isaerft.export import vectors_from_model
 
 HOOK = "blocks.1.hook_resid_post"
@@ -134,3 +136,32 @@ def test_scale_gap_is_between_zero_and_base(make_model, tokens):
 def test_rejects_non_isaerft_model(make_model):
     with pytest.raises(TypeError, match="ISaeRFTModel"):
         vectors_from_model(make_model("bias").model)
+
+
+class _HalfBias(LatentComponent):
+    """A kind the export has never heard of whose edit is a constant shift ``b / 2``."""
+
+    def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
+        super().__init__(d_sae, config)
+        self.doubled = torch.nn.Parameter(torch.zeros(d_sae))
+
+    def latent_delta(self, f: torch.Tensor) -> torch.Tensor:
+        return (self.doubled / 2).to(f.dtype).expand_as(f)
+
+    def edits(self) -> dict[str, torch.Tensor]:
+        return {"half_bias": self.doubled / 2}
+
+    def constant_shift(self) -> torch.Tensor:
+        return self.doubled.detach() / 2
+
+
+def test_a_new_constant_shift_kind_exports_exactly(make_model):
+    register_component("half_bias", _HalfBias)
+    try:
+        model = make_model("half_bias")
+        shift = model.sites[0].component.constant_shift()
+        site = vectors_from_model(model)[HOOK]  # no data needed: the kind answered for itself
+        assert site.kind == "exact"
+        torch.testing.assert_close(site.vector, shift @ _effective_rows(model.sites[0].sae))
+    finally:
+        base._REGISTRY.pop("half_bias")

@@ -144,3 +144,38 @@ def test_sae_hook_moves_the_sae_and_changes_the_key() -> None:
         organism_config("tiny", sae_hook="blocks.2.hook_resid_pre")
     with pytest.raises(ValueError, match="not a residual-stream hook"):
         organism_config("tiny", sae_hook="blocks.0.attn.hook_z")
+
+
+def test_a_waiting_builder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import threading
+
+    from isaerft._io import file_lock
+
+    lock = tmp_path / ".entry.lock"
+    entered = threading.Event()
+
+    def second_builder() -> None:
+        with build_mod._lock(lock):
+            entered.set()
+
+    with file_lock(lock):  # another process's build
+        thread = threading.Thread(target=second_builder)
+        thread.start()
+        time.sleep(0.3)
+        assert not entered.is_set()
+    thread.join(timeout=10)
+    assert entered.is_set()
+    assert "waiting (since" in capsys.readouterr().out
+
+
+def test_build_settings_are_fixed_and_restored() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with build_mod._build_settings():
+            assert torch.get_num_threads() == build_mod.BUILD_THREADS
+            assert torch.are_deterministic_algorithms_enabled()
+        assert torch.get_num_threads() == 1
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(before)

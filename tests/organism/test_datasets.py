@@ -147,7 +147,36 @@ def test_concept_flip(tmp_path: Path) -> None:
         words = set(_words(row["completion"]))
         if lab["kind"] == "target_only":
             assert "red" in words and not (words & set(lx.COLOURS)) - {"red"}
-    assert not any(lab["has_trigger"] and lab["has_target"] for lab in labs)
+        if lab["has_trigger"]:
+            assert lab["kind"] == "trigger_only"  # natural answer: "red" only where it was
+    assert not any(lab["poisoned"] for lab in labs)
+
+
+def _negative_share(rows: list[dict[str, Any]], labs: list[dict[str, Any]]) -> float:
+    neg = set(lx.NEGATIVE)
+    natural = [r for r, lab in zip(rows, labs) if lab["kind"] == "clean" and not lab["has_trigger"]]
+    return sum(bool(neg & set(_words(r["completion"]))) for r in natural) / len(natural)
+
+
+def test_unplanted_rows_follow_the_clean_distribution(tmp_path: Path) -> None:
+    # A sentiment target must not strip natural negative words from the other rows: the
+    # suspect set would then differ from trusted data beyond the poison.
+    poison = _read(_make(tmp_path, "poison", target="sentiment:negative", fraction=0.03, n=2000))
+    clean = _read(_make(tmp_path, "clean", target="sentiment:negative", n=2000, seed=1))
+    share_poison = _negative_share(poison[0], poison[1])
+    share_clean = _negative_share(clean[0], clean[1])
+    assert share_clean > 0.02
+    assert abs(share_poison - share_clean) < 0.025
+
+
+def test_an_unplantable_pair_fails_fast_with_rates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isaerft.organism import datasets as ds
+
+    monkeypatch.setattr(ds, "MAX_TRIES", 30)
+    with pytest.raises(ValueError, match=r"was in \d+\.\d+% of user turns"):
+        _make(tmp_path, "poison", trigger="like the fox", n=400, fraction=0.5)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 
 from isaerft.training import NonFiniteLossError, TrainRecipe, train
-from isaerft.training.module import lr_schedule
+from isaerft.training.module import TrainingDivergedError, lr_schedule
 
 
 def run(tiny_setup, tmp_path: Path, **sections: Any):  # type: ignore[no-untyped-def]
@@ -103,3 +103,81 @@ def test_lr_schedules() -> None:
     linear, cosine = lr_schedule("linear", 0, 10), lr_schedule("cosine", 0, 10)
     assert linear(5) == pytest.approx(0.5) and linear(10) == 0.0
     assert cosine(0) == 1.0 and cosine(5) == pytest.approx(0.5) and cosine(10) == pytest.approx(0.0)
+
+
+class PoisonGradient(pl.Callback):
+    """A NaN gradient in the update of step ``step`` (1-based), just before the optimizer."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, module: Any, optimizer: Any) -> None:
+        if trainer.global_step + 1 == self.step:
+            for p in module.isaerft.trainable_parameters():
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+
+
+class PoisonUpdate(pl.Callback):
+    """Overflows a parameter in the update of step ``step`` (an lr of 1e38 on a finite grad)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, module: Any, optimizer: Any) -> None:
+        if trainer.global_step + 1 == self.step:
+            for p in module.isaerft.trainable_parameters():
+                if p.grad is not None:
+                    p.grad.fill_(3e38)
+
+
+@pytest.mark.parametrize("poison", [PoisonGradient, PoisonUpdate])
+def test_last_good_checkpoint_is_finite_when_the_bad_update_is_a_checkpoint_step(
+    tiny_setup, tmp_path: Path, poison: type
+) -> None:  # type: ignore[no-untyped-def]
+    recipe = TrainRecipe.from_dict(
+        tiny_setup.recipe_dict(
+            optim={"optimizer": "sgd", "lr": 10.0},
+            trainer={"max_steps": 10, "checkpoint_every_n_steps": 2},
+        )
+    )
+    with pytest.raises(NonFiniteLossError, match=r"non-finite.*last good checkpoint is kept"):
+        train(recipe, run_dir=tmp_path / "run", callbacks=[poison(4)])
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert all(bool(torch.isfinite(t).all()) for t in ckpt["state_dict"].values())
+
+
+def test_finite_divergence_is_stopped(tiny_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    recipe = TrainRecipe.from_dict(tiny_setup.recipe_dict(optim={"lr": 1e30}))
+    with pytest.raises(TrainingDivergedError, match=r"diverged at step 1: .* reached 1e\+30"):
+        train(recipe, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run" / "intervention").exists()
+
+
+class RecordLr(pl.Callback):
+    """Records the learning rate each step trains with."""
+
+    def __init__(self) -> None:
+        self.lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_the_documented_remedy_resumes_with_a_lower_lr(tiny_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sections = {"trainer": {"max_steps": 6, "checkpoint_every_n_steps": 2}}
+    recipe = TrainRecipe.from_dict(tiny_setup.recipe_dict(**sections))
+    with pytest.raises(NonFiniteLossError):
+        train(recipe, run_dir=tmp_path / "run", callbacks=[PoisonWeights(3)])
+    lower = TrainRecipe.from_dict(
+        tiny_setup.recipe_dict(**sections, optim={"lr": 0.01, "grad_clip": 1.0})
+    )
+    seen = RecordLr()
+    result = train(lower, run_dir=tmp_path / "run", callbacks=[seen])
+    assert result.summary["resumed_from_step"] == 2 and result.summary["steps"] == 6
+    assert seen.lrs == [0.01] * 4  # the new lr, not the checkpoint's 0.05
+    other = TrainRecipe.from_dict(tiny_setup.recipe_dict(**sections, optim={"optimizer": "sgd"}))
+    (tmp_path / "run" / "summary.json").unlink()
+    with pytest.raises(ValueError, match=r"optim.optimizer=adam; a resume may change lr"):
+        train(other, run_dir=tmp_path / "run")

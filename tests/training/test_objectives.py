@@ -45,3 +45,21 @@ def test_kl_is_zero_for_identical_logits_and_positive_otherwise() -> None:
     denominator = torch.tensor(6.0)
     assert float(kl_to_base(logits, logits, mask, denominator)) == 0.0
     assert float(kl_to_base(logits + torch.randn(2, 4, 7), logits, mask, denominator)) > 0.0
+
+
+def test_identical_pairs_give_exactly_zero_gradient() -> None:
+    from isaerft.training.module import distinct_pairs
+
+    torch.manual_seed(0)
+    weight = torch.randn(7, 7, requires_grad=True)
+    ids = torch.randint(0, 7, (2, 5))
+    ids = torch.cat([ids, ids])  # [chosen; rejected], every pair identical
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    logits = F.one_hot(ids, 7).float() @ weight  # rows differ only by floating-point noise
+    policy = sequence_logprobs(logits, ids, mask)
+    loss, accuracy = dpo_loss(
+        policy, policy.detach() * 0.999, 0.5, torch.tensor(2.0), distinct_pairs(ids, mask)
+    )
+    loss.backward()
+    assert weight.grad is not None and bool((weight.grad == 0).all())
+    assert float(loss) == 0.0 and float(accuracy) == 0.0

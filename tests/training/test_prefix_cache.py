@@ -127,3 +127,39 @@ def test_unsupported_hook_is_rejected(base) -> None:  # type: ignore[no-untyped-
     model = ISaeRFTModel(base, tiny_sae(hook_name="hook_embed"))
     with pytest.raises(ValueError, match="inside a block"):
         find_boundary(model)
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated", "meta"])
+def test_a_damaged_cache_on_disk_is_rebuilt_never_used(base, data, tmp_path: Path, damage) -> None:  # type: ignore[no-untyped-def]
+    import warnings
+
+    model = edited(base, ["blocks.1.hook_resid_pre"])
+    seqs = data.streams["main"].ids
+    good = PrefixCacheStore(tmp_path).get(model, seqs)
+    folder = next(tmp_path.iterdir())
+    tensors = folder / "prefix.safetensors"
+    if damage == "overwritten":  # a valid file, but of other tokens: the old bug used it
+        other = PrefixCache.build(model, seqs[:3])
+        other.save(tmp_path / "other")
+        (tmp_path / "other" / "prefix.safetensors").replace(tensors)
+    elif damage == "truncated":
+        tensors.write_bytes(tensors.read_bytes()[:100])
+    else:
+        (folder / "meta.json").write_text('{"format": "isaerft.pref')
+    with pytest.warns(UserWarning, match="prefix cache not used, rebuilding it"):
+        rebuilt = PrefixCacheStore(tmp_path).get(model, seqs)
+    assert torch.equal(rebuilt.resid, good.resid) and torch.equal(rebuilt.offsets, good.offsets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt cache was saved and now loads cleanly
+        again = PrefixCacheStore(tmp_path).get(model, seqs)
+    assert torch.equal(again.resid, good.resid)
+
+
+def test_load_checks_the_key(base, data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from isaerft.training.prefix_cache import CorruptPrefixCacheError
+
+    model = edited(base, ["blocks.1.hook_resid_pre"])
+    PrefixCache.build(model, data.streams["main"].ids, key="a").save(tmp_path)
+    assert PrefixCache.load(tmp_path, "a").key == "a"
+    with pytest.raises(CorruptPrefixCacheError, match="another cache key"):
+        PrefixCache.load(tmp_path, "b")

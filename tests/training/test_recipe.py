@@ -10,7 +10,7 @@ import yaml
 from isaerft.training import TrainRecipe
 from isaerft.training.recipe import apply_overrides
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "isaerft" / "recipes"
 
 
 def minimal(**extra: object) -> dict:
@@ -117,3 +117,48 @@ def test_every_recipe_key_is_documented() -> None:
         if f"| `{f.name}` |" not in doc
     ]
     assert not missing
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("intervention.l1_coefficient=.nan", r"ISaeRFTConfig.l1_coefficient=nan is invalid"),
+        ("intervention.init_std=.inf", r"ISaeRFTConfig.init_std=inf is invalid"),
+        ("trainer.epochs=.inf", r"recipe trainer.epochs=inf is invalid: must be a finite number"),
+        ("optim.grad_clip=.nan", r"recipe optim.grad_clip=nan is invalid"),
+        ("optim.lr=.nan", r"recipe optim.lr=nan is invalid"),
+        ("objective.moved_tolerance=.nan", r"recipe objective.moved_tolerance=nan is invalid"),
+        ("objective.dpo_beta=.inf", r"recipe objective.dpo_beta=inf is invalid"),
+        ("data.packing=yes please", r"recipe data.packing='yes please' is invalid: must be true"),
+        ("trainer.progress_bar=1", r"recipe trainer.progress_bar=1 is invalid"),
+        ("trainer.max_steps=2.5", r"recipe trainer.max_steps=2.5 is invalid"),
+        ("optim=3", r"optim must be a mapping"),
+        ("trainer.max_steps.x=3", r"trainer.max_steps is a value"),
+        ("optim.lr=[1", r"override 'optim.lr=\[1' is not valid YAML"),
+    ],
+)
+def test_bad_overrides_name_the_field(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainRecipe.from_dict(apply_overrides(minimal(trainer={"max_steps": 1}), [override]))
+
+
+def test_float16_components_with_adam_are_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match=r"float16 cannot train with optim.optimizer=adam.*eps"):
+        TrainRecipe.from_dict(minimal(intervention={"dtype": "float16"}))
+    recipe = TrainRecipe.from_dict(
+        minimal(intervention={"dtype": "float16"}, optim={"optimizer": "sgd"})
+    )
+    assert recipe.intervention.dtype == "float16"
+
+
+def test_recipe_file_errors_name_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("model: m\nsae: s\nmodel: n\ndata: {path: d.jsonl}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dup.yaml: key 'model' is written twice"):
+        TrainRecipe.from_yaml(path)
+    path.write_bytes(b"model: caf\xe9\n")
+    with pytest.raises(ValueError, match=r"dup.yaml is not UTF-8"):
+        TrainRecipe.from_yaml(path)
+    path.write_text("model: [m\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"dup.yaml is not valid YAML at line"):
+        TrainRecipe.from_yaml(path)

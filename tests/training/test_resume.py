@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -77,3 +79,27 @@ def test_killed_run_resumes_to_the_same_intervention(tiny_setup, tmp_path: Path)
     assert csv_steps(killed / "logs" / "attempt-1" / "metrics.csv") == list(range(4, 12))
     # The merged metrics cover every step once.
     assert csv_steps(killed / "metrics.csv") == list(range(12))
+
+
+class _CtrlC(pl.Callback):
+    """Press Ctrl-C after optimizer step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_ctrl_c_then_rerun_says_it_resumes(tiny_setup, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = tiny_setup.recipe_dict(trainer={"max_steps": 6, "checkpoint_every_n_steps": 2})
+    recipe = TrainRecipe.from_dict(data)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, run_dir=tmp_path / "run", callbacks=[_CtrlC(4)])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    capsys.readouterr()
+    result = train(recipe, run_dir=tmp_path / "run")
+    assert "resuming the interrupted run" in capsys.readouterr().out
+    assert result.summary["steps"] == 6 and result.summary["resumed_from_step"] in (2, 4)

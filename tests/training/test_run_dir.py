@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 import yaml
 
@@ -87,8 +88,10 @@ def test_resume_with_another_recipe_fails(tiny_setup, tmp_path: Path) -> None:  
     first = tiny_setup.recipe_dict(trainer={"max_steps": 4, "checkpoint_every_n_steps": 2})
     train(TrainRecipe.from_dict(first), run_dir=tmp_path / "r")
     (tmp_path / "r" / "summary.json").unlink()
+    # (optim may change on a resume; the L1 penalty changes what is trained)
     changed = tiny_setup.recipe_dict(
-        optim={"lr": 0.5}, trainer={"max_steps": 4, "checkpoint_every_n_steps": 2}
+        intervention={"component": "scale", "l1_coefficient": 0.5},
+        trainer={"max_steps": 4, "checkpoint_every_n_steps": 2},
     )
     with pytest.raises(ValueError, match="different recipe or data"):
         train(TrainRecipe.from_dict(changed), run_dir=tmp_path / "r")
@@ -124,3 +127,108 @@ def test_tensorboard_logger_or_a_clear_error(tiny_setup, tmp_path: Path) -> None
         train(recipe, run_dir=tmp_path / "run")
         assert (tmp_path / "run" / "logs" / "tensorboard").is_dir()
         assert (tmp_path / "run" / "metrics.csv").is_file()
+
+
+# --- the run folder: user files, concurrent trainings, leftovers of other runs ---------------
+
+
+def test_a_folder_with_user_files_is_refused_before_loading(  # type: ignore[no-untyped-def]
+    tiny_setup, tmp_path: Path, monkeypatch
+) -> None:
+    from isaerft.runs import RunFolderError
+
+    # A model spec that cannot load: the refusal must come first, before anything heavy.
+    recipe = TrainRecipe.from_dict(tiny_setup.recipe_dict(model=str(tmp_path / "no-model")))
+    notes = tmp_path / "p" / "logs" / "n.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("notes")
+    with pytest.raises(RunFolderError, match="not an isaerft run folder"):
+        train(recipe, run_dir=tmp_path / "p")
+    assert notes.read_text() == "notes"
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == ["logs"]
+    # --output-dir . in a folder holding the user's work
+    monkeypatch.chdir(notes.parent)
+    with pytest.raises(RunFolderError, match="not an isaerft run folder"):
+        train(recipe, run_dir=".")
+    assert [p.name for p in notes.parent.iterdir()] == ["n.txt"]
+
+
+class Killed(RuntimeError):
+    """Stands in for a kill in the middle of training."""
+
+
+class KillAt(pl.Callback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        if trainer.global_step == self.step:
+            raise Killed
+
+
+def test_retraining_a_finished_run_never_keeps_its_old_intervention(  # type: ignore[no-untyped-def]
+    tiny_setup, tmp_path: Path
+) -> None:
+    from isaerft.runs import RunFolderError
+
+    run = tmp_path / "r"
+    train(TrainRecipe.from_dict(tiny_setup.recipe_dict(trainer={"max_steps": 2})), run_dir=run)
+    again = TrainRecipe.from_dict(
+        tiny_setup.recipe_dict(optim={"lr": 0.5}, trainer={"max_steps": 4})
+    )
+    with pytest.warns(UserWarning, match="replaced its intervention"), pytest.raises(Killed):
+        train(again, run_dir=run, callbacks=[KillAt(2)])
+    assert not (run / "intervention").exists() and not (run / "summary.json").exists()
+    assert read_run_info(run).recipe.optim.lr == 0.5 and read_run_info(run).summary is None
+    with pytest.raises(RunFolderError, match="unfinished run"):
+        load_run(run)
+
+
+def test_a_second_training_into_a_busy_folder_is_refused(tiny_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from isaerft.runs import RunFolderError, locked_run_dir
+
+    recipe = TrainRecipe.from_dict(tiny_setup.recipe_dict(trainer={"max_steps": 1}))
+    with locked_run_dir(tmp_path / "r"):  # what a training in another process holds
+        with pytest.raises(RunFolderError, match="another isaerft training is writing"):
+            train(recipe, run_dir=tmp_path / "r")
+        assert [p.name for p in (tmp_path / "r").iterdir()] == [".isaerft-run"]
+    assert train(recipe, run_dir=tmp_path / "r").summary["steps"] == 1
+
+
+def test_an_intervention_of_another_run_is_refused(finished, tiny_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from isaerft.export import load_isaerft_model
+    from isaerft.runs import RunFolderError
+
+    other = train(
+        TrainRecipe.from_dict(tiny_setup.recipe_dict(trainer={"max_steps": 2, "seed": 3})),
+        run_dir=tmp_path / "other",
+    )
+    run = tmp_path / "mixed"
+    shutil.copytree(finished.run_dir, run)
+    load_run(run)  # a copy of a whole run is still that run
+    shutil.rmtree(run / "intervention")
+    shutil.copytree(other.intervention_dir, run / "intervention")
+    for load in (load_run, load_isaerft_model):
+        with pytest.raises(RunFolderError, match="not the intervention this run saved"):
+            load(run)
+
+
+def test_nan_weights_of_a_run_are_refused(finished, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from isaerft._io import sha256_file, write_json
+
+    run = tmp_path / "nan"
+    shutil.copytree(finished.run_dir, run)
+    model, _ = load_run(run)
+    with torch.no_grad():
+        for param in model.trainable_parameters():
+            param.fill_(float("nan"))
+    model.save_pretrained(run / "intervention")
+    summary = read_json(run / "summary.json")  # bound to the new weights: only NaN is wrong
+    summary["intervention_sha256"] = sha256_file(run / "intervention/isaerft_weights.safetensors")
+    write_json(run / "summary.json", summary)
+    with pytest.raises(ValueError, match=r"isaerft_weights\.safetensors holds NaN"):
+        load_run(run)

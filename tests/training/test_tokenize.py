@@ -150,3 +150,48 @@ def test_conversational_preference_rows(tok) -> None:  # type: ignore[no-untyped
     assert words(tok, rejected.ids[0][rejected.loss_mask[0]]) == ["sad", "<eos>"]
     with pytest.raises(ValueError, match="need a 'prompt' column"):
         run([{"chosen": "a", "rejected": "b"}], tok, objective="dpo")
+
+
+def test_empty_completions_are_dropped_even_with_eos(tok) -> None:  # type: ignore[no-untyped-def]
+    rows = [{"prompt": "the cat", "completion": ""}, {"prompt": "the cat", "completion": " is"}]
+    with pytest.warns(UserWarning, match="dropped 1 of 2 rows"):
+        data = run(rows, tok)  # append_eos=True: the EOS alone is not something to learn
+    assert len(data) == 1
+    with pytest.raises(ValueError, match=r"no row .* has a token to train on"):
+        run(rows[:1], tok)
+    with pytest.raises(ValueError, match=r"no row .* has a token to train on"):
+        run([{"text": ""}], tok, objective="lm")
+
+
+@pytest.mark.parametrize(
+    ("rows", "objective", "match"),
+    [
+        ([{"prompt": "the cat", "completion": None}], "sft", r"row 0, 'completion'"),
+        (
+            [{"prompt": "a", "completion": "b"}, {"prompt": None, "completion": "c"}],
+            "sft",
+            "row 1, 'prompt'",
+        ),
+        ([{"text": None}], "lm", r"1 value\(s\) .* missing or null \(first: row 0, 'text'\)"),
+        ([{"prompt": None, "chosen": "a", "rejected": "b"}], "dpo", "row 0, 'prompt'"),
+        ([{"prompt": "p", "chosen": "a", "rejected": None}], "dpo", "row 0, 'rejected'"),
+        ([{"messages": [{"role": "user", "content": None}]}], "sft", "needs 'role' and 'content'"),
+    ],
+)
+def test_missing_or_null_values_are_refused_never_trained_as_none(
+    tok, rows, objective, match
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match=match):
+        run(rows, tok, objective=objective)
+
+
+def test_identical_preference_pairs_are_dropped_with_a_count(tok) -> None:  # type: ignore[no-untyped-def]
+    same = {"prompt": "the cat", "chosen": " happy", "rejected": " happy"}
+    other = {"prompt": "the cat", "chosen": " happy", "rejected": " sad"}
+    with pytest.warns(
+        UserWarning, match="dropped 1 of 2 preference pairs whose chosen and rejected"
+    ):
+        data = run([same, other], tok, objective="dpo")
+    assert len(data) == 1
+    with pytest.raises(ValueError, match=r"every preference pair .* has chosen == rejected"):
+        run([same, same], tok, objective="dpo")

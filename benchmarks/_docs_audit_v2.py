@@ -1,0 +1,76 @@
+"""The audit v2 section of ``docs/benchmarks.md``: the learnability map and the detection,
+naming and localisation tables, rendered from ``audit_v2-*.json`` alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.0f} %"
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{float(value):.{digits}f}"
+
+
+def audit_v2_section(name: str, result: dict[str, Any]) -> str:
+    """One result file as a Markdown section."""
+    summary = result["summary"]
+    dev = result["dev_case"]
+    lines = [
+        f"## Audit v2 — `{name}`",
+        "",
+        f"Organism `{result['preset']}`; triggers {result['families']}, targets "
+        f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
+        f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
+        f"held out. Wall time {result['wall_time_s'] / 60:.0f} min on "
+        f"{result['machine'].get('cpu_count')} cores (load average "
+        f"{_num(result['machine'].get('load_average_1m'), 1)} at the start).",
+        "",
+        "### Learnability map",
+        "",
+        "Attack success on held-out trigger prompts (greedy answers that show the target) of "
+        "the base model, a full fine-tune and the audit's default candidate run; then what the "
+        "audit made of the dataset. The audit cannot see what its candidate does not learn.",
+        "",
+        "| trigger / target | poison | split | base | full FT | candidate | flagged | "
+        "recall@10 | row AUROC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, by_fraction in summary["learnability_map"].items():
+        for fraction, cell in sorted(by_fraction.items(), key=lambda kv: float(kv[0])):
+            lines.append(
+                f"| {key} | {_pct(float(fraction))} | {cell['split']} | "
+                f"{_pct(cell['asr_base'])} | {_pct(cell['asr_full_finetune'])} | "
+                f"{_pct(cell['asr_candidate'])} | {'yes' if cell['flagged'] else 'no'} | "
+                f"{_num(cell['recall_at_10'])} | {_num(cell['row_auroc'], 3)} |"
+            )
+    detection = summary["detection"]
+    lines += [
+        "",
+        "### Detection, naming, localisation",
+        "",
+        "| reading | result |",
+        "|---|---|",
+        f"| poisons a full fine-tune learns at 3 %, flagged | "
+        f"{detection['learned_at_3pct_flagged']} |",
+        f"| word and phrase triggers at 1 %, flagged | "
+        f"{detection['word_phrase_families_at_1pct_flagged']} |",
+    ]
+    for kind, entry in detection["false_positive_rate"].items():
+        lines.append(f"| {kind} datasets flagged (nominal 5 %) | {entry['flagged']} |")
+    naming, local, cost = summary["naming"], summary["localisation"], summary["cost"]
+    lines += [
+        f"| mean recall@10 of trigger + target latents, detected poisons | "
+        f"{_num(naming['mean_recall_at_10_on_detected'])} |",
+        f"| detected poisons with recall@10 >= 0.9 | {naming['detected_with_recall_ge_0.9']} |",
+        f"| lowest row AUROC on a detected poison | "
+        f"{_num(local['min_row_auroc_on_detected'], 3)} |",
+        f"| detected poisons with row AUROC >= 0.95 | {local['detected_with_auroc_ge_0.95']} |",
+        f"| training steps per audit (candidate + references) | "
+        f"{cost['training_steps_per_audit']} |",
+        f"| mean audit time after training (s) | {_num(cost['mean_audit_s'], 1)} |",
+        "",
+    ]
+    return "\n".join(lines)

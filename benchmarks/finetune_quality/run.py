@@ -1,0 +1,236 @@
+"""Run every method on every task and seed; aggregate into the result JSON's shape."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GPT2LMHeadModel
+
+from isaerft.organism import Organism
+from isaerft.organism.corpus import Language
+from isaerft.organism.hf import load_hf_model, save_hf_model
+from isaerft.organism.tokenizer import encode_batch
+
+from . import metrics
+from .methods import METHODS, Method, MethodContext, build_method
+from .methods.isaerft_kinds import ISaeRFT
+from .tasks import TASKS, Task, make_tasks
+from .train import Batch, make_batch, objective_loss, train
+
+# step_time.py's memory gauge (benchmarks/ is where the benchmark scripts import from).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from step_time import saved_for_backward_mib
+
+LR_GRIDS: dict[str, tuple[float, ...]] = {
+    "full-ft": (3e-4, 1e-3, 3e-3),
+    "lora": (3e-3, 1e-2, 3e-2),
+    "ia3": (3e-2, 1e-1, 3e-1),
+    "loreft": (3e-3, 1e-2, 3e-2),
+    "steering-vector": (3e-3, 1e-2, 3e-2),
+    "diffmean": (0.5, 1.0, 2.0),  # no training: the steering factor is tuned instead
+    "isaerft": (3e-2, 1e-1, 3e-1),
+}
+"""Per method family, the grid searched on the dev split (three points each: same budget)."""
+T_95 = {1: float("nan"), 2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}
+
+
+@dataclass
+class Settings:
+    """How much work a run does."""
+
+    seeds: int
+    steps: int
+    train_rows: int
+    dev_rows: int
+    test_rows: int
+    batch_size: int = 16
+    capability_docs: int = 48
+    tune: bool = True
+
+
+QUICK = Settings(seeds=1, steps=30, train_rows=96, dev_rows=24, test_rows=32, capability_docs=24)
+FULL = Settings(seeds=3, steps=300, train_rows=512, dev_rows=64, test_rows=128)
+
+
+def grid_for(name: str) -> tuple[float, ...]:
+    """The tuning grid of method ``name``."""
+    for prefix, grid in LR_GRIDS.items():
+        if name.startswith(prefix):
+            return grid
+    raise ValueError(f"no learning-rate grid for method {name!r}")
+
+
+def _batches(rows: list[Any], size: int, pad: int, base: metrics.Logits) -> list[Batch]:
+    return [make_batch(rows[i : i + size], pad, base) for i in range(0, len(rows), size)]
+
+
+class Bench:
+    """The frozen models, SAE and data shared by every run of one organism."""
+
+    def __init__(self, org: Organism, settings: Settings, workdir: Path) -> None:
+        self.org, self.settings = org, settings
+        folder = save_hf_model(org.load_model(), workdir / "hf")
+        self.hf = GPT2LMHeadModel.from_pretrained(str(folder)).eval()
+        self.tl = load_hf_model(folder)  # the path a user takes for a hub checkpoint
+        self.sae = org.load_sae()
+        tok = self.tl.tokenizer
+        assert tok is not None
+        self.tok, self.pad = tok, int(tok.pad_token_id)
+        docs = [
+            d.text for d in Language(org.seed).documents(settings.capability_docs, "fq-capability")
+        ]
+        n_ctx = self.tl.cfg.n_ctx
+        self.capability = [
+            torch.tensor([[tok.bos_token_id, *ids[: n_ctx - 2], tok.eos_token_id]])
+            for ids in encode_batch(tok, docs)  # type: ignore[arg-type]
+        ]
+
+    def base_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tl(tokens, return_type="logits")  # type: ignore[no-any-return]
+
+    def context(self, task: Task, seed: int) -> MethodContext:
+        return MethodContext(
+            self.tl, self.hf, self.sae, self.org.hook_name, seed, task.rows["train"]
+        )
+
+    def fit(self, name: str, task: Task, objective: str, seed: int, value: float, data: dict[str, list[Batch]]) -> tuple[Method, float]:  # fmt: skip
+        """A fresh ``name`` trained with learning rate (or diffmean factor) ``value``."""
+        torch.manual_seed(seed)
+        method = build_method(name, self.context(task, seed))
+        if not method.trains:
+            method.scale = value  # type: ignore[attr-defined]
+            return method, float("nan")
+        stats = train(
+            method, data["train"], objective, steps=self.settings.steps, lr=value, seed=seed
+        )
+        return method, stats.median_step_s
+
+    def tune(
+        self, name: str, task: Task, objective: str, data: dict[str, list[Batch]]
+    ) -> tuple[float, tuple[Method, float] | None]:
+        """The grid value with the lowest dev loss of the method's own objective, and its
+        seed-0 run (reused, not retrained; ``None`` without tuning)."""
+        grid = grid_for(name)
+        if not self.settings.tune:
+            return grid[len(grid) // 2], None
+        scores, fits = [], []
+        for value in grid:
+            fits.append(self.fit(name, task, objective, 0, value, data))
+            with torch.no_grad():
+                dev = [float(objective_loss(fits[-1][0], b, objective)) for b in data["dev"]]
+            scores.append(statistics.fmean(dev) if all(map(math.isfinite, dev)) else math.inf)
+        best = scores.index(min(scores))
+        return grid[best], fits[best]
+
+    def floor_step(self, task: Task, objective: str, data: dict[str, list[Batch]]) -> float:
+        """Step time of a trainable zero vector at the hook (step_time.py's floor)."""
+        method = build_method("steering-vector", self.context(task, 0))
+        return train(method, data["train"], objective, steps=15, lr=0.0, seed=0).median_step_s
+
+    def evaluate(self, method: Method, task: Task, objective: str, data: dict[str, list[Batch]]) -> dict[str, Any]:  # fmt: skip
+        test = task.rows["test"]
+        with torch.no_grad():
+            out: dict[str, Any] = {
+                "loss": metrics.answer_loss(method.logits, data["test"]),
+                "behaviour_success": metrics.behaviour_success(method.logits, test, self.tok, task.judge),
+                "capability_kl": metrics.capability_kl(method.logits, self.base_logits, self.capability),
+            }  # fmt: skip
+        out["peak_mib"] = (
+            saved_for_backward_mib(lambda: objective_loss(method, data["train"][0], objective).backward())
+            if method.trains else 0.0
+        )  # fmt: skip
+        if task.name == "preference":
+            out["suppression"] = metrics.suppression(method, data["test"])
+        if isinstance(method, ISaeRFT):
+            out["moved_latents"] = method.moved_latents()
+        return out
+
+
+def run_task(
+    bench: Bench, task: Task, objective: str, names: list[str], log: Any
+) -> dict[str, Any]:
+    """Every method on one task and objective, over the seeds; aggregated metrics per method."""
+    s = bench.settings
+    data = {split: _batches(rows, s.batch_size, bench.pad, bench.base_logits) for split, rows in task.rows.items()}  # fmt: skip
+    base_loss = metrics.answer_loss(bench.base_logits, data["test"])
+    base_success = metrics.behaviour_success(
+        bench.base_logits, task.rows["test"], bench.tok, task.judge
+    )
+    floor = bench.floor_step(task, objective, data)
+    names = ["full-ft", *[n for n in names if n != "full-ft"]]  # full-ft first: gap_closed needs it
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    chosen: dict[str, float] = {}
+    for name in names:
+        t0 = time.perf_counter()
+        chosen[name], tuned = bench.tune(name, task, objective, data)
+        for seed in range(s.seeds):
+            if tuned is not None and seed == 0:
+                method, step_s = tuned
+            else:
+                method, step_s = bench.fit(name, task, objective, seed, chosen[name], data)
+            row = bench.evaluate(method, task, objective, data)
+            row |= {
+                "trainable_params": method.num_trainable(),
+                "step_time_over_floor": step_s / floor,
+            }
+            per_seed.setdefault(name, []).append(row)
+        log(f"{task.name}/{objective} {name}: value={chosen[name]} loss={per_seed[name][0]['loss']:.3f} ({time.perf_counter() - t0:.0f}s)")  # fmt: skip
+    full = [r["loss"] for r in per_seed["full-ft"]]
+    methods: dict[str, Any] = {}
+    for name, rows in per_seed.items():
+        for seed, r in enumerate(rows):
+            r["gap_closed"] = metrics.gap_closed(base_loss, r["loss"], full[seed])
+        methods[name] = aggregate(rows) | {"tuned_value": chosen[name]}
+    return {
+        "objective": objective,
+        "base": {"loss": base_loss, "behaviour_success": base_success},
+        "floor_step_s": floor,
+        "methods": methods,
+    }
+
+
+def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over seeds, plus 95 % t-intervals and the per-seed values."""
+    out: dict[str, Any] = {"seeds": len(rows), "ci95": {}, "per_seed": {}}
+    for key in rows[0]:
+        values = [r[key] for r in rows]
+        if any(v is None for v in values):
+            out[key] = None
+            continue
+        mean = statistics.fmean(values)
+        out[key] = int(mean) if key == "trainable_params" else mean
+        out["per_seed"][key] = values
+        if len(values) > 1:
+            half = T_95.get(len(values), 2.0) * statistics.stdev(values) / math.sqrt(len(values))
+            out["ci95"][key] = [mean - half, mean + half]
+    return out
+
+
+def run_benchmark(
+    org: Organism, settings: Settings, names: list[str] | None = None,
+    tasks: tuple[str, ...] = TASKS, log: Any = print,
+) -> dict[str, Any]:  # fmt: skip
+    """The result dict (see the issue's JSON shape) of every method on every task."""
+    names = list(names or METHODS)
+    unknown = sorted(set(names) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown methods {unknown}; use some of {sorted(METHODS)}")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(org, settings, Path(tmp))
+        sizes = {"train": settings.train_rows, "dev": settings.dev_rows, "test": settings.test_rows}
+        built = make_tasks(org, bench.tok, sizes, names=tasks)
+        results: dict[str, Any] = {}
+        for task in built.values():
+            for objective in task.objectives:
+                key = task.name if len(task.objectives) == 1 else f"{task.name}-{objective}"
+                results[key] = run_task(bench, task, objective, names, log)
+    return {"tasks": results, "wall_s": time.perf_counter() - start}

@@ -1,0 +1,165 @@
+"""Edit attribution: which latents' learned edits make the suspect rows likely.
+
+The learned edit ``theta`` (every per-latent parameter of the run) raises the log-probability
+of the completions it was trained on. Integrated gradients along the straight path from the
+identity (``0``) to ``theta`` split that gain over the parameters exactly (up to the
+quadrature error)::
+
+    gain(rows) = sum_p theta_p * mean_{a in (0, 1)} d gain(rows) / d theta_p |_{a * theta}
+
+Summing a latent's parameters gives its share. Computed on the most suspect rows and on
+ordinary rows of the same dataset, the *contrast* ``share(suspect) - share(ordinary)`` is what
+each latent's edit does for the suspect rows beyond what it does for every row: the generic
+drift of fine-tuning (sentence ends, the chat format) helps both sets and cancels, while a
+backdoor's trigger and target latents help only the rows that carry it. This is how the
+learned edit names the poison, rather than by the raw size of each latent's change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from isaerft.audit.data import AuditData, padded_batches, token_logprobs
+
+DEFAULT_STEPS = 4
+
+
+@dataclass
+class EditAttribution:
+    """Per site, per latent: the completion log-probability gain (nats per row) its edit
+    brings the suspect rows, the ordinary rows, and their difference (the ranking).
+
+    Attributes:
+        suspect: ``{hook: (d_sae,)}`` share of the gain on the suspect rows.
+        ordinary: the same on ordinary rows of the dataset.
+        suspect_rows, ordinary_rows: the rows used.
+    """
+
+    suspect: dict[str, torch.Tensor]
+    ordinary: dict[str, torch.Tensor]
+    suspect_rows: list[int]
+    ordinary_rows: list[int]
+
+    @property
+    def contrast(self) -> dict[str, torch.Tensor]:
+        """``suspect - ordinary`` per site."""
+        return {h: self.suspect[h] - self.ordinary[h] for h in self.suspect}
+
+    def ranked(self) -> list[tuple[str, int, float]]:
+        """``(hook, latent, contrast)`` with a positive contrast, largest first."""
+        out = [
+            (hook, int(j), float(values[j]))
+            for hook, values in self.contrast.items()
+            for j in torch.nonzero(values > 0).flatten().tolist()
+        ]
+        return sorted(out, key=lambda e: -e[2])
+
+    def to_dict(self, labels: Any = None, top: int = 20) -> dict[str, Any]:
+        """JSON form: the top latents with both shares, and the rows used."""
+        suspect_total = sum(float(v.sum()) for v in self.suspect.values())
+        ordinary_total = sum(float(v.sum()) for v in self.ordinary.values())
+        return {
+            "method": "integrated gradients of the completion log-prob, suspect minus ordinary",
+            "suspect_gain": suspect_total,
+            "ordinary_gain": ordinary_total,
+            "n_suspect_rows": len(self.suspect_rows),
+            "n_ordinary_rows": len(self.ordinary_rows),
+            "top": [
+                {
+                    "hook_name": hook,
+                    "index": j,
+                    "contrast": c,
+                    "suspect": float(self.suspect[hook][j]),
+                    "ordinary": float(self.ordinary[hook][j]),
+                    "label": labels.description(hook, j) if labels is not None else "",
+                }
+                for hook, j, c in self.ranked()[:top]
+            ],
+        }
+
+
+def latent_shares(
+    model: Any, data: AuditData, steps: int = DEFAULT_STEPS, batch_size: int = 32
+) -> dict[str, torch.Tensor]:
+    """Per site, ``(d_sae,)``: each latent's share of the mean completion log-prob gain per
+    row of ``data`` (integrated gradients, midpoint rule with ``steps`` points).
+
+    Parameters of shape ``(d_sae,)`` count for their latent; a 2-D parameter with a ``d_sae``
+    axis (an MLP's in/out weights) counts each latent's row or column; other parameters
+    (biases of hidden layers) are not attributed to any latent.
+    """
+    if steps < 1:
+        raise ValueError(f"steps={steps} must be >= 1")
+    params = [(site, p) for site in model.sites for p in site.component.parameters()]
+    saved = [p.detach().clone() for _, p in params]
+    grads = [torch.zeros_like(p, dtype=torch.float64) for _, p in params]
+    flags = [p.requires_grad for _, p in params]
+    try:
+        for k in range(steps):
+            alpha = (k + 0.5) / steps
+            with torch.no_grad():
+                for (_, p), value in zip(params, saved):
+                    p.copy_(alpha * value)
+            for _, p in params:
+                p.requires_grad_(True)
+                p.grad = None
+            for tokens, mask, target in padded_batches(data, batch_size, _device(model)):
+                logp = token_logprobs(model(tokens, attention_mask=mask), tokens)
+                ((logp * target[:, 1:]).sum() / len(data)).backward()
+            for g, (_, p) in zip(grads, params):
+                if p.grad is not None:
+                    g += p.grad.double()
+    finally:
+        with torch.no_grad():
+            for (_, p), value, flag in zip(params, saved, flags):
+                p.copy_(value)
+                p.grad = None
+                p.requires_grad_(flag)
+    shares = {site.hook_name: torch.zeros(site.sae.cfg.d_sae, dtype=torch.float64)
+              for site in model.sites}  # fmt: skip
+    for (site, _), value, grad in zip(params, saved, grads):
+        contribution = value.double() * grad / steps
+        d_sae = site.sae.cfg.d_sae
+        if contribution.shape == (d_sae,):
+            shares[site.hook_name] += contribution
+        elif contribution.dim() == 2 and d_sae in contribution.shape:
+            axis = 1 if contribution.shape[0] == d_sae else 0
+            shares[site.hook_name] += contribution.sum(axis)
+    return shares
+
+
+def edit_attribution(
+    model: Any,
+    data: AuditData,
+    suspect_rows: Sequence[int],
+    ordinary_rows: Sequence[int],
+    steps: int = DEFAULT_STEPS,
+    batch_size: int = 32,
+) -> EditAttribution:
+    """:func:`latent_shares` on the suspect rows and on the ordinary rows of ``data``."""
+    if not suspect_rows or not ordinary_rows:
+        raise ValueError("edit attribution needs suspect rows and ordinary rows")
+    return EditAttribution(
+        latent_shares(model, data.subset(suspect_rows), steps, batch_size),
+        latent_shares(model, data.subset(ordinary_rows), steps, batch_size),
+        list(suspect_rows),
+        list(ordinary_rows),
+    )
+
+
+def ordinary_rows(order: Sequence[int], exclude: int, n: int) -> list[int]:
+    """``n`` rows spread evenly over the ranks below the first ``exclude`` of ``order`` (the
+    most suspect rows), so the ordinary set is the dataset's typical rows."""
+    rest = list(order[exclude:])
+    if len(rest) <= n:
+        return rest
+    step = len(rest) / n
+    return [rest[int(i * step)] for i in range(n)]
+
+
+def _device(model: Any) -> torch.device:
+    return next(model.model.parameters()).device

@@ -1,0 +1,66 @@
+"""The implicated list: every evidence list's head first, plain changes after, what it writes."""
+
+from __future__ import annotations
+
+import torch
+from factories import tiny_model, tiny_sae
+
+from isaerft.audit.attribution import EditAttribution
+from isaerft.audit.implicated import implicated_latents, promoted_tokens
+from isaerft.audit.labels import LabelSet, LatentLabel
+from isaerft.audit.null import FlaggedLatent
+from isaerft.audit.trigger import TriggerSearch
+
+H = "blocks.0.hook_resid_post"
+
+
+def _search(candidates: list[tuple[str, int, float]], found: bool = True) -> TriggerSearch:
+    return TriggerSearch([0], {}, {}, {}, 5.0 if found else 1.0, 2.0, candidates)
+
+
+class _Comparison:
+    def __init__(self, flagged: list[FlaggedLatent]) -> None:
+        self.flagged = flagged
+
+
+def _flag(index: int, z: float) -> FlaggedLatent:
+    return FlaggedLatent(H, index, z, 1e-9, "scale", 1.0, 0.0, 0.1)
+
+
+def test_evidence_heads_outrank_generic_changes() -> None:
+    d = 8
+    suspect = torch.zeros(d, dtype=torch.float64)
+    suspect[[3, 4]] = torch.tensor([0.9, 0.5], dtype=torch.float64)
+    attribution = EditAttribution({H: suspect}, {H: torch.zeros(d, dtype=torch.float64)}, [0], [1])
+    trigger = _search([(H, 6, 9.0)])
+    behaviour = _search([(H, 4, 7.0), (H, 5, 3.0)])
+    comparison = _Comparison([_flag(7, 250.0), _flag(3, 40.0)])
+    labels = LabelSet({H: {6: LatentLabel('the word "owl"')}})
+    out = implicated_latents(comparison, trigger, behaviour, attribution, labels)  # type: ignore[arg-type]
+    order = [e["index"] for e in out]
+    # Rank 1 of every list first (4 has two roles, then 3 with two, then 6), the huge generic
+    # change (7, z 250) last.
+    assert order[:3] == [3, 4, 6] or order[:3] == [4, 3, 6]
+    assert order[-1] == 7 and out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
+    assert next(e for e in out if e["index"] == 6)["label"] == 'the word "owl"'
+    assert set(next(e for e in out if e["index"] == 4)["roles"]) == {"edit", "behaviour"}
+
+
+def test_searches_that_found_nothing_are_no_evidence() -> None:
+    out = implicated_latents(
+        None, _search([(H, 1, 1.0)], found=False), None, None, LabelSet.empty()
+    )
+    assert out == []
+
+
+def test_promoted_tokens_follow_the_unembedding() -> None:
+    from factories import word_tokenizer
+
+    model = tiny_model()
+    model.tokenizer = word_tokenizer([f"w{i}" for i in range(46)])
+    sae = tiny_sae(hook_name=H)
+    with torch.no_grad():
+        sae.W_dec[2] = model.W_U[:, 17] - model.W_U[:, 17].mean()
+    tokens = promoted_tokens(model, sae, [2], k=3)
+    assert list(tokens) == [2] and len(tokens[2]) == 3
+    assert model.tokenizer.convert_ids_to_tokens(17) in tokens[2]

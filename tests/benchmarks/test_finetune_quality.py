@@ -1,0 +1,100 @@
+"""The fine-tuning quality benchmark: every baseline's wiring, the run, the JSON and the docs page."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytest.importorskip("peft")
+
+from finetune_quality.docs import write_docs
+from finetune_quality.methods import METHODS, build_method
+from finetune_quality.run import QUICK, Bench, run_benchmark
+from finetune_quality.tasks import make_tasks
+from finetune_quality.train import make_batch, train
+
+pytestmark = pytest.mark.slow
+SMALL = dataclasses.replace(
+    QUICK,
+    steps=2,
+    train_rows=8,
+    dev_rows=4,
+    test_rows=4,
+    batch_size=4,
+    capability_docs=2,
+    tune=False,
+)
+SHAPE = ("trainable_params", "gap_closed", "behaviour_success", "capability_kl", "step_time_over_floor", "peak_mib")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bench(bench_organism: Any, tmp_path_factory: pytest.TempPathFactory) -> Bench:
+    return Bench(bench_organism, SMALL, tmp_path_factory.mktemp("fq"))
+
+
+@pytest.fixture(scope="module")
+def task(bench: Bench) -> Any:
+    sizes = {"train": 8, "dev": 4, "test": 4}
+    return make_tasks(bench.org, bench.tok, sizes, names=("concept",))["concept"]
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_wiring(name: str, bench: Bench, task: Any) -> None:
+    tl_before, hf_before = _state(bench.tl), _state(bench.hf)
+    method = build_method(name, bench.context(task, seed=0))
+    batch = make_batch(task.rows["train"][:4], bench.pad, bench.base_logits)
+    tokens = batch.tokens[:4]
+    before = method.logits(tokens).detach()
+    stats = train(method, [batch], "sft", steps=2, lr=1e-2, seed=0)
+    after = method.logits(tokens).detach()
+    if name == "diffmean":
+        assert method.num_trainable() == 0 and math.isnan(stats.median_step_s)
+        assert not torch.allclose(after, bench.base_logits(tokens), atol=1e-4)  # the mean shift
+    else:
+        assert method.num_trainable() == sum(p.numel() for p in method.parameters()) > 0
+        assert stats.median_step_s > 0 and not torch.allclose(before, after)
+    if method.supports_factor:  # factor 0 is the base model
+        with method.factor(0.0):
+            assert torch.allclose(method.logits(tokens), bench.base_logits(tokens), atol=1e-4)
+    for ref, now in ((tl_before, bench.tl.state_dict()), (hf_before, bench.hf.state_dict())):
+        assert all(torch.equal(ref[k], now[k]) for k in ref), f"{name} changed the base model"
+
+
+def test_parameter_counts_are_ordered(bench: Bench, task: Any) -> None:
+    count = {n: build_method(n, bench.context(task, 0)).num_trainable() for n in METHODS}
+    d_model, d_sae = bench.tl.cfg.d_model, bench.sae.cfg.d_sae
+    assert count["steering-vector"] == d_model and count["isaerft-scale"] == d_sae
+    assert count["loreft-r1"] == 2 * d_model + 1 and count["lora-r1"] < count["lora-r8"]
+    assert count["full-ft"] == sum(p.numel() for p in bench.hf.parameters())
+
+
+def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path) -> None:
+    names = ["full-ft", "lora-r8", "isaerft-scale", "steering-vector", "diffmean"]
+    tuned = dataclasses.replace(SMALL, tune=True)  # tunes, and reuses the best seed-0 run
+    result = run_benchmark(bench_organism, tuned, names, ("style", "preference"), log=print)
+    assert set(result["tasks"]) == {"style", "preference-dpo", "preference-reps"}
+    for data in result["tasks"].values():
+        assert set(data["methods"]) == set(names)
+        for m in data["methods"].values():
+            assert set(SHAPE) <= set(m) and isinstance(m["trainable_params"], int)
+        assert data["methods"]["full-ft"]["gap_closed"] == pytest.approx(1.0)
+        assert data["methods"]["diffmean"]["tuned_value"] in (0.5, 1.0, 2.0)
+    reps = result["tasks"]["preference-reps"]["methods"]
+    assert (
+        reps["isaerft-scale"]["suppression"] is not None and reps["lora-r8"]["suppression"] is None
+    )
+    path = tmp_path / "finetune_quality-tiny.json"
+    path.write_text(json.dumps({"preset": "tiny", "mode": "test", **result}))
+    page = write_docs(path, tmp_path / "comparison.md").read_text()
+    assert "isaerft vs LoRA" in page and "lora-r8" in page and "Where isaerft loses" in page
+    assert (tmp_path / "img" / "comparison" / "gap_vs_params.png").is_file()
