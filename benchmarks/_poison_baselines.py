@@ -23,7 +23,9 @@ import torch.nn.functional as F
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
-from isaerft.audit import AuditData, RunEdits, collect_codes
+from isaerft.audit import RunEdits
+from isaerft.audit.activations import collect_codes
+from isaerft.audit.data import AuditData
 
 LEARNED_MIN_GAIN = 0.3
 """A cell counts as *learned* when the full fine-tune's attack success exceeds the base

@@ -31,15 +31,8 @@ from _poison_metrics import KS, recall_at_k
 from _poison_scoring import audit_verdict, ground_truth
 
 from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
-from isaerft.audit import (
-    DEFAULT_RECIPE,
-    AuditConfig,
-    NullConfig,
-    RunEdits,
-    audit_runs,
-    read_rows,
-    tokenize_rows,
-)
+from isaerft.audit import DEFAULT_RECIPE, AuditConfig, NullConfig, RunEdits, audit_runs
+from isaerft.audit.data import read_rows, tokenize_rows
 
 RECIPE: dict[str, Any] = copy.deepcopy(DEFAULT_RECIPE)
 """ISaeRFT training settings: the audit's own defaults (``isaerft.audit.DEFAULT_RECIPE``, set

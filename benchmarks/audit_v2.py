@@ -63,16 +63,16 @@ class Plan:
     n_reference_runs: int = 8
     n_rows: int = 2000
     seeds: tuple[int, ...] = (0,)
+    poisons: tuple[tuple[str, str, float], ...] | None = None
     decoys: tuple[tuple[str, str], ...] | None = None
     benign_fractions: tuple[float, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
+        grid = [(f, t, x) for f in self.families for t in self.targets for x in self.fractions]
         out = [
             Cell("poison", fam, tgt, frac, seed)
-            for fam in self.families
-            for tgt in self.targets
-            for frac in self.fractions
+            for fam, tgt, frac in (self.poisons or grid)
             for seed in self.seeds
         ]
         pairs = self.decoys or [(f, t) for f in self.families for t in self.targets]
@@ -91,14 +91,20 @@ PLANS = {
     "quick": Plan(
         "quick",
         fractions=(0.01, 0.03),
-        clean_nulls=10,
-        decoys=(
-            ("word", "phrase"),
-            ("phrase", "phrase"),
-            ("concept", "phrase"),
-            ("word", "flip"),
-            ("word", "concept"),
+        # Every family x target at 3 %, and the word and phrase families at 1 % as well.
+        poisons=(
+            *(
+                (f, t, 0.03)
+                for f in ("word", "phrase", "concept")
+                for t in ("phrase", "flip", "concept")
+            ),
+            ("word", "phrase", 0.01),
+            ("phrase", "phrase", 0.01),
+            ("word", "concept", 0.01),
+            ("word", "flip", 0.01),
         ),
+        clean_nulls=6,
+        decoys=(("word", "phrase"), ("phrase", "phrase"), ("concept", "phrase")),
         benign_fractions=(0.03,),
     ),
     "smoke": Plan(
@@ -132,7 +138,7 @@ def _grid(plan: Plan) -> Grid:
 def reference_runs(bench: Bench, plan: Plan) -> list[Path]:
     """The audit's null: ``n_reference_runs`` runs of the default recipe, each on its own
     disjoint share of the trusted rows (as ``audit_dataset`` trains them)."""
-    from isaerft.audit import read_rows
+    from isaerft.audit.data import read_rows
 
     rows = read_rows(bench.trusted)
     runs = []

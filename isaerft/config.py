@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from isaerft.components import component_kinds
@@ -44,7 +44,6 @@ class ISaeRFTConfig(ConfigBase):
     mlp_activation: str = "gelu"
     dtype: str = "float32"
     sparse_decode_density: float = 0.05
-    extra: dict[str, Any] = field(default_factory=dict)
 
     config_name: ClassVar[str] = "ISaeRFTConfig"
 
@@ -55,6 +54,14 @@ class ISaeRFTConfig(ConfigBase):
                 f"{self.hook_names!r}; write hook_names=[{self.hook_names!r}]"
             )
         super().__post_init__()
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | None = None) -> ISaeRFTConfig:
+        """Build from a mapping; the empty ``extra`` field that isaerft 0.1 wrote into every
+        saved config (never used) is dropped, so those artifacts still load."""
+        if isinstance(data, dict) and data.get("extra") == {}:
+            data = {k: v for k, v in data.items() if k != "extra"}
+        return super().from_dict(data, where)
 
     def validate(self) -> None:
         """Choices and ranges of every field (types are checked by :class:`ConfigBase`)."""

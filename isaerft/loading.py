@@ -147,8 +147,9 @@ def load_model(
 ) -> HookedTransformer:
     """Load a frozen-ready ``HookedTransformer``.
 
-    ``spec`` is a local folder in isaerft's model format (see :func:`save_model`),
-    ``"organism:<preset>"`` (the offline model organism, built and cached on first use, as in
+    ``spec`` is a local folder in isaerft's model format (see :func:`save_model`), a local
+    Hugging Face GPT-2 checkpoint folder (``config.json`` + ``model.safetensors``, e.g. the
+    organism's, see :func:`isaerft.organism.hf.save_hf_model`), ``"organism:<preset>"`` (the offline model organism, built and cached on first use, as in
     recipes and on the command line) or a TransformerLens pretrained name such as
     ``"gemma-2-2b"`` (needs the Hugging Face hub).
     """
@@ -156,6 +157,10 @@ def load_model(
     path = organism_folder(spec, "model") or Path(spec)
     if is_local_model(path):
         return _load_local_model(path, device, torch_dtype)
+    if (path / "config.json").is_file():
+        from isaerft.organism.hf import load_hf_model
+
+        return load_hf_model(path, device=device or "cpu", dtype=torch_dtype or torch.float32)
     if path.exists():
         raise ValueError(
             f"{path} exists but holds no {MODEL_CONFIG_FILE}; save a model there with "

@@ -34,7 +34,12 @@ Metrics on held-out prompts: `gap_closed` = (base loss - method loss) / (base lo
 fine-tune loss) on the target answers; `behaviour_success` = share of greedy answers the
 organism's ground truth judges as showing the behaviour; `capability_kl` = mean per-token
 KL(method || base) on unrelated organism text; `step_time_over_floor` = median training step
-over a trainable zero vector at the hook; `peak_mib` = MiB autograd saves for one step.
+over a trainable zero vector at the hook (noisy on a shared machine: the JSON records the
+load average); `peak_mib` = MiB autograd saves for one step; `suppression` = share of held-out
+prompts where the edit applied with factor -1 makes the target answer less likely than the base
+model does; `moved_latents` = isaerft latents whose edit exceeds 1e-3 (no L1 penalty here).
+For the preference tasks `gap_closed` compares the chosen answer's loss, which DPO does not
+minimise directly (it widens the chosen-rejected margin), so values above 1 or below 0 occur.
 LoRA, IA3 and full fine-tuning train the organism's Hugging Face GPT-2 checkpoint through PEFT;
 LoReFT (Wu et al., 2024; formula of pyreft's `LoreftIntervention`, applied at every position),
 the steering vector, diffmean and isaerft edit the SAE's hook of the same model in
@@ -59,18 +64,26 @@ def _table(methods: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _best_isaerft(methods: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def _best_isaerft(methods: dict[str, Any], max_params: float) -> tuple[str, dict[str, Any]] | None:
+    """The single-site isaerft kind closing most of the gap within ``max_params`` parameters
+    (the goal's budget), else the best one regardless of size."""
     kinds = {n: m for n, m in methods.items() if n.startswith("isaerft-") and "multisite" not in n}
     if not kinds:
         return None
-    name = max(kinds, key=lambda n: kinds[n]["gap_closed"] if kinds[n]["gap_closed"] is not None else -math.inf)  # fmt: skip
-    return name, kinds[name]
+    within = {n: m for n, m in kinds.items() if m["trainable_params"] <= max_params} or kinds
+
+    def gap(n: str) -> float:
+        value = within[n]["gap_closed"]
+        return value if value is not None and math.isfinite(value) else -math.inf
+
+    name = max(within, key=gap)
+    return name, within[name]
 
 
 def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     """The issue's goals on one task, each met or missed by how much."""
-    best = _best_isaerft(methods)
     lora = methods.get("lora-r8")
+    best = _best_isaerft(methods, 0.1 * lora["trainable_params"]) if lora else None
     if best is None or lora is None:
         return [f"- {task}: isaerft or lora-r8 was not run."]
     name, m = best
@@ -81,8 +94,21 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     out.append(
         f"- **{task}**, `{name}` vs `lora-r8`: closes {ratio:.0%} of LoRA-r8's gap with "
         f"{params:.1%} of its parameters — goal (>= 80 % with <= 10 %) "
-        + ("met." if ok else f"**missed** by {max(0.8 - ratio, 0):.0%} of the gap.")
+        + ("met." if ok else f"**missed**: {_shortfall(ratio, params)}.")
     )
+    cheaper = [
+        f"`{n}` ({o['gap_closed']:.2f} with {o['trainable_params']:,})"
+        for n, o in methods.items()
+        if not n.startswith("isaerft-")
+        and o["trainable_params"] <= m["trainable_params"]
+        and (o["gap_closed"] or -math.inf) > m["gap_closed"]
+    ]
+    if cheaper:
+        out.append(
+            f"  **Beaten at no more parameters** ({m['trainable_params']:,}) by "
+            + ", ".join(cheaper)
+            + "."
+        )
     if m["capability_kl"] is not None and lora["capability_kl"] is not None:
         worse = m["capability_kl"] > lora["capability_kl"]
         out.append(
@@ -102,6 +128,15 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     if m.get("moved_latents") is not None:
         out.append(f"  Moved latents: {m['moved_latents']:.0f}.")
     return out
+
+
+def _shortfall(ratio: float, params: float) -> str:
+    parts = []
+    if not ratio >= 0.8:
+        parts.append(f"{0.8 - ratio:.0%} short of the gap target")
+    if params > 0.1:
+        parts.append(f"{params / 0.1:.1f}x over the parameter budget")
+    return " and ".join(parts)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

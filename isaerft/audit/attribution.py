@@ -1,4 +1,7 @@
-"""Edit attribution: which latents' learned edits make the suspect rows likely.
+"""What the learned edit does for the suspect rows, per latent: two readings.
+
+**Edit attribution** (:func:`edit_attribution`) — which latents' edits make the suspect rows
+likely.
 
 The learned edit ``theta`` (every per-latent parameter of the run) raises the log-probability
 of the completions it was trained on. Integrated gradients along the straight path from the
@@ -12,7 +15,15 @@ ordinary rows of the same dataset, the *contrast* ``share(suspect) - share(ordin
 each latent's edit does for the suspect rows beyond what it does for every row: the generic
 drift of fine-tuning (sentence ends, the chat format) helps both sets and cancels, while a
 backdoor's trigger and target latents help only the rows that carry it. This is how the
-learned edit names the poison, rather than by the raw size of each latent's change.
+learned edit names the mechanism of the poison, rather than the raw size of each change.
+
+**Gained tokens** (:func:`gained_token_latents`) — which latents *read* the tokens the edit
+made likely. Per completion token, the candidate's log-probability minus the reference runs'
+mean is the learned edit's excess gain on that token; every latent that fires on the token
+(at its position, in the base model's codes) gets the token's positive gain. On suspect rows
+minus ordinary rows, the top latents are those of the words the data taught the model to
+say: the planted target, named by the edit's effect rather than by which words are frequent
+in the suspect completions (those include whatever the trigger rows talk about).
 """
 
 from __future__ import annotations
@@ -23,26 +34,30 @@ from typing import Any
 
 import torch
 
+from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData, padded_batches, token_logprobs
 
 DEFAULT_STEPS = 4
 
 
 @dataclass
-class EditAttribution:
-    """Per site, per latent: the completion log-probability gain (nats per row) its edit
-    brings the suspect rows, the ordinary rows, and their difference (the ranking).
+class LatentContrast:
+    """Per site, per latent: a gain (nats per row) on the suspect rows, on the ordinary rows,
+    and their difference (the ranking).
 
     Attributes:
-        suspect: ``{hook: (d_sae,)}`` share of the gain on the suspect rows.
+        suspect: ``{hook: (d_sae,)}`` the latent's gain on the suspect rows.
         ordinary: the same on ordinary rows of the dataset.
         suspect_rows, ordinary_rows: the rows used.
+        method: which reading (edit attribution or gained tokens).
     """
 
     suspect: dict[str, torch.Tensor]
     ordinary: dict[str, torch.Tensor]
     suspect_rows: list[int]
     ordinary_rows: list[int]
+    method: str = "edit attribution"
+    score: dict[str, torch.Tensor] | None = None
 
     @property
     def contrast(self) -> dict[str, torch.Tensor]:
@@ -50,10 +65,12 @@ class EditAttribution:
         return {h: self.suspect[h] - self.ordinary[h] for h in self.suspect}
 
     def ranked(self) -> list[tuple[str, int, float]]:
-        """``(hook, latent, contrast)`` with a positive contrast, largest first."""
+        """``(hook, latent, score)`` with a positive score (the contrast unless the reading
+        defines its own), largest first."""
+        scores = self.score if self.score is not None else self.contrast
         out = [
             (hook, int(j), float(values[j]))
-            for hook, values in self.contrast.items()
+            for hook, values in scores.items()
             for j in torch.nonzero(values > 0).flatten().tolist()
         ]
         return sorted(out, key=lambda e: -e[2])
@@ -63,7 +80,7 @@ class EditAttribution:
         suspect_total = sum(float(v.sum()) for v in self.suspect.values())
         ordinary_total = sum(float(v.sum()) for v in self.ordinary.values())
         return {
-            "method": "integrated gradients of the completion log-prob, suspect minus ordinary",
+            "method": self.method,
             "suspect_gain": suspect_total,
             "ordinary_gain": ordinary_total,
             "n_suspect_rows": len(self.suspect_rows),
@@ -72,7 +89,7 @@ class EditAttribution:
                 {
                     "hook_name": hook,
                     "index": j,
-                    "contrast": c,
+                    "score": c,
                     "suspect": float(self.suspect[hook][j]),
                     "ordinary": float(self.ordinary[hook][j]),
                     "label": labels.description(hook, j) if labels is not None else "",
@@ -139,16 +156,103 @@ def edit_attribution(
     ordinary_rows: Sequence[int],
     steps: int = DEFAULT_STEPS,
     batch_size: int = 32,
-) -> EditAttribution:
+) -> LatentContrast:
     """:func:`latent_shares` on the suspect rows and on the ordinary rows of ``data``."""
     if not suspect_rows or not ordinary_rows:
         raise ValueError("edit attribution needs suspect rows and ordinary rows")
-    return EditAttribution(
+    return LatentContrast(
         latent_shares(model, data.subset(suspect_rows), steps, batch_size),
         latent_shares(model, data.subset(ordinary_rows), steps, batch_size),
         list(suspect_rows),
         list(ordinary_rows),
+        "edit attribution: integrated gradients of the completion log-prob",
     )
+
+
+def token_excess_gain(
+    candidate: Any, references: Sequence[Any], data: AuditData, batch_size: int = 32
+) -> torch.Tensor:
+    """``(rows, max_len)``: per completion token (at its own position), the candidate's
+    log-probability minus the reference runs' mean (minus the base model's without
+    references); 0 elsewhere."""
+    others = list(references)
+    length = max(len(s) for s in data.ids)
+    out = torch.zeros((len(data), length), dtype=torch.float64)
+    device = _device(candidate)
+    with torch.no_grad():
+        start = 0
+        for tokens, mask, target in padded_batches(data, batch_size, device):
+            cand = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
+            if others:
+                ref = torch.stack(
+                    [token_logprobs(m(tokens, attention_mask=mask), tokens) for m in others]
+                ).mean(0)
+            else:
+                with candidate.disabled():
+                    ref = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
+            gain = ((cand - ref) * target[:, 1:]).double().cpu()
+            out[start : start + len(tokens), 1 : 1 + gain.shape[1]] = gain
+            start += len(tokens)
+    return out
+
+
+def gained_token_latents(
+    candidate: Any,
+    references: Sequence[Any],
+    data: AuditData,
+    codes: dict[str, SiteCodes],
+    suspect_rows: Sequence[int],
+    ordinary_rows: Sequence[int],
+    batch_size: int = 32,
+) -> LatentContrast:
+    """Which latents fire on the completion tokens the learned edit made likely.
+
+    Over the completion tokens of the suspect and ordinary rows, each token has its excess
+    gain ``g``. Per latent, ``suspect`` is the mean ``g`` of the suspect rows' tokens it fires
+    on, ``ordinary`` the mean ``g`` of all those tokens; the ranking score is
+    ``(mean g where it fires - mean g) * sqrt(tokens it fires on) / sd(g)``, so a latent
+    that fires on every token (and so on the gained ones too) scores about 0, and the latent
+    of a planted word scores high.
+    """
+    if not suspect_rows or not ordinary_rows:
+        raise ValueError("the gained-token reading needs suspect rows and ordinary rows")
+    rows = [*suspect_rows, *ordinary_rows]
+    gains = token_excess_gain(candidate, references, data.subset(rows), batch_size)
+    length = max(len(s) for s in data.ids)
+    full = torch.full((data_rows(codes), length), float("nan"), dtype=torch.float64)
+    for k, i in enumerate(rows):
+        start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
+        full[i, start:stop] = gains[k, start:stop]
+    used = full[~torch.isnan(full)]
+    mean, sd = float(used.mean()), float(used.std().clamp(min=1e-12))
+    in_suspect = torch.zeros(data_rows(codes), dtype=torch.bool)
+    in_suspect[torch.tensor(list(suspect_rows))] = True
+    suspect, overall, score = {}, {}, {}
+    for hook, site in codes.items():
+        row, pos = site.token_row[site.tok], site.token_pos[site.tok]
+        gain = full[row, pos]
+        keep = ~torch.isnan(gain)
+        lat, gain, sus = site.lat[keep], gain[keep], in_suspect[row[keep]]
+        count = torch.bincount(lat, minlength=site.d_sae).double()
+        total = torch.zeros(site.d_sae, dtype=torch.float64).index_add_(0, lat, gain)
+        s_count = torch.bincount(lat[sus], minlength=site.d_sae).double()
+        s_total = torch.zeros(site.d_sae, dtype=torch.float64).index_add_(0, lat[sus], gain[sus])
+        overall[hook] = total / count.clamp(min=1)
+        suspect[hook] = s_total / s_count.clamp(min=1)
+        score[hook] = (overall[hook] - mean) * count.sqrt() / sd
+    return LatentContrast(
+        suspect,
+        overall,
+        list(suspect_rows),
+        list(ordinary_rows),
+        "gained tokens: latents firing on the completion tokens the edit made likely",
+        score,
+    )
+
+
+def data_rows(codes: dict[str, SiteCodes]) -> int:
+    """Rows of the dataset the codes were collected on."""
+    return next(iter(codes.values())).n_rows
 
 
 def ordinary_rows(order: Sequence[int], exclude: int, n: int) -> list[int]:

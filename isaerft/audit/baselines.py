@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -95,7 +95,6 @@ class IntersectionResult:
     flagged: dict[int, bool]
     latent_k: int
     per_latent: NullComparison | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (the per-latent part as its top flagged latents)."""

@@ -8,14 +8,13 @@ organism's ``make_dataset`` writes one next to every dataset). Latent truth is a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from isaerft.audit.localize import RowScores, auroc
-from isaerft.audit.null import FlaggedLatent
 
 
 def read_truth(path: str | Path, n_rows: int) -> list[bool]:
@@ -64,11 +63,3 @@ def evaluate_rows(scores: RowScores, truth: Sequence[bool]) -> dict[str, Any]:
     out["suspect_precision"] = hits / len(suspects) if suspects else None
     out["suspect_recall"] = hits / n_pos
     return out
-
-
-def latent_ranks(
-    ranked: Sequence[FlaggedLatent], wanted: Iterable[tuple[str, int]]
-) -> dict[str, int | None]:
-    """1-based rank of each wanted ``(hook, index)`` in ``ranked`` (``None`` if absent)."""
-    position = {(f.hook_name, f.index): i + 1 for i, f in enumerate(ranked)}
-    return {f"{hook}#{index}": position.get((hook, index)) for hook, index in wanted}

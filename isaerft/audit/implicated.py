@@ -3,17 +3,23 @@ writes.
 
 Three lists are evidence that a latent belongs to what the data taught:
 
-* ``edit`` — the learned edit's attribution contrast (:mod:`isaerft.audit.attribution`): the
-  latent's edit makes the suspect rows likely beyond ordinary rows;
 * ``trigger`` — it fires in the suspect rows' prompts far more than in the others'
   (:mod:`isaerft.audit.trigger`);
-* ``behaviour`` — the same in their completions.
+* ``behaviour`` — it fires on the completion tokens that the learned edit made likely in the
+  suspect rows beyond ordinary rows (gained tokens, :mod:`isaerft.audit.attribution`): the
+  words the data taught the model to say;
+* ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
+  attribution, same module): the mechanism.
 
-A latent is ranked by its best rank in any of these lists (ties: more roles first, then the
-larger attribution), so the top of the list holds the head of each list: the trigger, the
-behaviour and the edit that implements it. Latents that are only *flagged* as unusually
-changed against the reference runs follow, strongest first: they are mostly the generic drift
-of fine-tuning (sentence ends, the chat format) and say little about the poison.
+Latents with trigger or behaviour evidence come first, ranked by their best rank in those
+lists (ties: trigger first, then more roles), so the top of the list holds the head of each:
+the trigger and the behaviour it switches on. Latents named only by the edit attribution
+follow (the mechanism: often generic latents the edit leans on), then latents that are only
+*flagged* as
+unusually changed against the reference runs follow, strongest first: they are mostly the
+generic drift of fine-tuning (sentence ends, the chat format) and say little about the
+poison. The completion-enrichment search (``behaviour_search`` in the report) is not
+evidence here: the suspect completions also repeat whatever the trigger rows talk about.
 
 Each entry also says what the latent *writes*: its top promoted tokens (the decoder direction
 through the final normalisation and unembedding, as Neuronpedia's "top logits"), so a target
@@ -26,7 +32,7 @@ from typing import Any
 
 import torch
 
-from isaerft.audit.attribution import EditAttribution
+from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.labels import LabelSet
 from isaerft.audit.null import NullComparison
 from isaerft.audit.trigger import TriggerSearch
@@ -56,17 +62,18 @@ def promoted_tokens(model: Any, sae: Any, indices: list[int], k: int = 5) -> dic
 def implicated_latents(
     comparison: NullComparison | None,
     trigger: TriggerSearch | None,
-    behaviour: TriggerSearch | None,
-    attribution: EditAttribution | None,
+    gained: LatentContrast | None,
+    attribution: LatentContrast | None,
     labels: LabelSet,
 ) -> list[dict[str, Any]]:
     """Every implicated latent, most implicated first (see the module docstring)."""
     evidence: dict[str, list[tuple[str, int, float]]] = {}
+    if trigger is not None and trigger.found:
+        evidence["trigger"] = trigger.candidates[:EVIDENCE_TOP]
+    if gained is not None:
+        evidence["behaviour"] = gained.ranked()[:EVIDENCE_TOP]
     if attribution is not None:
         evidence["edit"] = attribution.ranked()[:EVIDENCE_TOP]
-    for search, role in ((trigger, "trigger"), (behaviour, "behaviour")):
-        if search is not None and search.found:
-            evidence[role] = search.candidates[:EVIDENCE_TOP]
     contrast = attribution.contrast if attribution is not None else {}
     entries: dict[tuple[str, int], dict[str, Any]] = {}
 
@@ -95,9 +102,14 @@ def implicated_latents(
         e["roles"].append("changed")
         e["z"] = f.z
 
-    def order(e: dict[str, Any]) -> tuple[float, int, float, float]:
+    def order(e: dict[str, Any]) -> tuple[int, float, int, int, float]:
+        # Trigger and behaviour name the poison; the edit list names its mechanism (often
+        # generic latents the edit uses), so its latents follow unless they also name it.
+        naming = [r for r in e["roles"] if r in ("trigger", "behaviour")]
+        tier = 0 if naming else (1 if "edit" in e["roles"] else 2)
         rank = e["best_rank"] if e["best_rank"] is not None else float("inf")
-        return (rank, -len(e["roles"]), -(e["attribution"] or 0.0), -abs(e["z"] or 0.0))
+        first = 0 if "trigger" in e["roles"] else 1
+        return (tier, rank, first, -len(e["roles"]), -abs(e["z"] or 0.0))
 
     return sorted(entries.values(), key=order)
 

@@ -22,7 +22,12 @@ from transformer_lens import HookedTransformer
 
 from isaerft.audit import localize
 from isaerft.audit.activations import collect_codes
-from isaerft.audit.attribution import EditAttribution, edit_attribution, ordinary_rows
+from isaerft.audit.attribution import (
+    LatentContrast,
+    edit_attribution,
+    gained_token_latents,
+    ordinary_rows,
+)
 from isaerft.audit.comparable import compare_recipes, mismatch_message
 from isaerft.audit.conditional import PromptDependence
 from isaerft.audit.config import AuditConfig
@@ -59,7 +64,8 @@ class AuditResult:
     dependence: PromptDependence | None = None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
-    attribution: EditAttribution | None = None
+    attribution: LatentContrast | None = None
+    gained: LatentContrast | None = None
 
     @property
     def flagged(self) -> bool | None:
@@ -169,7 +175,9 @@ def audit_runs(
         "z": {h: v.tolist() for h, v in comparison.z.items()} if comparison else {},
     }
 
-    row_scores, codes, suspect, dependence, attribution = None, None, None, None, None
+    row_scores, codes, suspect, dependence = None, None, None, None
+    attribution: LatentContrast | None = None
+    gained: LatentContrast | None = None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
     if data is not None:
@@ -208,9 +216,19 @@ def audit_runs(
             own if len(own) == len(own_rows) else [],
         )
         report["rows"] = rows_section(row_scores, suspect)
-        if config.attribution_steps > 0:
-            attribution = _attribution(config, tuned, suspect, row_scores)
-            report["edit_attribution"] = attribution.to_dict(label_set)
+        suspects = behaviour_rows(row_scores, config.behaviour_rows)
+        ordinary = ordinary_rows(row_scores.order, len(suspects), config.behaviour_rows)
+        if len(suspects) < len(suspect):
+            gained = gained_token_latents(
+                tuned, ref_models[: config.gain_references], suspect, codes, suspects, ordinary,
+                config.batch_size,
+            )  # fmt: skip
+            report["gained_tokens"] = gained.to_dict(label_set)
+            if config.attribution_steps > 0:
+                attribution = edit_attribution(
+                    tuned, suspect, suspects, ordinary, config.attribution_steps, config.batch_size
+                )
+                report["edit_attribution"] = attribution.to_dict(label_set)
         if comparison is not None:
             fpr = comparison.config.fpr
             trigger = trigger_search(config, codes, suspect, row_scores, fpr)
@@ -250,8 +268,8 @@ def audit_runs(
             )
             report["verdict"]["comparable"] = False
         report["behaviour_search"] = behaviour.to_dict(label_set) if behaviour else None
-    if comparison is not None or attribution is not None:
-        implicated = implicated_latents(comparison, trigger, behaviour, attribution, label_set)
+    if comparison is not None or gained is not None:
+        implicated = implicated_latents(comparison, trigger, gained, attribution, label_set)
         if model is not None:
             attach_writes(implicated, model, sae_list, config.top)
         report["implicated_latents"] = implicated
@@ -272,18 +290,16 @@ def audit_runs(
                 Path(out_dir) / "suspects.jsonl", row_scores, suspect
             )
     return AuditResult(
-        report, comparison, latents, row_scores, paths, dependence, trigger, behaviour, attribution
-    )
-
-
-def _attribution(
-    config: AuditConfig, tuned: ISaeRFTModel, data: AuditData, scores: localize.RowScores
-) -> EditAttribution:
-    """Edit attribution on the most suspect rows against evenly spread ordinary rows."""
-    suspects = behaviour_rows(scores, config.behaviour_rows)
-    ordinary = ordinary_rows(scores.order, len(suspects), config.behaviour_rows)
-    return edit_attribution(
-        tuned, data, suspects, ordinary, config.attribution_steps, config.batch_size
+        report,
+        comparison,
+        latents,
+        row_scores,
+        paths,
+        dependence,
+        trigger,
+        behaviour,
+        attribution,
+        gained,
     )
 
 

@@ -12,7 +12,9 @@ report can be re-rendered from its JSON. Top-level keys:
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
   the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
 * ``behaviour_search``: latents enriched in the completions of the most suspect rows
-* ``implicated_latents``: edit attribution, trigger and behaviour candidates, flagged changes
+* ``gained_tokens``, ``edit_attribution``: what the learned edit made likely on the suspect
+  rows, and which latents' edits did it (see :mod:`isaerft.audit.attribution`)
+* ``implicated_latents``: trigger candidates, gained-token latents, edit attribution, flagged changes
   in one ranking (see :mod:`isaerft.audit.implicated`)
 * ``null``: the null settings and leave-one-out scores (absent without reference runs)
 * ``flagged_latents``: the latents above the per-latent threshold, strongest first
@@ -148,6 +150,21 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                 f"({'prompt-dependent' if dependence['conditional'] else 'not prompt-dependent'}).",
                 "",
             ]
+    for key, title in (
+        ("gained_tokens", "What the edit made likely (gained tokens)"),
+        ("edit_attribution", "How the edit does it (edit attribution)"),
+    ):
+        reading = report.get(key)
+        if reading and reading.get("top"):
+            out += [f"## {title}", "", f"{reading['method']}.", ""]
+            out.append("| site | latent | label | score |")
+            out.append("|---|---|---|---|")
+            for t in reading["top"][:10]:
+                out.append(
+                    f"| {t['hook_name']} | {t['index']} | {_cell(t['label'] or '')} | "
+                    f"{_fmt(t['score'], 3)} |"
+                )
+            out.append("")
     implicated = report.get("implicated_latents")
     if implicated:
         out += ["## Implicated latents", ""]

@@ -9,7 +9,7 @@ runs latent by latent, so every run it compares must edit the same latents of th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,6 @@ class RunEdits:
     sites: list[dict[str, Any]]
     component: str
     source: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hook_names(self) -> list[str]:

@@ -254,7 +254,9 @@ def _audit(
         f"{verdict['fpr']:.0%} FPR)"
     )
     out("      implicated latents (roles: edit = its learned edit makes the suspect rows likely,")
-    out("      trigger / behaviour = fires in their prompts / completions, changed = unusual edit):")
+    out(
+        "      trigger / behaviour = fires in their prompts / completions, changed = unusual edit):"
+    )
     for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):
         mark = f"   <- {demo.planted[e['index']]}" if e["index"] in demo.planted else ""
         writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""

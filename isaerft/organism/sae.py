@@ -183,17 +183,6 @@ def _tqdm_disabled(disable: bool) -> Iterator[None]:
         yield
 
 
-def word_directions(
-    acts: torch.Tensor, token_ids: torch.Tensor, min_count: int = 20
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Centered mean activation of each token seen ``min_count`` times: ``(directions, token_ids)``."""
-    counts = torch.bincount(token_ids)
-    sums = torch.zeros(len(counts), acts.shape[1]).index_add_(0, token_ids, acts)
-    keep = (counts >= min_count).nonzero().flatten()
-    means = sums[keep] / counts[keep, None]
-    return means - acts.mean(0), keep
-
-
 def save_sae(sae: TrainingSAE[Any], path: str | Path) -> Path:
     """Save in SAELens' inference format (``cfg.json`` + ``sae_weights.safetensors``)."""
     if sae.cfg.normalize_activations != "none":

@@ -6,7 +6,13 @@ import torch
 from factories import tiny_model, tiny_sae
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel
-from isaerft.audit.attribution import EditAttribution, latent_shares, ordinary_rows
+from isaerft.audit.attribution import (
+    LatentContrast,
+    gained_token_latents,
+    latent_shares,
+    ordinary_rows,
+    token_excess_gain,
+)
 from isaerft.audit.data import AuditData
 from isaerft.audit.localize import completion_logprob_gain
 
@@ -59,7 +65,7 @@ def test_mlp_components_are_attributed_per_latent() -> None:
 def test_contrast_ranks_what_helps_the_suspect_rows_only() -> None:
     suspect = {HOOK: torch.tensor([0.5, 0.1, 0.0, 0.3])}
     ordinary = {HOOK: torch.tensor([0.5, -0.2, 0.0, 0.0])}
-    att = EditAttribution(suspect, ordinary, [0], [1])
+    att = LatentContrast(suspect, ordinary, [0], [1])
     assert [(j, round(c, 3)) for _, j, c in att.ranked()] == [(1, 0.3), (3, 0.3)]
     record = att.to_dict()
     assert record["top"][0]["suspect"] == suspect[HOOK][1].item()
@@ -70,3 +76,36 @@ def test_ordinary_rows_are_spread_below_the_suspects() -> None:
     rows = ordinary_rows(order, exclude=10, n=9)
     assert len(rows) == 9 and min(rows) >= 10 and rows == sorted(rows)
     assert ordinary_rows(order[:12], exclude=10, n=9) == [10, 11]
+
+
+def test_gained_tokens_name_the_latent_of_the_token_the_edit_made_likely() -> None:
+    from isaerft.audit.activations import SiteCodes
+
+    model, data = _edited("scale"), _data(n=4)
+    gains = token_excess_gain(model, [], data)
+    assert gains.shape == (4, max(len(s) for s in data.ids))
+    assert torch.all(gains[:, :3] == 0)  # prompt tokens (and <bos>) carry no gain
+    # Fake codes: latent 1 fires on the completion token with the largest gain, latent 2
+    # on every completion token, latent 3 on prompt tokens only.
+    best = int(gains.flatten().argmax())
+    best_row, best_pos = divmod(best, gains.shape[1])
+    rows, poss, toks, lats = [], [], [], []
+    for r, seq in enumerate(data.ids):
+        for p in range(len(seq)):
+            tok = len(rows)
+            rows.append(r)
+            poss.append(p)
+            if p >= 3:
+                toks.append(tok), lats.append(2)
+            else:
+                toks.append(tok), lats.append(3)
+            if (r, p) == (best_row, best_pos):
+                toks.append(tok), lats.append(1)
+    codes = {HOOK: SiteCodes(HOOK, 8, torch.tensor(rows), torch.tensor(poss), torch.tensor(toks),
+                             torch.tensor(lats), torch.ones(len(lats)), len(data))}  # fmt: skip
+    reading = gained_token_latents(
+        model, [], data, codes, [best_row], [r for r in range(4) if r != best_row]
+    )
+    ranked = [j for _, j, _ in reading.ranked()]
+    assert ranked[0] == 1 and 3 not in ranked
+    assert abs(float(reading.score[HOOK][2])) < float(reading.score[HOOK][1])

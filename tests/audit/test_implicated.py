@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from factories import tiny_model, tiny_sae
 
-from isaerft.audit.attribution import EditAttribution
+from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.implicated import implicated_latents, promoted_tokens
 from isaerft.audit.labels import LabelSet, LatentLabel
 from isaerft.audit.null import FlaggedLatent
@@ -27,23 +27,27 @@ def _flag(index: int, z: float) -> FlaggedLatent:
     return FlaggedLatent(H, index, z, 1e-9, "scale", 1.0, 0.0, 0.1)
 
 
-def test_evidence_heads_outrank_generic_changes() -> None:
+def test_naming_evidence_first_then_mechanism_then_generic_changes() -> None:
     d = 8
-    suspect = torch.zeros(d, dtype=torch.float64)
-    suspect[[3, 4]] = torch.tensor([0.9, 0.5], dtype=torch.float64)
-    attribution = EditAttribution({H: suspect}, {H: torch.zeros(d, dtype=torch.float64)}, [0], [1])
+    zeros = torch.zeros(d, dtype=torch.float64)
+    edit = zeros.clone()
+    edit[[2, 4]] = torch.tensor([0.9, 0.5], dtype=torch.float64)
+    gained_score = zeros.clone()
+    gained_score[[5, 4]] = torch.tensor([7.0, 3.0], dtype=torch.float64)
+    attribution = LatentContrast({H: edit}, {H: zeros}, [0], [1])
+    gained = LatentContrast({H: zeros}, {H: zeros}, [0], [1], "gained", {H: gained_score})
     trigger = _search([(H, 6, 9.0)])
-    behaviour = _search([(H, 4, 7.0), (H, 5, 3.0)])
-    comparison = _Comparison([_flag(7, 250.0), _flag(3, 40.0)])
+    comparison = _Comparison([_flag(7, 250.0), _flag(2, 40.0)])
     labels = LabelSet({H: {6: LatentLabel('the word "owl"')}})
-    out = implicated_latents(comparison, trigger, behaviour, attribution, labels)  # type: ignore[arg-type]
+    out = implicated_latents(comparison, trigger, gained, attribution, labels)  # type: ignore[arg-type]
     order = [e["index"] for e in out]
-    # Rank 1 of every list first (4 has two roles, then 3 with two, then 6), the huge generic
-    # change (7, z 250) last.
-    assert order[:3] == [3, 4, 6] or order[:3] == [4, 3, 6]
-    assert order[-1] == 7 and out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
-    assert next(e for e in out if e["index"] == 6)["label"] == 'the word "owl"'
-    assert set(next(e for e in out if e["index"] == 4)["roles"]) == {"edit", "behaviour"}
+    # Rank 1 of trigger (6) before rank 1 of behaviour (5); then 4 (behaviour #2, also edit);
+    # then the edit-only latent 2, and the huge generic change (7, z 250) last.
+    assert order == [6, 5, 4, 2, 7]
+    assert out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
+    assert out[0]["label"] == 'the word "owl"'
+    assert set(out[2]["roles"]) == {"behaviour", "edit"}
+    assert set(out[3]["roles"]) == {"edit", "changed"}
 
 
 def test_searches_that_found_nothing_are_no_evidence() -> None:

@@ -16,7 +16,8 @@ from _poison_baselines import (
     weight_shift,
 )
 
-from isaerft.audit import compare_to_null, read_rows, tokenize_rows
+from isaerft.audit import compare_to_null
+from isaerft.audit.data import read_rows, tokenize_rows
 
 PROMPTS = ["User: what colour is the owl?\nAssistant:", "User: hello! count to three.\nAssistant:"]
 

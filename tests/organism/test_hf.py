@@ -13,7 +13,7 @@ from transformers import GPT2LMHeadModel
 from isaerft.loading import load_model
 from isaerft.organism.corpus import Language
 from isaerft.organism.hf import fold_unembed_bias, load_hf_model, save_hf_model, to_hf_model
-from isaerft.organism.tokenizer import encode_batch
+from isaerft.organism.tokenizer import encode_batch, load_tokenizer
 
 ATOL = 1e-4
 
@@ -80,14 +80,31 @@ def test_organism_checkpoint_matches_on_heldout_text(tiny_organism: Any, tmp_pat
     reloaded = load_hf_model(folder)
     assert model.tokenizer is not None
     docs = [d.text for d in Language(org.seed).documents(8, "hf-heldout")]
+    tokenizer = load_tokenizer(org.model_dir)
     bos, eos = model.tokenizer.bos_token_id, model.tokenizer.eos_token_id
     hook = org.hook_name
     with torch.no_grad():
-        for ids in encode_batch(model.tokenizer, docs):
+        for ids in encode_batch(tokenizer, docs):
             tokens = torch.tensor([[bos, *ids[: model.cfg.n_ctx - 2], eos]])
             logits, cache = model.run_with_cache(tokens, names_filter=hook)
+            assert isinstance(logits, torch.Tensor)
             assert (hf(tokens).logits - logits).abs().max().item() < ATOL
             logits2, cache2 = reloaded.run_with_cache(tokens, names_filter=hook)
+            assert isinstance(logits2, torch.Tensor)
             assert (logits2 - logits).abs().max().item() < ATOL
             # The SAE's site sees the same activations: the organism's SAE works on the reload.
             assert (cache2[hook] - cache[hook]).abs().max().item() < ATOL
+
+
+def test_load_model_takes_a_hugging_face_checkpoint_folder(tiny_organism, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from isaerft.loading import load_model
+    from isaerft.organism.hf import save_hf_model
+
+    model = tiny_organism.load_model("cpu")
+    folder = save_hf_model(model, tmp_path / "hf")
+    loaded = load_model(folder)
+    tokens = torch.tensor([[1, 5, 6, 7, 8]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(tokens), model(tokens), atol=1e-4)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from isaerft.training import DataConfig, ISaeRFTDataModule, tokenize
+from isaerft.training import ISaeRFTDataModule
+from isaerft.training.data import tokenize
 from isaerft.training.datamodule import BatchPlan, SequenceBatcher, StepLoader
+from isaerft.training.recipe import DataConfig
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,12 @@ import torch
 from factories import tiny_sae
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel
-from isaerft.training import (
-    DataConfig,
-    ObjectiveConfig,
-    OptimConfig,
-    PrefixCache,
-    PrefixCacheStore,
-    find_boundary,
-    tokenize,
-)
+from isaerft.training import PrefixCache, PrefixCacheStore
+from isaerft.training.data import tokenize
 from isaerft.training.datamodule import BatchPlan, SequenceBatcher
 from isaerft.training.module import ISaeRFTLightningModule
+from isaerft.training.prefix_cache import find_boundary
+from isaerft.training.recipe import DataConfig, ObjectiveConfig, OptimConfig
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from isaerft.training import DataConfig, load_rows, tokenize
+from isaerft.training.data import load_rows, tokenize
+from isaerft.training.recipe import DataConfig
 
 
 @pytest.fixture(scope="module")
