@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
     dataset.add_argument("--sae", required=True, nargs="+", help="SAE spec(s)")
     dataset.add_argument("--recipe", help="YAML recipe with the training settings")
     dataset.add_argument(
+        "--candidate",
+        help="judge this finished run (trained on SUSPECT) instead of training a candidate; "
+        "the reference runs repeat its recipe",
+    )
+    dataset.add_argument(
         "--runs", type=int, default=8, help="number of reference runs (default 8, at least 3)"
     )
     dataset.add_argument("--device", default="cpu", help="device to train on (default cpu)")
@@ -169,6 +174,7 @@ def run_audit_dataset(args: argparse.Namespace) -> int:
         sae=args.sae,
         out_dir=args.out,
         recipe=args.recipe,
+        candidate_run=args.candidate,
         n_reference_runs=args.runs,
         labels=args.labels,
         truth=args.truth,

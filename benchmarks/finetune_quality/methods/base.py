@@ -63,7 +63,22 @@ class Method:
         """Compute anything derived from data before training (default: nothing)."""
 
 
-class HookMethod(Method):
+class Steerable(Method):
+    """A method whose edit can be applied ``scale`` times (``scale`` 1 is the trained edit)."""
+
+    supports_factor = True
+    scale = 1.0
+
+    @contextmanager
+    def factor(self, value: float) -> Iterator[None]:
+        previous, self.scale = self.scale, value
+        try:
+            yield
+        finally:
+            self.scale = previous
+
+
+class HookMethod(Steerable):
     """Edits the activation at ``ctx.hook_name`` of the frozen TransformerLens model."""
 
     supports_factor = True
@@ -84,14 +99,6 @@ class HookMethod(Method):
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         out = self.model.run_with_hooks(tokens, fwd_hooks=[(self.hook_name, self._hook)])
         return out  # type: ignore[no-any-return]
-
-    @contextmanager
-    def factor(self, value: float) -> Iterator[None]:
-        previous, self.scale = self.scale, value
-        try:
-            yield
-        finally:
-            self.scale = previous
 
 
 class WeightMethod(Method):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -12,12 +10,12 @@ from torch import nn
 from isaerft import ISaeRFTConfig, ISaeRFTModel
 
 from . import register
-from .base import Method, MethodContext
+from .base import MethodContext, Steerable
 
 KINDS = ("scale", "bias", "scale_bias", "mlp")
 
 
-class ISaeRFT(Method):
+class ISaeRFT(Steerable):
     """``ISaeRFTModel`` with ``component=kind`` at the organism's SAE site (identity init).
 
     The factor rescales the splice's change of the activation, ``x + factor * (x' - x)``: for
@@ -56,14 +54,6 @@ class ISaeRFT(Method):
             base.hooks(fwd_hooks=[(h, rescale) for h in hooks]),
         ):
             return base(tokens, return_type="logits")  # type: ignore[no-any-return]
-
-    @contextmanager
-    def factor(self, value: float) -> Iterator[None]:
-        previous, self.scale = self.scale, value
-        try:
-            yield
-        finally:
-            self.scale = previous
 
     def moved_latents(self, tolerance: float = 1e-3) -> int:
         """Latents whose edit moved beyond ``tolerance`` (how sparse the explanation is)."""
