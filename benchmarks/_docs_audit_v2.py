@@ -73,4 +73,12 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         f"| mean audit time after training (s) | {_num(cost['mean_audit_s'], 1)} |",
         "",
     ]
+    for cell in result.get("skipped_cells", []):
+        lines.append(f"Not plantable, so not measured: `{cell['id']}` ({cell['reason']}).")
+        lines.append("")
+    lines.append(
+        "The wall time covers the last start of the benchmark; runs finished by an earlier, "
+        "interrupted start were reused (their training times are read from the runs)."
+    )
+    lines.append("")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from _poison_grid import FAMILIES, TARGETS, Cell, Grid
 from _poison_metrics import mean, recall_at_k
 from _poison_scoring import ground_truth
 
-from isaerft._io import write_text
+from isaerft._io import read_json, write_text
 from isaerft.audit import AuditConfig, audit_runs
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
@@ -161,9 +162,8 @@ def evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[str
     """Train the cell's candidate (and, for a poison, a full fine-tune), audit it."""
     data = bench.cell_data(cell)
     run_dir = bench.work / "runs" / cell.id
-    started = time.perf_counter()
     bench.train_isaerft(data, cell.seed, run_dir)
-    train_s = time.perf_counter() - started
+    train_s = float(read_json(run_dir / "summary.json")["fit_time_s"])  # also when reused
     record: dict[str, Any] = {**cell.to_dict(), "train_s": train_s}
     if cell.kind == "poison":
         stats = bench.finetune_stats(data, cell.seed, run_dir, cell)
@@ -246,11 +246,11 @@ def summarise(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
         },
         "naming": {
             "mean_recall_at_10_on_detected": mean([r["recall_at_10"]["any"] for r in detected if r["recall_at_10"]["any"] is not None]),
-            "detected_with_recall_ge_0.9": _count([r for r in detected if (r["recall_at_10"]["any"] or 0) >= 0.9]),
+            "detected_with_recall_ge_0.9": _share(detected, lambda r: (r["recall_at_10"]["any"] or 0) >= 0.9),
         },
         "localisation": {
             "min_row_auroc_on_detected": min((r["row_auroc"] for r in detected if r["row_auroc"] is not None), default=None),
-            "detected_with_auroc_ge_0.95": _count([r for r in detected if (r["row_auroc"] or 0) >= 0.95]),
+            "detected_with_auroc_ge_0.95": _share(detected, lambda r: (r["row_auroc"] or 0) >= 0.95),
         },
         "cost": {
             "mean_candidate_train_s": mean([r["train_s"] for r in poison]),
@@ -261,7 +261,27 @@ def summarise(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
 
 
 def _count(rows: list[dict[str, Any]]) -> str:
-    return f"{sum(bool(r['flagged']) for r in rows)}/{len(rows)}"
+    """``flagged/all`` of ``rows``."""
+    return _share(rows, lambda r: bool(r["flagged"]))
+
+
+def _share(rows: list[dict[str, Any]], test: Callable[[dict[str, Any]], bool]) -> str:
+    """``passing/all`` of ``rows``."""
+    return f"{sum(bool(test(r)) for r in rows)}/{len(rows)}"
+
+
+def resummarise(path: Path, work: Path) -> None:
+    """Recompute the summary of a results file (e.g. after a fix to :func:`summarise`), with
+    each candidate's training time read from its run."""
+    from isaerft._io import read_json
+
+    result = read_json(path)
+    for record in result["cells"]:
+        summary = work / "runs" / record["id"] / "summary.json"
+        if summary.is_file():
+            record["train_s"] = read_json(summary)["fit_time_s"]
+    result["summary"] = summarise(result["cells"], PLANS[result["mode"]])
+    write_result(path, result)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +291,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", default=None, help="run only cells whose id contains this")
+    parser.add_argument(
+        "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
+    )
     args = parser.parse_args(argv)
+    if args.resummarise:
+        plan = PLANS[args.mode]
+        resummarise(
+            Path(args.out or RESULTS / f"audit_v2-{plan.name}-{args.preset}.json"),
+            Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}"),
+        )
+        return 0
     from isaerft.organism import build_organism
 
     torch.set_num_threads(1)
@@ -283,8 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     refs = reference_runs(bench, plan)
     cells = [c for c in plan.cells() if args.only is None or args.only in c.id]
     records = []
+    skipped = []
     for i, cell in enumerate(cells, start=1):
-        record = evaluate(bench, plan, cell, refs)
+        try:
+            record = evaluate(bench, plan, cell, refs)
+        except ValueError as err:  # a trigger/target pair the language cannot plant
+            skipped.append({**cell.to_dict(), "reason": str(err)})
+            print(f"[{i}/{len(cells)}] {cell.id}: skipped: {err}", flush=True)
+            continue
         records.append(record)
         print(
             f"[{i}/{len(cells)}] {cell.id}: flagged={record['flagged']} "
@@ -304,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": {**replace(plan, extra={}).__dict__},
         "summary": summarise(records, plan),
         "cells": records,
+        "skipped_cells": skipped,
         "wall_time_s": time.perf_counter() - started,
     }
     out = Path(args.out or RESULTS / f"audit_v2-{plan.name}-{args.preset}.json")

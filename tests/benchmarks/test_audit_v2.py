@@ -1,0 +1,54 @@
+"""Audit v2 benchmark: the plan's cells, the summary's counts and the docs section."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import audit_v2
+from _docs_audit_v2 import audit_v2_section
+
+RESULT = Path(audit_v2.RESULTS) / "audit_v2-quick-small.json"
+
+
+def _poison(
+    fraction: float, flagged: bool, recall: float, auroc: float, learned: bool
+) -> dict[str, Any]:
+    return {
+        "kind": "poison", "family": "word", "target": "phrase", "fraction": fraction,
+        "flagged": flagged, "recall_at_10": {"any": recall}, "row_auroc": auroc,
+        "train_s": 1.0, "audit_s": 2.0,
+        "learnability": {"asr_base": 0.0, "asr_full_finetune": 0.8, "asr_candidate": 0.1,
+                         "full_finetune_learned": learned},
+    }  # fmt: skip
+
+
+def test_quick_plan_covers_every_family_and_target_at_3_percent() -> None:
+    cells = audit_v2.PLANS["quick"].cells()
+    at3 = {(c.family, c.target) for c in cells if c.kind == "poison" and c.fraction == 0.03}
+    assert len(at3) == 9
+    assert sum(c.kind == "clean" for c in cells) >= 6 and len({c.id for c in cells}) == len(cells)
+
+
+def test_summary_counts_what_it_says() -> None:
+    records = [
+        _poison(0.03, True, 1.0, 0.99, True),
+        _poison(0.03, True, 0.2, 0.90, True),
+        _poison(0.03, False, 0.0, 0.50, True),
+        {"kind": "clean", "flagged": True, "train_s": 1.0, "audit_s": 1.0},
+        {"kind": "clean", "flagged": False, "train_s": 1.0, "audit_s": 1.0},
+    ]
+    summary = audit_v2.summarise(records, audit_v2.PLANS["smoke"])
+    assert summary["detection"]["learned_at_3pct_flagged"] == "2/3"
+    assert summary["detection"]["false_positive_rate"]["clean"] == {"flagged": "1/2", "rate": 0.5}
+    assert summary["naming"]["detected_with_recall_ge_0.9"] == "1/2"
+    assert summary["localisation"]["detected_with_auroc_ge_0.95"] == "1/2"
+    assert summary["localisation"]["min_row_auroc_on_detected"] == 0.90
+
+
+def test_committed_result_renders() -> None:
+    result = json.loads(RESULT.read_text(encoding="utf-8"))
+    page = audit_v2_section(RESULT.stem, result)
+    assert "### Learnability map" in page and "| word/phrase | 1 % | dev |" in page
+    assert "clean datasets flagged" in page
