@@ -297,11 +297,12 @@ def _implicated(implicated: list[dict[str, Any]] | None) -> str:
         for rank, e in enumerate(implicated[:15], start=1)
     )
     return (
-        "<h2>Implicated latents</h2><p>Ranked by each latent's best rank in the evidence lists: "
-        "<code>edit</code> (its learned edit makes the suspect rows likely beyond ordinary rows), "
-        "<code>trigger</code> / <code>behaviour</code> (it fires in the suspect rows' prompts / "
-        "completions far more than elsewhere); latents only <code>changed</code> (unusual "
-        "against the reference runs) follow. <i>writes</i>: the tokens the latent promotes.</p>"
+        "<h2>Implicated latents</h2><p><code>trigger</code> (fires in the suspect rows' "
+        "prompts far more than elsewhere) and <code>behaviour</code> (fires on the completion "
+        "tokens the learned edit made likely) come first, by their best rank in those lists; "
+        "then latents named only by <code>edit</code> (their own edit does the work); then "
+        "latents only <code>changed</code> (unusual against the reference runs). "
+        "<i>writes</i>: the tokens the latent promotes.</p>"
         "<table><tr><th>#</th><th>latent</th><th>label</th><th>writes</th><th>roles</th>"
         f"<th>edit attribution</th></tr>{items}</table>"
     )

@@ -169,11 +169,12 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
     if implicated:
         out += ["## Implicated latents", ""]
         out.append(
-            "Ranked by each latent's best rank in the evidence lists: `edit` (its learned edit "
-            "makes the suspect rows likely beyond ordinary rows), `trigger` / `behaviour` (it "
-            "fires in the suspect rows' prompts / completions far more than elsewhere); latents "
-            "only `changed` (unusual against the reference runs) follow. `writes`: the tokens "
-            "the latent promotes."
+            "`trigger` (fires in the suspect rows' prompts far more than elsewhere) and "
+            "`behaviour` (fires on the completion tokens the learned edit made likely) come "
+            "first, by their best rank in those lists; then latents named only by `edit` (their "
+            "own edit makes the suspect rows likely: the mechanism); then latents only "
+            "`changed` (unusual against the reference runs). `writes`: the tokens the latent "
+            "promotes."
         )
         out.append("")
         out.append("| # | site | latent | label | writes | roles | edit attribution |")

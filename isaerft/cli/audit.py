@@ -207,8 +207,9 @@ def print_summary(report: dict[str, Any], out: str) -> None:
     implicated = report.get("implicated_latents") or []
     if implicated:
         print(
-            "implicated latents (edit = its learned edit makes the suspect rows likely; "
-            "trigger / behaviour = fires in their prompts / completions; changed = unusual edit):"
+            "implicated latents (trigger = fires in the suspect rows' prompts; behaviour = fires "
+            "on the tokens the learned edit made likely; edit = its own edit does the work; "
+            "changed = unusual edit):"
         )
         for e in implicated[:10]:
             label = f" {e['label']}" if e.get("label") else ""

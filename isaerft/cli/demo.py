@@ -253,10 +253,13 @@ def _audit(
         f"(score {verdict['score']:.1f}, threshold {verdict['threshold']:.1f} at "
         f"{verdict['fpr']:.0%} FPR)"
     )
-    out("      implicated latents (roles: edit = its learned edit makes the suspect rows likely,")
     out(
-        "      trigger / behaviour = fires in their prompts / completions, changed = unusual edit):"
+        "      implicated latents (roles: trigger = fires in the suspect rows' prompts; behaviour ="
     )
+    out(
+        "      fires on the tokens the learned edit made likely; edit = its own edit does the work;"
+    )
+    out("      changed = unusual edit against the reference runs):")
     for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):
         mark = f"   <- {demo.planted[e['index']]}" if e["index"] in demo.planted else ""
         writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""
