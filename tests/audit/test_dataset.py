@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 
-def test_an_existing_run_is_judged_with_its_own_recipe(tiny_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from isaerft.audit import AuditConfig, audit_dataset
+def _audit(tiny_runs: Any, suspect: Path, out: Path, **kwargs: Any) -> Any:
+    from isaerft.audit import audit_dataset
 
     setup = tiny_runs.setup
-    result = audit_dataset(
-        setup.poison,
+    return audit_dataset(
+        suspect,
         setup.clean,
         model=str(setup.model_dir),
         sae=str(setup.sae_dir),
-        out_dir=tmp_path / "audit",
+        out_dir=out,
         candidate_run=tiny_runs.candidate,
         n_reference_runs=3,
-        config=AuditConfig(baselines=False),
+        **kwargs,
+    )
+
+
+def test_an_existing_run_is_judged_with_its_own_recipe(tiny_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from isaerft.audit import AuditConfig
+
+    result = _audit(
+        tiny_runs, tiny_runs.setup.poison, tmp_path / "audit", config=AuditConfig(baselines=False)
     )
     report = result.report
     assert report["candidate"]["source"] == str(tiny_runs.candidate)
@@ -29,26 +38,7 @@ def test_an_existing_run_is_judged_with_its_own_recipe(tiny_runs, tmp_path: Path
 
 
 def test_a_run_trained_on_other_data_is_refused(tiny_runs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from isaerft.audit import audit_dataset
-
-    setup = tiny_runs.setup
     with pytest.raises(ValueError, match="not on the audited"):
-        audit_dataset(
-            setup.decoy,
-            setup.clean,
-            model=str(setup.model_dir),
-            sae=str(setup.sae_dir),
-            out_dir=tmp_path / "audit",
-            candidate_run=tiny_runs.candidate,
-            n_reference_runs=3,
-        )
+        _audit(tiny_runs, tiny_runs.setup.decoy, tmp_path / "audit")
     with pytest.raises(ValueError, match="not both"):
-        audit_dataset(
-            setup.poison,
-            setup.clean,
-            model=str(setup.model_dir),
-            sae=str(setup.sae_dir),
-            out_dir=tmp_path / "audit2",
-            candidate_run=tiny_runs.candidate,
-            recipe={"optim": {"lr": 0.01}},
-        )
+        _audit(tiny_runs, tiny_runs.setup.poison, tmp_path / "a2", recipe={"optim": {"lr": 0.01}})

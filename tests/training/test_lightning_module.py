@@ -106,29 +106,22 @@ def test_lr_schedules() -> None:
 
 
 class PoisonGradient(pl.Callback):
-    """A NaN gradient in the update of step ``step`` (1-based), just before the optimizer."""
+    """Fills the gradients of the update of step ``step`` (1-based) with ``value`` just before
+    the optimizer: NaN, or 3e38 (a finite gradient whose update overflows)."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, value: float = float("nan")) -> None:
+        self.step, self.value = step, value
 
     def on_before_optimizer_step(self, trainer: pl.Trainer, module: Any, optimizer: Any) -> None:
         if trainer.global_step + 1 == self.step:
             for p in module.isaerft.trainable_parameters():
                 if p.grad is not None:
-                    p.grad.fill_(float("nan"))
+                    p.grad.fill_(self.value)
 
 
-class PoisonUpdate(pl.Callback):
+def PoisonUpdate(step: int) -> PoisonGradient:
     """Overflows a parameter in the update of step ``step`` (an lr of 1e38 on a finite grad)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_before_optimizer_step(self, trainer: pl.Trainer, module: Any, optimizer: Any) -> None:
-        if trainer.global_step + 1 == self.step:
-            for p in module.isaerft.trainable_parameters():
-                if p.grad is not None:
-                    p.grad.fill_(3e38)
+    return PoisonGradient(step, 3e38)
 
 
 @pytest.mark.parametrize("poison", [PoisonGradient, PoisonUpdate])
