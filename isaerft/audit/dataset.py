@@ -176,6 +176,11 @@ def audit_dataset(
     )
 
     say = log or (lambda _msg: None)
+    if candidate_run is not None and recipe is not None:
+        raise ValueError(
+            "pass recipe or candidate_run, not both: the reference runs are trained with the "
+            "candidate run's own recipe"
+        )
     if n_reference_runs < 3:
         raise ValueError(
             f"n_reference_runs={n_reference_runs}: a null needs at least 3 reference runs"
@@ -196,11 +201,6 @@ def audit_dataset(
     saes = [
         load_sae(resolve_sae_spec(s), device=device) if isinstance(s, str) else s for s in sae_items
     ]
-    if candidate_run is not None and recipe is not None:
-        raise ValueError(
-            "pass recipe or candidate_run, not both: the reference runs are trained with the "
-            "candidate run's own recipe"
-        )
     start = _run_recipe(candidate_run) if candidate_run is not None else _recipe_dict(recipe)
     base = _merge(start, {"model": model_spec, "sae": sae_specs})
     base = _merge(
