@@ -104,7 +104,7 @@ PLANS = {
             ("word", "concept", 0.01),
             ("word", "flip", 0.01),
         ),
-        clean_nulls=6,
+        clean_nulls=20,
         decoys=(("word", "phrase"), ("phrase", "phrase"), ("concept", "phrase")),
         benign_fractions=(0.03,),
     ),
@@ -159,6 +159,16 @@ def candidate_attack(bench: Bench, cell: Cell, run_dir: Path) -> float:
 
 
 def evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[str, Any]:
+    """The cell's record, kept in its run folder so a restarted benchmark reuses it."""
+    path = bench.work / "runs" / cell.id / "audit_v2_record.json"
+    if path.is_file():
+        return dict(read_json(path))
+    record = _evaluate(bench, plan, cell, refs)
+    write_result(path, record)
+    return record
+
+
+def _evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[str, Any]:
     """Train the cell's candidate (and, for a poison, a full fine-tune), audit it."""
     data = bench.cell_data(cell)
     run_dir = bench.work / "runs" / cell.id
