@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from sae_lens import SAE
 from safetensors.torch import load as load_safetensors_bytes
-from transformer_lens import HookedTransformer
 
 from isaerft._io import (
     file_lock,
@@ -27,6 +26,7 @@ from isaerft._io import (
     write_json,
     write_safetensors,
 )
+from isaerft.backends import LanguageModel
 from isaerft.config import ISaeRFTConfig
 from isaerft.site import sae_architecture, sae_fingerprint
 
@@ -219,7 +219,7 @@ def read_intervention_weights(path: str | Path, record: dict[str, Any]) -> dict[
 
 def load_intervention(
     cls: type[ISaeRFTModel],
-    model: HookedTransformer,
+    model: LanguageModel,
     saes: SAE[Any] | Sequence[SAE[Any]],
     path: str | Path,
 ) -> ISaeRFTModel:

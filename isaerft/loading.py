@@ -6,6 +6,10 @@ Local model format (written by :func:`save_model`, read by :func:`load_model`)::
     DIR/model.safetensors        HookedTransformer state dict
     DIR/tokenizer.json (+ HF tokenizer files, optional)
 
+A ``transformer_lens.model_bridge.TransformerBridge`` (``load_model(..., bridge=True)``) wraps a
+Hugging Face model instead: a hub name, a local Hugging Face checkpoint folder, or a model
+already built in memory (``hf_model=``). See :mod:`isaerft.backends`.
+
 SAEs use SAELens' own directory format (``cfg.json`` + ``sae_weights.safetensors``).
 """
 
@@ -14,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens.model_bridge import TransformerBridge
 
 from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
 
@@ -138,22 +143,62 @@ def _load_local_model(
     return model.to(target_device).eval()
 
 
+@overload
 def load_model(
     spec: str | Path,
     *,
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
+    bridge: Literal[False] = False,
     **from_pretrained_kwargs: Any,
-) -> HookedTransformer:
-    """Load a frozen-ready ``HookedTransformer``.
+) -> HookedTransformer: ...
+
+
+@overload
+def load_model(
+    spec: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    bridge: Literal[True],
+    hf_model: Any = None,
+    tokenizer: Any = None,
+    **boot_kwargs: Any,
+) -> TransformerBridge: ...
+
+
+def load_model(
+    spec: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    bridge: bool = False,
+    hf_model: Any = None,
+    tokenizer: Any = None,
+    **from_pretrained_kwargs: Any,
+) -> HookedTransformer | TransformerBridge:
+    """Load a frozen-ready ``HookedTransformer``, or with ``bridge=True`` a ``TransformerBridge``.
 
     ``spec`` is a local folder in isaerft's model format (see :func:`save_model`), a local
     Hugging Face GPT-2 checkpoint folder (``config.json`` + ``model.safetensors``, e.g. the
     organism's, see :func:`isaerft.organism.hf.save_hf_model`), ``"organism:<preset>"`` (the offline model organism, built and cached on first use, as in
     recipes and on the command line) or a TransformerLens pretrained name such as
     ``"gemma-2-2b"`` (needs the Hugging Face hub).
+
+    With ``bridge=True`` the model is ``TransformerBridge.boot_transformers(spec, ...)``:
+    ``spec`` is a Hugging Face hub name such as ``"google/gemma-3-1b-pt"`` (needs the hub) or a
+    local Hugging Face checkpoint folder of any architecture TransformerLens bridges. Pass
+    ``hf_model=`` (a ``transformers`` model already in memory, moved to ``device``/``dtype``
+    when given) and ``tokenizer=`` to bridge those instead; ``spec`` then only names the
+    model. Further keywords go to ``boot_transformers`` (``hf_config_overrides``, ``n_ctx``,
+    ``revision``, ...).
     """
     torch_dtype = dtype_from_name(dtype) if dtype is not None else None
+    if bridge:
+        return _load_bridge(spec, device, torch_dtype, hf_model, tokenizer, from_pretrained_kwargs)
+    for key, value in (("hf_model", hf_model), ("tokenizer", tokenizer)):
+        if value is not None:  # HookedTransformer.from_pretrained takes them too
+            from_pretrained_kwargs[key] = value
     path = organism_folder(spec, "model") or Path(spec)
     if is_local_model(path):
         return _load_local_model(path, device, torch_dtype)
@@ -178,6 +223,80 @@ def load_model(
             f"could not load TransformerLens model {spec!r}: {err}. It must be downloaded from "
             "the Hugging Face hub; without network, pass a local folder written by isaerft.save_model"
         ) from err
+
+
+def _load_bridge(
+    spec: str | Path,
+    device: str | None,
+    dtype: torch.dtype | None,
+    hf_model: Any,
+    tokenizer: Any,
+    boot_kwargs: dict[str, Any],
+) -> TransformerBridge:
+    kwargs: dict[str, Any] = dict(boot_kwargs)
+    if tokenizer is not None:
+        kwargs["tokenizer"] = _bridge_tokenizer(tokenizer)
+    if hf_model is not None:
+        # Used as it is by boot_transformers, which neither moves nor casts it.
+        if device is not None or dtype is not None:
+            hf_model.to(device=device, dtype=dtype)
+        kwargs["hf_model"] = hf_model
+        kwargs["dtype"] = next(hf_model.parameters()).dtype
+        if not getattr(hf_model.config, "architectures", None):
+            # A config built in memory (e.g. Gemma3TextConfig()) does not name its class.
+            overrides = dict(kwargs.get("hf_config_overrides") or {})
+            overrides.setdefault("architectures", [type(hf_model).__name__])
+            kwargs["hf_config_overrides"] = overrides
+        return TransformerBridge.boot_transformers(str(spec), **kwargs).eval()
+    path = Path(spec)
+    if str(spec).startswith(ORGANISM_SPEC_PREFIX) or is_local_model(path):
+        raise ValueError(
+            f"{spec} is a HookedTransformer in isaerft's format; a TransformerBridge needs a "
+            "Hugging Face checkpoint (a folder with config.json, or a hub name): load this one "
+            "without bridge=True, or write it as one with isaerft.organism.hf.save_hf_model"
+        )
+    kwargs["device"] = device or "cpu"
+    kwargs["dtype"] = dtype or torch.float32
+    if (path / "config.json").is_file():
+        return TransformerBridge.boot_transformers(str(path), **kwargs).eval()
+    if path.exists():
+        raise ValueError(
+            f"{path} exists but holds no config.json; a TransformerBridge loads a Hugging Face "
+            "checkpoint folder (model.save_pretrained(path)) or a hub name"
+        )
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise OSError(
+            f"model {spec!r} must be downloaded from the Hugging Face hub but HF_HUB_OFFLINE=1; "
+            "unset it, or pass a local Hugging Face checkpoint folder or hf_model="
+        )
+    try:
+        return TransformerBridge.boot_transformers(str(spec), **kwargs).eval()
+    except OSError as err:
+        raise OSError(
+            f"could not load {spec!r} as a TransformerBridge: {err}. It must be downloaded from "
+            "the Hugging Face hub; without network, pass a local Hugging Face checkpoint folder "
+            "or an in-memory model with hf_model="
+        ) from err
+
+
+def _bridge_tokenizer(tokenizer: Any) -> Any:
+    """``tokenizer`` made acceptable to ``boot_transformers``.
+
+    TransformerLens re-creates a tokenizer with ``add_bos_token=True`` from the folder it was
+    loaded from (``init_kwargs["name_or_path"]``); one built in memory has no such folder, so
+    it must already prepend BOS (``PreTrainedTokenizerFast(..., add_bos_token=True)``).
+    """
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    if init_kwargs is None or "name_or_path" in init_kwargs:
+        return tokenizer
+    if not (init_kwargs.get("add_bos_token") or getattr(tokenizer, "add_bos_token", False)):
+        raise ValueError(
+            "this tokenizer was built in memory without add_bos_token=True; TransformerBridge "
+            "needs one that prepends BOS: build it with add_bos_token=True, or save_pretrained "
+            "it to a folder and load it from there"
+        )
+    init_kwargs["name_or_path"] = getattr(tokenizer, "name_or_path", "")
+    return tokenizer
 
 
 def load_sae(

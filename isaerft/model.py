@@ -1,4 +1,7 @@
-"""``ISaeRFTModel``: a frozen HookedTransformer with trainable components spliced at SAE sites."""
+"""``ISaeRFTModel``: a frozen TransformerLens model with trainable components spliced at SAE sites.
+
+The model is a ``HookedTransformer`` or a ``TransformerBridge``; see :mod:`isaerft.backends`.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,13 @@ from typing import Any
 import torch
 from sae_lens import SAE
 from torch import nn
-from transformer_lens import HookedTransformer
 
+from isaerft.backends import (
+    LanguageModel,
+    canonical_hook_name,
+    check_language_model,
+    generation_kwargs,
+)
 from isaerft.components import build_component
 from isaerft.config import ISaeRFTConfig
 from isaerft.site import SaeSite, SiteList, check_sae_supported
@@ -27,7 +35,8 @@ class ISaeRFTModel(nn.Module):
     base model's bit for bit.
 
     Args:
-        model: a ``transformer_lens.HookedTransformer`` (``HookedSAETransformer`` works too).
+        model: a ``transformer_lens.HookedTransformer`` (``HookedSAETransformer`` works too)
+            or a ``transformer_lens.model_bridge.TransformerBridge``.
         saes: one ``sae_lens.SAE`` or several, each spliced at ``sae.cfg.metadata.hook_name``.
         config: which component to train and how; defaults to ``ISaeRFTConfig()`` (scales).
 
@@ -35,12 +44,12 @@ class ISaeRFTModel(nn.Module):
         TypeError, ValueError: on a bad model, SAE or config; the model is left untouched.
     """
 
-    model: HookedTransformer
+    model: LanguageModel
     sites: SiteList
 
     def __init__(
         self,
-        model: HookedTransformer,
+        model: LanguageModel,
         saes: SAE[Any] | Sequence[SAE[Any]],
         config: ISaeRFTConfig | None = None,
     ) -> None:
@@ -75,9 +84,7 @@ class ISaeRFTModel(nn.Module):
         raise KeyError(f"no site at {hook_name!r}; spliced hooks: {self.hook_names}")
 
     @contextmanager
-    def spliced(
-        self, latents: dict[str, torch.Tensor] | None = None
-    ) -> Iterator[HookedTransformer]:
+    def spliced(self, latents: dict[str, torch.Tensor] | None = None) -> Iterator[LanguageModel]:
         """Within this context the wrapped model runs with the components spliced in.
 
         ``latents`` maps hook names to precomputed ``sae.encode`` outputs for the inputs
@@ -105,24 +112,35 @@ class ISaeRFTModel(nn.Module):
     def forward(
         self, *args: Any, latents: dict[str, torch.Tensor] | None = None, **kwargs: Any
     ) -> Any:
-        """``HookedTransformer.forward`` with the components spliced in (same signature)."""
+        """The wrapped model's ``forward`` with the components spliced in (same signature)."""
         with self.spliced(latents):
             return self.model(*args, **kwargs)
 
     def generate(self, *args: Any, **kwargs: Any) -> Any:
-        """``HookedTransformer.generate`` (KV cache and all) with the components spliced in."""
+        """``HookedTransformer.generate`` (KV cache and all) with the components spliced in.
+
+        A component whose edit reads earlier positions (``needs_full_context``) generates
+        without the KV cache, since a cached step would show it only the new token."""
+        if any(site.component.needs_full_context() for site in self.sites):
+            if kwargs.get("use_past_kv_cache"):
+                raise ValueError(
+                    "use_past_kv_cache=True cannot be used with a component that reads earlier "
+                    "positions (e.g. 'conditional'); leave use_past_kv_cache unset"
+                )
+            kwargs["use_past_kv_cache"] = False
+        kwargs = generation_kwargs(self.model, kwargs)  # before the splice: it may probe
         with self.spliced():
             return self.model.generate(*args, **kwargs)
 
     def run_with_cache(self, *args: Any, **kwargs: Any) -> Any:
-        """``HookedTransformer.run_with_cache`` with the components spliced in."""
+        """The wrapped model's ``run_with_cache`` with the components spliced in."""
         with self.spliced():
             return self.model.run_with_cache(*args, **kwargs)
 
     def run_with_hooks(self, *args: Any, **kwargs: Any) -> Any:
-        """``HookedTransformer.run_with_hooks`` with the components spliced in."""
+        """The wrapped model's ``run_with_hooks`` with the components spliced in."""
         with self.spliced():
-            return self.model.run_with_hooks(*args, reset_hooks_end=True, **kwargs)
+            return self.model.run_with_hooks(*args, **{**kwargs, "reset_hooks_end": True})
 
     def __getattr__(self, name: str) -> Any:
         # Tokenizer helpers, cfg, to_tokens, ... come from the wrapped model, as in PEFT.
@@ -233,7 +251,7 @@ class ISaeRFTModel(nn.Module):
     @classmethod
     def from_pretrained(
         cls,
-        model: HookedTransformer,
+        model: LanguageModel,
         saes: SAE[Any] | Sequence[SAE[Any]],
         path: str | Path,
     ) -> ISaeRFTModel:
@@ -255,7 +273,7 @@ def _hook_fn(site: SaeSite, latents: torch.Tensor | None) -> Callable[..., torch
 
 
 def plan_sites(
-    model: HookedTransformer,
+    model: LanguageModel,
     saes: SAE[Any] | Sequence[SAE[Any]],
     config: ISaeRFTConfig,
 ) -> list[tuple[str, SAE[Any]]]:
@@ -263,11 +281,7 @@ def plan_sites(
 
     Nothing is modified, so a failure leaves model and SAEs as they were.
     """
-    if not isinstance(model, HookedTransformer):
-        raise TypeError(
-            f"model must be a transformer_lens.HookedTransformer, got {type(model).__name__}; "
-            "load one with isaerft.load_model(...)"
-        )
+    check_language_model(model)
     if not isinstance(config, ISaeRFTConfig):
         raise TypeError(f"config must be an ISaeRFTConfig, got {type(config).__name__}")
     sae_list = [saes] if isinstance(saes, SAE) else list(saes)
@@ -296,7 +310,17 @@ def plan_sites(
         if hook not in model.hook_dict:
             close = difflib.get_close_matches(hook, list(model.hook_dict), n=3)
             raise ValueError(f"hook {hook!r} is not in the model; did you mean one of {close}?")
-    widths, param = _activation_widths(model, wanted), next(model.parameters())
+    points: dict[str, str] = {}
+    for hook in wanted:  # a bridge answers to two names for one hook point
+        point = canonical_hook_name(model, hook)
+        if point in points:
+            raise ValueError(
+                f"the SAEs for {points[point]!r} and {hook!r} read the same hook point "
+                f"{point!r}; pass one SAE per hook point"
+            )
+        points[point] = hook
+    flat = {h for h in wanted if h.endswith("hook_z") or _reshapes_heads(by_hook[h])}
+    widths, param = _activation_widths(model, wanted, flat), next(model.parameters())
     for hook in wanted:
         sae = by_hook[hook]
         if sae.cfg.d_in != widths[hook]:
@@ -313,16 +337,25 @@ def plan_sites(
     return [(hook, by_hook[hook]) for hook in wanted]
 
 
-def _activation_widths(model: HookedTransformer, hooks: list[str]) -> dict[str, int]:
-    """Run one token through the model and read the flattened width at each hook."""
+def _reshapes_heads(sae: SAE[Any]) -> bool:
+    return getattr(sae.cfg, "reshape_activations", "none") == "hook_z"
+
+
+def _activation_widths(model: LanguageModel, hooks: list[str], flat: set[str]) -> dict[str, int]:
+    """Run one token through the model and read the width at each hook (the last two axes
+    together for the hooks in ``flat``, whose SAEs read all heads at once)."""
     widths: dict[str, int] = {}
 
-    def record(activation: torch.Tensor, hook: Any) -> None:
-        shape = activation.shape
-        widths[hook.name] = shape[-1] * shape[-2] if hook.name.endswith("hook_z") else shape[-1]
+    def recorder(name: str) -> Callable[..., None]:
+        # Keyed by the name asked for: on a bridge ``hook.name`` is the canonical one.
+        def record(activation: torch.Tensor, hook: Any) -> None:
+            shape = activation.shape
+            widths[name] = shape[-1] * shape[-2] if name in flat else shape[-1]
+
+        return record
 
     device = next(model.parameters()).device
     tokens = torch.zeros((1, 1), dtype=torch.long, device=device)
     with torch.no_grad():
-        model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(h, record) for h in hooks])
+        model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(h, recorder(h)) for h in hooks])
     return widths

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft.audit.data import AuditData
+from isaerft.backends import LanguageModel
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
@@ -99,7 +100,7 @@ def hook_layer(hook_name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stop_layer(model: HookedTransformer, hooks: Sequence[str]) -> int | None:
+def _stop_layer(model: LanguageModel, hooks: Sequence[str]) -> int | None:
     layers = [hook_layer(h) for h in hooks]
     if any(layer is None for layer in layers) or any(h.startswith("ln_final") for h in hooks):
         return None
@@ -168,7 +169,7 @@ def collect_codes(
 
 def _run(
     model: Any,
-    base: HookedTransformer,
+    base: LanguageModel,
     tokens: torch.Tensor,
     mask: torch.Tensor,
     hooks: list[str],
@@ -179,8 +180,10 @@ def _run(
 
     store: dict[str, torch.Tensor] = {}
 
-    def keep(activation: torch.Tensor, hook: Any) -> None:
-        store[hook.name] = activation.detach()
+    # Keyed by the name asked for: a TransformerBridge calls its hook points by their
+    # canonical names (blocks.L.hook_out for blocks.L.hook_resid_post).
+    def keep(name: str, activation: torch.Tensor, hook: Any) -> None:
+        store[name] = activation.detach()
 
     kwargs: dict[str, Any] = {"attention_mask": mask.long(), "return_type": None}
     if stop is not None:
@@ -190,7 +193,9 @@ def _run(
     with torch.no_grad():
         if edited and isinstance(model, ISaeRFTModel):
             with model.spliced() as spliced:
-                spliced.run_with_hooks(tokens, fwd_hooks=[(h, keep) for h in hooks], **kwargs)
+                spliced.run_with_hooks(
+                    tokens, fwd_hooks=[(h, partial(keep, h)) for h in hooks], **kwargs
+                )
         else:
-            base.run_with_hooks(tokens, fwd_hooks=[(h, keep) for h in hooks], **kwargs)
+            base.run_with_hooks(tokens, fwd_hooks=[(h, partial(keep, h)) for h in hooks], **kwargs)
     return store

@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft.audit import localize
 from isaerft.audit.activations import SiteCodes, collect_codes
@@ -23,6 +22,7 @@ from isaerft.audit.null import NullComparison
 from isaerft.audit.runs import RunEdits, intervention_dir
 from isaerft.audit.table import decoder_norms
 from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
+from isaerft.backends import LanguageModel
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
@@ -119,7 +119,7 @@ def rows_section(scores: localize.RowScores, data: AuditData) -> dict[str, Any]:
 
 def run_baselines(
     config: AuditConfig,
-    model: HookedTransformer,
+    model: LanguageModel,
     saes: list[SAE[Any]],
     cand: RunEdits,
     refs: list[RunEdits],

@@ -1,4 +1,4 @@
-"""``isaerft export`` (vectors in four formats) and ``isaerft generate`` (three continuations)."""
+"""``isaerft export`` (vectors in five formats) and ``isaerft generate`` (three continuations)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING, Any
 from isaerft.cli.errors import check_output_file
 
 if TYPE_CHECKING:
-    from isaerft.export import SteeringVectors
     from isaerft.export.formats import WriteOptions
     from isaerft.model import ISaeRFTModel
 
 # The names of isaerft.export.formats' table, listed here so that `--help` needs no torch
 # import; tests/export/test_formats.py keeps the two in step.
-FORMATS = ("safetensors", "gguf", "neuronpedia", "steering-vectors")
+FORMATS = ("safetensors", "gguf", "neuronpedia", "steering-vectors", "lm-eval")
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +25,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Turn each site's trained edit into a residual vector (exact for bias edits, averaged "
             "over --data for scale edits) and write it as safetensors, a llama.cpp GGUF control "
-            "vector, a Neuronpedia payload or a steering-vectors file."
+            "vector, a Neuronpedia payload, a steering-vectors file or an lm-evaluation-harness "
+            "steered-model file (.pt)."
         ),
     )
     _add_run_arguments(export)
@@ -51,6 +51,12 @@ def register(subparsers: Any) -> None:
     export.add_argument("--label", help="Neuronpedia vectorLabel")
     export.add_argument("--strength", type=float, default=1.0, help="Neuronpedia default strength")
     export.add_argument("--max-features", type=int, help="Neuronpedia: features kept per site")
+    export.add_argument(
+        "--hf-layers",
+        metavar="MODULE",
+        help="lm-eval: the decoder-layer list under model.base_model ('h' for GPT-2, 'layers' for "
+        "Llama), when the model's Hugging Face architecture is not known to isaerft",
+    )
     export.set_defaults(func=run_export)
 
     generate = subparsers.add_parser(
@@ -102,7 +108,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     check_output_file(args.out, "--out")
     model = _open(args)
-    _preflight(model, args)
+    options = _write_options(args, model)
+    get_format(args.format).check(model, options)  # refuse sites before any data averaging
     fit = heldout = None
     if args.data is not None:
         fit = read_texts(args.data, max_rows=args.max_rows)
@@ -113,7 +120,7 @@ def run_export(args: argparse.Namespace) -> int:
     vectors = vectors_from_model(
         model, fit, eval_data=heldout, batch_size=args.batch_size, source_run=str(args.run)
     )
-    path = write_format(vectors, args)
+    path = get_format(args.format).write(vectors, args.out, options)
     print(vectors.summary())
     print(f"wrote {args.format} to {path}")
     usage = get_format(args.format).usage(vectors, path)
@@ -122,22 +129,9 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preflight(model: ISaeRFTModel, args: argparse.Namespace) -> None:
-    """Refuse sites the format cannot take before spending time on data averaging."""
-    from isaerft.export.formats import get_format
-
-    get_format(args.format).check(model, _write_options(args))
-
-
-def write_format(vectors: SteeringVectors, args: argparse.Namespace) -> Path:
-    """Write ``vectors`` in ``args.format``; refused sites raise before anything is written."""
-    from isaerft.export.formats import get_format
-
-    return get_format(args.format).write(vectors, args.out, _write_options(args))
-
-
-def _write_options(args: argparse.Namespace) -> WriteOptions:
+def _write_options(args: argparse.Namespace, model: ISaeRFTModel) -> WriteOptions:
     from isaerft.export.formats import WriteOptions
+    from isaerft.export.lm_eval import hf_architecture
 
     return WriteOptions(
         model_hint=args.model_hint,
@@ -145,6 +139,8 @@ def _write_options(args: argparse.Namespace) -> WriteOptions:
         label=args.label,
         strength=args.strength,
         max_features=args.max_features,
+        hf_architecture=hf_architecture(model.model),
+        hf_layers=args.hf_layers,
     )
 
 

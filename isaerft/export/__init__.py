@@ -3,8 +3,9 @@
 * :func:`vectors_from_model` turns each site's edit into a residual vector: exact for bias
   edits, averaged over a dataset for input-dependent (scale, MLP) edits.
 * :meth:`SteeringVectors.save` (native safetensors), :func:`save_gguf` (llama.cpp control
-  vector), :func:`neuronpedia_payload` and :func:`save_steering_vectors` (the
-  ``steering-vectors`` library) write them out.
+  vector), :func:`save_lm_eval` (lm-evaluation-harness ``steered`` model),
+  :func:`neuronpedia_payload` and :func:`save_steering_vectors` (the ``steering-vectors``
+  library) write them out.
 * :func:`steer` adds them to a TransformerLens model inside a ``with`` block.
 """
 
@@ -19,6 +20,7 @@ from isaerft.export.layers import (
     steering_vectors_layer,
 )
 from isaerft.export.llama_cpp import read_control_vector, save_gguf
+from isaerft.export.lm_eval import save_lm_eval
 from isaerft.export.neuronpedia import neuronpedia_payload
 from isaerft.export.runs import load_isaerft_model
 from isaerft.export.steering import load_vectors, steer
@@ -40,6 +42,7 @@ __all__ = [
     "read_texts",
     "residual_block_output",
     "save_gguf",
+    "save_lm_eval",
     "save_steering_vectors",
     "split_heldout",
     "steer",

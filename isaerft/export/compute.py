@@ -22,6 +22,7 @@ applied), token-weighted over every real (non-padding) position.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -184,26 +185,26 @@ def _data_means(
     inputs: dict[str, torch.Tensor] = {}
     state: dict[str, Any] = {"mask": None, "tokens": 0}
 
-    def record_input(activation: torch.Tensor, hook: Any) -> None:
-        inputs[hook.name] = activation
+    # Keyed by the site's hook name, not ``hook.name``: a TransformerBridge calls its hook
+    # points by their canonical names (blocks.L.hook_out for blocks.L.hook_resid_post).
+    def record_input(name: str, activation: torch.Tensor, hook: Any) -> None:
+        inputs[name] = activation
 
-    def record_change(activation: torch.Tensor, hook: Any) -> None:
-        site, mask = by_hook[hook.name], state["mask"]
+    def record_change(name: str, activation: torch.Tensor, hook: Any) -> None:
+        site, mask = by_hook[name], state["mask"]
         if has_run_time_norm(site.sae):
-            change = activation.float() - inputs.pop(hook.name).float()
-            change_sums[hook.name] += change.reshape(*mask.shape, -1)[mask].sum(
-                0, dtype=torch.float64
-            )
+            change = activation.float() - inputs.pop(name).float()
+            change_sums[name] += change.reshape(*mask.shape, -1)[mask].sum(0, dtype=torch.float64)
         else:
             assert site.last_latents is not None
             delta = site.component.latent_delta(site.last_latents)
-            latent_sums[hook.name] += delta[mask].sum(0, dtype=torch.float64)
+            latent_sums[name] += delta[mask].sum(0, dtype=torch.float64)
 
     before: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
-        (h, record_input) for h, s in by_hook.items() if has_run_time_norm(s.sae)
+        (h, partial(record_input, h)) for h, s in by_hook.items() if has_run_time_norm(s.sae)
     ]
     after: list[tuple[str | Callable[..., Any], Callable[..., Any]]] = [
-        (h, record_change) for h in by_hook
+        (h, partial(record_change, h)) for h in by_hook
     ]
     kept = {h: s.keep_latents for h, s in by_hook.items()}
     hooked = model.model

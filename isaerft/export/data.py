@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TypeAlias
 
 import torch
-from transformer_lens import HookedTransformer
+
+from isaerft.backends import LanguageModel
 
 #: What the export functions accept as data: texts (tokenized with the model's tokenizer),
 #: a ``(batch, pos)`` token tensor (every position counts), or a list of 1-D token tensors.
@@ -62,7 +63,7 @@ def split_heldout(texts: Sequence[str], fraction: float = 0.2) -> tuple[list[str
 
 
 def token_batches(
-    model: HookedTransformer, data: TokenData, batch_size: int = 8
+    model: LanguageModel, data: TokenData, batch_size: int = 8
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield ``(tokens, mask)``: right-padded ``(batch, pos)`` tokens on the model's device and
     a bool mask of the real positions. Right padding never changes the real positions of a
@@ -84,7 +85,7 @@ def token_batches(
         yield tokens.to(device), mask.to(device)
 
 
-def _sequences(model: HookedTransformer, data: TokenData) -> list[torch.Tensor]:
+def _sequences(model: LanguageModel, data: TokenData) -> list[torch.Tensor]:
     n_ctx = model.cfg.n_ctx
     if isinstance(data, torch.Tensor):
         if data.dim() != 2:

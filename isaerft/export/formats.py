@@ -16,6 +16,14 @@ import torch
 from isaerft._io import write_json
 from isaerft.export.layers import llama_cpp_layer, neuronpedia_layer, steering_vectors_layer
 from isaerft.export.llama_cpp import read_control_vector, save_gguf
+from isaerft.export.lm_eval import (
+    LM_EVAL_SUFFIXES,
+    decoder_layers_module,
+    hf_architecture,
+    lm_eval_hookpoint,
+    load_lm_eval_vectors,
+    save_lm_eval,
+)
 from isaerft.export.neuronpedia import neuronpedia_payload
 from isaerft.export.steering_vectors import (
     STEERING_VECTORS_FORMAT,
@@ -42,6 +50,12 @@ class WriteOptions:
         label: Neuronpedia ``vectorLabel``.
         strength: Neuronpedia default steering strength.
         max_features: Neuronpedia: features kept per site.
+        hf_architecture: lm-eval: the Hugging Face architecture of the checkpoint lm-eval
+            loads (``GPT2LMHeadModel``, ``LlamaForCausalLM``, ...), which fixes the module
+            names; the CLI fills it from the base model (see
+            :func:`isaerft.export.lm_eval.hf_architecture`).
+        hf_layers: lm-eval: the decoder-layer list under ``model.base_model`` (``h``,
+            ``layers``) for an architecture isaerft does not know; overrides ``hf_architecture``.
     """
 
     model_hint: str | None = None
@@ -49,6 +63,8 @@ class WriteOptions:
     label: str | None = None
     strength: float = 1.0
     max_features: int | None = None
+    hf_architecture: str | None = None
+    hf_layers: str | None = None
 
 
 class VectorFormat(ABC):
@@ -175,6 +191,41 @@ class SteeringVectorsFormat(VectorFormat):
         return {f"blocks.{n}.hook_resid_post": v for n, v in load_layer_activations(path).items()}
 
 
+class LmEvalFormat(VectorFormat):
+    """lm-evaluation-harness' ``steered`` model file (see :mod:`isaerft.export.lm_eval`)."""
+
+    name = "lm-eval"
+
+    def check(self, model: ISaeRFTModel, options: WriteOptions) -> None:
+        architecture = options.hf_architecture or hf_architecture(model.model)
+        layers = decoder_layers_module(architecture, options.hf_layers)
+        for hook in model.hook_names:
+            lm_eval_hookpoint(hook, layers, model.model.cfg.n_layers)
+
+    def write(self, vectors: SteeringVectors, path: Path, options: WriteOptions) -> Path:
+        if options.hf_architecture is None and options.hf_layers is None:
+            raise ValueError(
+                "the lm-eval format names Hugging Face modules: pass WriteOptions(hf_architecture="
+                "hf_architecture(model.model)) or hf_layers= (the CLI fills it from the base model)"
+            )
+        return save_lm_eval(
+            vectors, path, architecture=options.hf_architecture, hf_layers=options.hf_layers
+        )
+
+    def recognises(self, path: Path) -> bool:
+        return path.suffix in LM_EVAL_SUFFIXES
+
+    def read(self, path: Path) -> dict[str, torch.Tensor]:
+        return load_lm_eval_vectors(path)
+
+    def usage(self, vectors: SteeringVectors, path: Path) -> str:
+        return (
+            "use: lm_eval --model steered --model_args "
+            f"pretrained=HF_CHECKPOINT,steer_path={path} --tasks TASKS "
+            "(HF_CHECKPOINT: the base model as a Hugging Face checkpoint)"
+        )
+
+
 def _safetensors_format(path: Path) -> str | None:
     """The ``format`` metadata of a safetensors file; ``None`` for anything else."""
     try:
@@ -221,5 +272,11 @@ def format_of_file(path: str | Path) -> VectorFormat:
     return _FORMATS[NativeFormat.name]
 
 
-for _format in (NativeFormat(), GGUFFormat(), NeuronpediaFormat(), SteeringVectorsFormat()):
+for _format in (
+    NativeFormat(),
+    GGUFFormat(),
+    NeuronpediaFormat(),
+    SteeringVectorsFormat(),
+    LmEvalFormat(),
+):
     register_format(_format)

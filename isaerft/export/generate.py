@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from transformer_lens import HookedTransformer
 
+from isaerft.backends import LanguageModel, generation_kwargs
 from isaerft.export.steering import VectorsLike, steer
 from isaerft.model import ISaeRFTModel
 
@@ -56,15 +56,19 @@ def compare_generations(
 
 
 def _generate(
-    hooked: HookedTransformer, tokens: torch.Tensor, max_new_tokens: int, temperature: float
+    hooked: LanguageModel | ISaeRFTModel,
+    tokens: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
 ) -> torch.Tensor:
-    out = hooked.generate(
-        tokens,
-        max_new_tokens=max_new_tokens,
-        do_sample=temperature > 0,
-        temperature=temperature if temperature > 0 else 1.0,
-        verbose=False,
-    )
+    kwargs = {
+        "max_new_tokens": max_new_tokens,
+        "do_sample": temperature > 0,
+        "temperature": temperature if temperature > 0 else 1.0,
+        "verbose": False,
+    }
+    # An ISaeRFTModel applies this itself, before splicing (see isaerft.backends).
+    out = hooked.generate(tokens, **generation_kwargs(hooked, kwargs))
     assert isinstance(out, torch.Tensor)
     return out
 
@@ -72,11 +76,10 @@ def _generate(
 def _generate_spliced(
     model: ISaeRFTModel, tokens: torch.Tensor, max_new_tokens: int, temperature: float
 ) -> torch.Tensor:
-    with model.spliced() as hooked:
-        return _generate(hooked, tokens, max_new_tokens, temperature)
+    return _generate(model, tokens, max_new_tokens, temperature)
 
 
-def _decode_until_eos(hooked: HookedTransformer, new: torch.Tensor) -> str:
+def _decode_until_eos(hooked: LanguageModel, new: torch.Tensor) -> str:
     eos = getattr(hooked.tokenizer, "eos_token_id", None)
     if eos is not None:
         stops = (new == eos).nonzero()

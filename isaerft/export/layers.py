@@ -12,6 +12,7 @@ format                 index written                          ``blocks.N.hook_re
 llama.cpp GGUF         ``direction.B``, ``B`` = block output  ``direction.N`` (``N >= 1``)
 steering-vectors       ``layer_activations[B]`` (decoder)     ``N``
 Neuronpedia vector     ``layerNumber = B + 1``, resid-pre     ``N + 1`` (``N + 1 < n_layers``)
+lm-eval ``steered``    hookpoint ``{layers}.B`` (HF module)   ``h.N`` (GPT-2), ``layers.N``
 =====================  =====================================  ==============================
 """
 
@@ -59,6 +60,8 @@ def llama_cpp_layer(hook_name: str, n_layers: int) -> int:
     from offset ``n_embd * (il - 1)``, so ``direction.N`` is used at ``il = N``, where
     ``build_cvec(cur, il)`` adds it to the output of block ``il`` (after the FFN residual
     add). Hence ``N`` is the block output index: ``blocks.N.hook_resid_post`` -> ``N``.
+    ``make interop`` checks this against llama.cpp itself (GPT-2 graph, ``llama-cpp-python``
+    0.3.36): the same file steers llama.cpp and :func:`isaerft.export.steer` alike.
 
     Raises:
         ValueError: for non-residual hooks, for block 0's output and the embeddings (the
@@ -115,3 +118,26 @@ def neuronpedia_layer(hook_name: str, n_layers: int) -> int:
             "hook or export to safetensors instead"
         )
     return layer
+
+
+def lm_eval_layer(hook_name: str, n_layers: int) -> int:
+    """The decoder layer whose output lm-eval's ``steered`` model adds a vector at ``hook_name`` to.
+
+    lm-eval hooks the forward output of a named Hugging Face module; for a decoder layer
+    (``h.L`` in GPT-2, ``layers.L`` in Llama-style models) that output is the residual stream
+    after block ``L``, i.e. ``blocks.L.hook_resid_post``.
+
+    Raises:
+        ValueError: for non-residual hooks, the embeddings (no decoder layer outputs them) and
+            blocks the model does not have.
+    """
+    block = residual_block_output(hook_name)
+    if block < 0:
+        raise ValueError(
+            f"hook {hook_name!r} is the embeddings, which no decoder layer outputs; lm-eval's "
+            "steered model cannot steer it. Train at blocks.N.hook_resid_post or export to "
+            "safetensors instead"
+        )
+    if block >= n_layers:
+        raise ValueError(f"hook {hook_name!r} is past the model's last block ({n_layers} blocks)")
+    return block

@@ -13,6 +13,12 @@ module guarantees before a file is renamed into place:
 summed, as llama.cpp itself does for repeated directions. The metadata keys are the ones
 ``repeng`` and llama.cpp's ``cvector-generator`` write: ``general.architecture =
 "controlvector"``, ``controlvector.model_hint`` and ``controlvector.layer_count``.
+
+:func:`control_vector_data` lays a file out as the flat buffer llama.cpp's C API
+``llama_set_adapter_cvec`` takes (what ``common_control_vector_load`` builds for
+``llama-cli --control-vector``), for bindings such as ``llama-cpp-python`` whose high-level API
+does not load control-vector files. ``benchmarks/interop_llama_cpp.py`` (``make interop``)
+checks the whole path against llama.cpp itself.
 """
 
 from __future__ import annotations
@@ -122,3 +128,22 @@ def read_control_vector(path: str | Path) -> dict[int, torch.Tensor]:
         raise ValueError(f"{path} has no direction tensors")
     del reader  # release the memory map before the caller renames or deletes the file
     return dict(sorted(out.items()))
+
+
+def control_vector_data(path: str | Path, strength: float = 1.0) -> tuple[np.ndarray, int]:
+    """``(data, n_embd)`` for ``llama_set_adapter_cvec(ctx, data, len(data), n_embd, 1, n_layer)``.
+
+    The layout of llama.cpp's ``common_control_vector_load_one``: ``direction.N``, times
+    ``strength``, at offset ``n_embd * (N - 1)`` ("layer 1 at [0]"), zeros for the blocks the
+    file has no direction for, and ``len(data) = n_embd * max(N)``. ``il_start = 1`` and
+    ``il_end = n_layer`` are llama.cpp's defaults (``common_init_from_params``).
+
+    Raises:
+        ValueError: where llama.cpp would reject the file (see :func:`read_control_vector`).
+    """
+    directions = read_control_vector(path)
+    n_embd = next(iter(directions.values())).numel()
+    data = np.zeros(n_embd * max(directions), dtype=np.float32)
+    for layer, vector in directions.items():
+        data[n_embd * (layer - 1) : n_embd * layer] += vector.numpy() * np.float32(strength)
+    return data, n_embd

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 import torch
-from transformer_lens import HookedTransformer
 
+from isaerft.backends import MODEL_TYPES, LanguageModel
 from isaerft.export.formats import format_of_file
 from isaerft.export.vectors import SteeringVectors
 from isaerft.model import ISaeRFTModel
@@ -31,32 +31,34 @@ _RESIDUAL_WIDTH_HOOKS = (
 
 @contextmanager
 def steer(
-    model: HookedTransformer | ISaeRFTModel,
+    model: LanguageModel | ISaeRFTModel,
     vectors: VectorsLike,
     multiplier: float = 1.0,
-) -> Iterator[HookedTransformer]:
+) -> Iterator[LanguageModel]:
     """Within this context, ``multiplier * vector`` is added at each vector's hook, at every
     position, on every forward pass (``generate`` included). The hooks are removed on exit,
     also when the block raises.
 
     Args:
-        model: a ``HookedTransformer``; for an :class:`~isaerft.ISaeRFTModel` the vectors are
-            added to its wrapped base model (so its own forward then applies both).
+        model: a ``HookedTransformer`` or ``TransformerBridge``; for an
+            :class:`~isaerft.ISaeRFTModel` the vectors are added to its wrapped base model (so
+            its own forward then applies both).
         vectors: see :data:`VectorsLike`.
         multiplier: scales every vector; ``1.0`` reproduces an exact export, negative values
             steer the other way.
 
     Yields:
-        The ``HookedTransformer`` the hooks were added to.
+        The model the hooks were added to.
 
     Example:
         >>> with steer(model, "run/vectors.safetensors", multiplier=2.0) as steered:
         ...     steered.generate("User: hi\\nAssistant:", max_new_tokens=20)
     """
     target = model.model if isinstance(model, ISaeRFTModel) else model
-    if not isinstance(target, HookedTransformer):
+    if not isinstance(target, MODEL_TYPES):
         raise TypeError(
-            f"steer() needs a HookedTransformer or ISaeRFTModel, got {type(model).__name__}"
+            "steer() needs a HookedTransformer, TransformerBridge or ISaeRFTModel, got "
+            f"{type(model).__name__}"
         )
     if (
         isinstance(multiplier, bool)
@@ -104,7 +106,7 @@ def load_vectors(path: str | Path) -> dict[str, torch.Tensor]:
     return format_of_file(path).read(Path(path))
 
 
-def _check_hook(model: HookedTransformer, hook_name: str, vector: torch.Tensor) -> None:
+def _check_hook(model: LanguageModel, hook_name: str, vector: torch.Tensor) -> None:
     if hook_name not in model.hook_dict:
         close = difflib.get_close_matches(hook_name, list(model.hook_dict), n=3)
         raise ValueError(f"hook {hook_name!r} is not in the model; did you mean one of {close}?")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from isaerft._io import read_json, read_safetensors, sha256_file, write_json, write_safetensors
+from isaerft.backends import supports_start_at_layer
 from isaerft.site import sae_fingerprint
 
 if TYPE_CHECKING:
@@ -65,7 +66,13 @@ class PrefixBoundary:
 
 
 def find_boundary(model: ISaeRFTModel) -> PrefixBoundary:
-    """The cache boundary for ``model``'s sites; ``ValueError`` if a site is outside a block."""
+    """The cache boundary for ``model``'s sites; ``ValueError`` if a site is outside a block
+    or the model cannot start at a layer (a ``TransformerBridge``)."""
+    if not supports_start_at_layer(model.model):
+        raise ValueError(
+            "prefix caching runs the layers after the cached prefix with start_at_layer, which a "
+            "TransformerBridge does not have; set trainer.prefix_cache=false"
+        )
     parsed = []
     for hook in model.hook_names:
         match = _BLOCK_HOOK.match(hook)

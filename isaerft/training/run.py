@@ -22,10 +22,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft._io import sha256_file, write_json, write_text
 from isaerft.artifact import WEIGHTS_FILE
+from isaerft.backends import LanguageModel
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import (
     CHECKPOINTS_DIR,
@@ -108,7 +108,7 @@ class RunInfo:
 def train(
     recipe: TrainRecipe,
     *,
-    model: HookedTransformer | None = None,
+    model: LanguageModel | None = None,
     saes: Sequence[SAE[Any]] | None = None,
     prefix_cache: PrefixCacheStore | None = None,
     callbacks: Sequence[pl.Callback] = (),
@@ -145,7 +145,7 @@ def train(
 
 def _train(
     recipe: TrainRecipe,
-    model: HookedTransformer | None,
+    model: LanguageModel | None,
     saes: Sequence[SAE[Any]] | None,
     prefix_cache: PrefixCacheStore | None,
     callbacks: Sequence[pl.Callback],
@@ -282,7 +282,7 @@ def _train(
 def load_run(
     run_dir: str | Path,
     *,
-    model: HookedTransformer | None = None,
+    model: LanguageModel | None = None,
     saes: Sequence[SAE[Any]] | None = None,
     device: str | None = None,
 ) -> tuple[ISaeRFTModel, RunInfo]:
@@ -387,9 +387,7 @@ def _data_path(config: DataConfig, recipe: TrainRecipe, out_dir: Path) -> str:
     return config.path
 
 
-def _tokenize(
-    config: DataConfig, path: str, objective: str, model: HookedTransformer
-) -> TokenizedData:
+def _tokenize(config: DataConfig, path: str, objective: str, model: LanguageModel) -> TokenizedData:
     rows = load_rows(config, path)
     return tokenize(
         rows,
@@ -412,7 +410,7 @@ def _caches(
     }
 
 
-def _pad_id(model: HookedTransformer) -> int:
+def _pad_id(model: LanguageModel) -> int:
     tok = model.tokenizer
     for candidate in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)):
         if candidate is not None:
