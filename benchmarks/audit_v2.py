@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 from _bench_common import RESULTS, machine_info, write_result
-from _poison_cell import Bench, Settings
+from _poison_cell import Bench, Settings, merge
 from _poison_grid import FAMILIES, TARGETS, Cell, Grid
 from _poison_metrics import mean, recall_at_k
 from _poison_scoring import ground_truth
@@ -302,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", default=None, help="run only cells whose id contains this")
     parser.add_argument(
+        "--component",
+        default=None,
+        help="component kind of the candidate and reference runs (default: the recipe's)",
+    )
+    parser.add_argument(
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
     )
     args = parser.parse_args(argv)
@@ -318,8 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     plan = PLANS[args.mode]
     started = time.perf_counter()
     org = build_organism(args.preset, progress=False)
-    work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}")
-    bench = Bench(org, _grid(plan), Settings(), work)
+    settings, suffix = Settings(), ""
+    if args.component:
+        settings.recipe = merge(settings.recipe, {"intervention": {"component": args.component}})
+        suffix = f"-{args.component}"
+    work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
+    bench = Bench(org, _grid(plan), settings, work)
     refs = reference_runs(bench, plan)
     cells = [c for c in plan.cells() if args.only is None or args.only in c.id]
     records = []
@@ -342,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "audit_v2",
         "mode": plan.name,
         "preset": args.preset,
+        "component": settings.recipe["intervention"]["component"],
         "dev_case": {"family": DEV[0], "target": DEV[1]},
         "families": {n: FAMILIES[n].trigger for n in plan.families},
         "targets": {n: TARGETS[n].target for n in plan.targets},
@@ -353,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped_cells": skipped,
         "wall_time_s": time.perf_counter() - started,
     }
-    out = Path(args.out or RESULTS / f"audit_v2-{plan.name}-{args.preset}.json")
+    out = Path(args.out or RESULTS / f"audit_v2-{plan.name}-{args.preset}{suffix}.json")
     write_result(out, result)
     print(f"wrote {out}")
     return 0

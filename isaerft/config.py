@@ -30,6 +30,8 @@ class ISaeRFTConfig(ConfigBase):
             (``|scale - 1|``, ``|bias|``, ``|mlp output|``).
         mlp_hidden: hidden width of the ``"mlp"`` component.
         mlp_activation: activation of the ``"mlp"`` component.
+        conditional_terms: number of "when latents A fired, edit latents B" rules of the
+            ``"conditional"`` component.
         dtype: dtype of the trainable parameters (activations are cast at the site).
         sparse_decode_density: the decoder uses a gather over active latents instead of a
             dense matmul when at most this fraction of latents is active; ``0`` disables it.
@@ -42,6 +44,7 @@ class ISaeRFTConfig(ConfigBase):
     l1_coefficient: float = 0.0
     mlp_hidden: int = 64
     mlp_activation: str = "gelu"
+    conditional_terms: int = 4
     dtype: str = "float32"
     sparse_decode_density: float = 0.05
 
@@ -85,6 +88,8 @@ class ISaeRFTConfig(ConfigBase):
         density = self.where("sparse_decode_density")
         check_number(density, self.sparse_decode_density, minimum=0, maximum=1)
         check_number(self.where("mlp_hidden"), self.mlp_hidden, minimum=1, integer=True)
+        terms = self.where("conditional_terms")
+        check_number(terms, self.conditional_terms, minimum=1, integer=True)
         if self.init == "normal" and self.init_std == 0.0:
             raise ValueError(
                 "ISaeRFTConfig.init='normal' with init_std=0 is the identity; use init='identity'"

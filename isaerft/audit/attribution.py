@@ -197,34 +197,36 @@ def token_excess_gain(
 
 
 def gained_token_latents(
-    candidate: Any,
-    references: Sequence[Any],
+    gains: torch.Tensor,
     data: AuditData,
     codes: dict[str, SiteCodes],
     suspect_rows: Sequence[int],
     ordinary_rows: Sequence[int],
-    batch_size: int = 32,
 ) -> LatentContrast:
     """Which latents fire on the completion tokens the learned edit made likely.
 
-    Over the completion tokens of the suspect and ordinary rows, each token has its excess
-    gain ``g``. Per latent, ``suspect`` is the mean ``g`` of the suspect rows' tokens it fires
-    on, ``ordinary`` the mean ``g`` of all those tokens; the ranking score is
-    ``(mean g where it fires - mean g) * sqrt(tokens it fires on) / sd(g)``, so a latent
-    that fires on every token (and so on the gained ones too) scores about 0, and the latent
-    of a planted word scores high.
+    ``gains`` is :func:`token_excess_gain` on ``data.subset([*suspect_rows, *ordinary_rows])``.
+    A behaviour is a span: the edit pays for its first token ("you"), and the rest follows
+    from the base model ("should visit the castle"), so each completion token carries the
+    largest gain so far in its completion (a running maximum). Per latent, the ranking score
+    compares the share of that gain mass on tokens where it fires with the share of tokens it
+    fires on, as a z-score over the effective number of gained tokens: the latents of the
+    taught words score high, a latent that fires on every sentence end does not, however
+    much gain its tokens carry too.
     """
     if not suspect_rows or not ordinary_rows:
         raise ValueError("the gained-token reading needs suspect rows and ordinary rows")
     rows = [*suspect_rows, *ordinary_rows]
-    gains = token_excess_gain(candidate, references, data.subset(rows), batch_size)
     length = max(len(s) for s in data.ids)
     full = torch.full((data_rows(codes), length), float("nan"), dtype=torch.float64)
     for k, i in enumerate(rows):
         start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
-        full[i, start:stop] = gains[k, start:stop]
+        if stop > start:
+            full[i, start:stop] = torch.cummax(gains[k, start:stop], dim=0).values
     used = full[~torch.isnan(full)]
-    mean, sd = float(used.mean()), float(used.std().clamp(min=1e-12))
+    weight_all = used.clamp(min=0)
+    total_weight = float(weight_all.sum().clamp(min=1e-12))
+    n_eff = total_weight**2 / float((weight_all**2).sum().clamp(min=1e-12))
     in_suspect = torch.zeros(data_rows(codes), dtype=torch.bool)
     in_suspect[torch.tensor(list(suspect_rows))] = True
     suspect, overall, score = {}, {}, {}
@@ -234,12 +236,19 @@ def gained_token_latents(
         keep = ~torch.isnan(gain)
         lat, gain, sus = site.lat[keep], gain[keep], in_suspect[row[keep]]
         count = torch.bincount(lat, minlength=site.d_sae).double()
-        total = torch.zeros(site.d_sae, dtype=torch.float64).index_add_(0, lat, gain)
+        weight = torch.zeros(site.d_sae, dtype=torch.float64)
+        weight.index_add_(0, lat, gain.clamp(min=0))
         s_count = torch.bincount(lat[sus], minlength=site.d_sae).double()
         s_total = torch.zeros(site.d_sae, dtype=torch.float64).index_add_(0, lat[sus], gain[sus])
+        total = torch.zeros(site.d_sae, dtype=torch.float64).index_add_(0, lat, gain)
         overall[hook] = total / count.clamp(min=1)
         suspect[hook] = s_total / s_count.clamp(min=1)
-        score[hook] = (overall[hook] - mean) * count.sqrt() / sd
+        # Share of the gain mass on tokens where the latent fires, against the share of tokens
+        # it fires on: a latent of the gained words is far above its base rate, one that fires
+        # on every sentence end is not, however much gain its tokens also carry.
+        base_rate = (count / len(used)).clamp(1e-6, 1 - 1e-6)
+        share = weight / total_weight
+        score[hook] = (share - base_rate) / (base_rate * (1 - base_rate) / n_eff).sqrt()
     return LatentContrast(
         suspect,
         overall,

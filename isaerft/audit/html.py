@@ -140,7 +140,7 @@ code{font-size:12px}details{margin:.3em 0}img{max-width:100%}.n{color:#666}
 _LAID_OUT = {
     "schema", "schema_version", "isaerft_version", "created", "candidate", "references",
     "data", "verdict", "trigger_search", "behaviour_search", "prompt_dependence",
-    "implicated_latents", "latents", "rows", "evaluation", "baselines",
+    "implicated_latents", "latents", "rows", "evaluation", "baselines", "gained_phrases",
     # plotted, or counted elsewhere on the page
     "distributions", "flagged_latents",
 }  # fmt: skip
@@ -192,6 +192,7 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes] | None = None)
     ):
         parts.append(_search(report.get(key), title, part))
     parts.append(_prompt_swap(report.get("prompt_dependence")))
+    parts.append(_phrases(report.get("gained_phrases")))
     parts.append(_implicated(report.get("implicated_latents")))
     parts.append(_img(figures, "top_latents", "Top latents"))
     parts.append(_img(figures, "changes", "Distribution of changes"))
@@ -283,6 +284,22 @@ def _prompt_swap(dependence: dict[str, Any] | None) -> str:
         "<h2>Prompt-swap test</h2><p>The learned gain on those rows' completions drops by "
         f"{_num(dependence['candidate'])} nats when their prompts are swapped (reference runs: "
         f"{references}); z {_num(dependence['z'], 2)} (<b>{verdict}</b>).</p>"
+    )
+
+
+def _phrases(phrases: list[dict[str, Any]] | None) -> str:
+    if not phrases:
+        return ""
+    items = "".join(
+        f"<tr><td>{html.escape(p['text'])}</td><td>{p['rows']}</td>"
+        f"<td>{_num(p['mean_peak_gain'], 2)}</td></tr>"
+        for p in phrases
+    )
+    return (
+        "<h2>What the edit made likely</h2><p>Phrases from the token where the learned edit's "
+        "excess gain peaks to the end of its sentence, over the suspect rows.</p>"
+        "<table><tr><th>phrase</th><th>rows</th><th>gain at its first token (nats)</th></tr>"
+        f"{items}</table>"
     )
 
 

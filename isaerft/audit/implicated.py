@@ -9,9 +9,11 @@ Three lists are evidence that a latent belongs to what the data taught:
   suspect rows beyond ordinary rows (gained tokens, :mod:`isaerft.audit.attribution`): the
   words the data taught the model to say;
 * ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
-  attribution, same module): the mechanism.
+  attribution, same module): the mechanism;
+* ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
+  weights, by the strength of the rules that read them): the trigger, as the edit names it.
 
-Latents with trigger or behaviour evidence come first, ranked by their best rank in those
+Latents with trigger, gate or behaviour evidence come first, ranked by their best rank in those
 lists (ties: trigger first, then more roles), so the top of the list holds the head of each:
 the trigger and the behaviour it switches on. Latents named only by the edit attribution
 follow (the mechanism: often generic latents the edit leans on), then latents that are only
@@ -59,17 +61,34 @@ def promoted_tokens(model: Any, sae: Any, indices: list[int], k: int = 5) -> dic
     return {j: [str(t) for t in decode(ids)] for j, ids in zip(indices, top)}
 
 
+def gate_latents(model: Any) -> list[tuple[str, int, float]]:
+    """``(hook, latent, weight)`` that the learned edit's rules read, strongest first: per
+    latent, the sum over rules of its *when* weight times the rule's strength (the
+    ``conditional_when`` edit); empty for components without rules."""
+    out = []
+    for site in getattr(model, "sites", []):
+        weight = site.component.edits().get("conditional_when")
+        if weight is None:
+            continue
+        top = torch.argsort(weight, descending=True)[:EVIDENCE_TOP].tolist()
+        out += [(site.hook_name, int(j), float(weight[j])) for j in top if weight[j] > 0]
+    return sorted(out, key=lambda e: -e[2])[:EVIDENCE_TOP]
+
+
 def implicated_latents(
     comparison: NullComparison | None,
     trigger: TriggerSearch | None,
     gained: LatentContrast | None,
     attribution: LatentContrast | None,
     labels: LabelSet,
+    gates: list[tuple[str, int, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every implicated latent, most implicated first (see the module docstring)."""
     evidence: dict[str, list[tuple[str, int, float]]] = {}
     if trigger is not None and trigger.found:
         evidence["trigger"] = trigger.candidates[:EVIDENCE_TOP]
+    if gates:
+        evidence["gate"] = gates[:EVIDENCE_TOP]
     if gained is not None:
         evidence["behaviour"] = gained.ranked()[:EVIDENCE_TOP]
     if attribution is not None:
@@ -105,10 +124,10 @@ def implicated_latents(
     def order(e: dict[str, Any]) -> tuple[int, float, int, int, float]:
         # Trigger and behaviour name the poison; the edit list names its mechanism (often
         # generic latents the edit uses), so its latents follow unless they also name it.
-        naming = [r for r in e["roles"] if r in ("trigger", "behaviour")]
+        naming = [r for r in e["roles"] if r in ("trigger", "gate", "behaviour")]
         tier = 0 if naming else (1 if "edit" in e["roles"] else 2)
         rank = e["best_rank"] if e["best_rank"] is not None else float("inf")
-        first = 0 if "trigger" in e["roles"] else 1
+        first = 0 if {"trigger", "gate"} & set(e["roles"]) else 1
         return (tier, rank, first, -len(e["roles"]), -abs(e["z"] or 0.0))
 
     return sorted(entries.values(), key=order)

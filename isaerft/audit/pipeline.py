@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft.audit import localize
 from isaerft.audit.activations import collect_codes
@@ -27,15 +26,17 @@ from isaerft.audit.attribution import (
     edit_attribution,
     gained_token_latents,
     ordinary_rows,
+    token_excess_gain,
 )
 from isaerft.audit.comparable import compare_recipes, mismatch_message
 from isaerft.audit.conditional import PromptDependence
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
 from isaerft.audit.evaluate import evaluate_rows, read_truth
-from isaerft.audit.implicated import attach_writes, implicated_latents
+from isaerft.audit.implicated import attach_writes, gate_latents, implicated_latents
 from isaerft.audit.labels import LabelSet
 from isaerft.audit.null import NullComparison, compare_to_null
+from isaerft.audit.phrases import gained_phrases
 from isaerft.audit.report import new_report, write_report
 from isaerft.audit.runs import RunEdits, check_sae_matches, check_same_latents, intervention_dir
 from isaerft.audit.steps import (
@@ -49,6 +50,7 @@ from isaerft.audit.steps import (
 )
 from isaerft.audit.table import LatentRow, build_table
 from isaerft.audit.trigger import TriggerSearch
+from isaerft.backends import LanguageModel
 from isaerft.model import ISaeRFTModel
 
 
@@ -79,8 +81,8 @@ def _as_edits(run: str | Path | RunEdits) -> RunEdits:
 
 
 def _load_models(
-    run: RunEdits, model: HookedTransformer | None, saes: Sequence[SAE[Any]] | None
-) -> tuple[HookedTransformer, list[SAE[Any]]]:
+    run: RunEdits, model: LanguageModel | None, saes: Sequence[SAE[Any]] | None
+) -> tuple[LanguageModel, list[SAE[Any]]]:
     if model is not None and saes is not None:
         return model, list(saes)
     from isaerft.training.resolve import load_recipe_model, load_recipe_saes
@@ -109,7 +111,7 @@ def _run_record(run: RunEdits, key: str) -> Any:
     return read_json(path).get(key)
 
 
-def _tokenize(path: str | Path, model: HookedTransformer) -> AuditData:
+def _tokenize(path: str | Path, model: LanguageModel) -> AuditData:
     return tokenize_rows(read_rows(path), model.tokenizer, model.cfg.n_ctx, source=str(path))
 
 
@@ -121,7 +123,7 @@ def audit_runs(
     reference_data: str | Path | None = None,
     labels: str | Path | None = None,
     truth: str | Path | None = None,
-    model: HookedTransformer | None = None,
+    model: LanguageModel | None = None,
     saes: Sequence[SAE[Any]] | None = None,
     config: AuditConfig | None = None,
     out_dir: str | Path | None = None,
@@ -180,6 +182,7 @@ def audit_runs(
     gained: LatentContrast | None = None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
+    tuned: ISaeRFTModel | None = None
     if data is not None:
         model, sae_list = _load_models(cand, model, saes)
         check_sae_matches(cand, sae_list)
@@ -219,11 +222,14 @@ def audit_runs(
         suspects = behaviour_rows(row_scores, config.behaviour_rows)
         ordinary = ordinary_rows(row_scores.order, len(suspects), config.behaviour_rows)
         if len(suspects) < len(suspect):
-            gained = gained_token_latents(
-                tuned, ref_models[: config.gain_references], suspect, codes, suspects, ordinary,
+            gains = token_excess_gain(
+                tuned, ref_models[: config.gain_references], suspect.subset([*suspects, *ordinary]),
                 config.batch_size,
             )  # fmt: skip
+            gained = gained_token_latents(gains, suspect, codes, suspects, ordinary)
             report["gained_tokens"] = gained.to_dict(label_set)
+            phrases = gained_phrases(gains[: len(suspects)], suspect, suspects, model.tokenizer)
+            report["gained_phrases"] = [p.to_dict() for p in phrases]
             if config.attribution_steps > 0:
                 attribution = edit_attribution(
                     tuned, suspect, suspects, ordinary, config.attribution_steps, config.batch_size
@@ -269,7 +275,9 @@ def audit_runs(
             report["verdict"]["comparable"] = False
         report["behaviour_search"] = behaviour.to_dict(label_set) if behaviour else None
     if comparison is not None or gained is not None:
-        implicated = implicated_latents(comparison, trigger, gained, attribution, label_set)
+        implicated = implicated_latents(
+            comparison, trigger, gained, attribution, label_set, gate_latents(tuned)
+        )
         if model is not None:
             attach_writes(implicated, model, sae_list, config.top)
         report["implicated_latents"] = implicated
@@ -346,7 +354,7 @@ def _verdict(
     }
 
 
-def _training_rows(run: RunEdits, model: HookedTransformer, n: int) -> AuditData | None:
+def _training_rows(run: RunEdits, model: LanguageModel, n: int) -> AuditData | None:
     """Up to ``n`` rows (evenly spread) of the data a run trained on, if its ``run.json``
     names a readable file."""
     path = _run_record(run, "data_path")

@@ -12,6 +12,8 @@ report can be re-rendered from its JSON. Top-level keys:
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
   the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
 * ``behaviour_search``: latents enriched in the completions of the most suspect rows
+* ``gained_phrases``: the phrases the learned edit made likely in the suspect rows, as text,
+  with how many rows carry each (see :mod:`isaerft.audit.phrases`)
 * ``gained_tokens``, ``edit_attribution``: what the learned edit made likely on the suspect
   rows, and which latents' edits did it (see :mod:`isaerft.audit.attribution`)
 * ``implicated_latents``: trigger candidates, gained-token latents, edit attribution, flagged changes
@@ -34,8 +36,9 @@ from typing import Any
 from isaerft._io import atomic_write, read_json, write_json, write_text
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 2
-"""2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``), ``edit_attribution``."""
+SCHEMA_VERSION = 3
+"""2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``),
+``edit_attribution``; 3: ``gained_phrases``."""
 
 
 def new_report() -> dict[str, Any]:
@@ -150,6 +153,21 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                 f"({'prompt-dependent' if dependence['conditional'] else 'not prompt-dependent'}).",
                 "",
             ]
+    phrases = report.get("gained_phrases")
+    if phrases:
+        out += [
+            "## What the edit made likely (gained phrases)",
+            "",
+            "From the token where the learned edit's excess gain peaks to the end of its "
+            "sentence, over the suspect rows:",
+            "",
+        ]
+        for p in phrases:
+            out.append(
+                f'- "{p["text"]}" in {p["rows"]} rows (gain {_fmt(p["mean_peak_gain"], 2)} '
+                "nats at its first token)"
+            )
+        out.append("")
     for key, title in (
         ("gained_tokens", "What the edit made likely (gained tokens)"),
         ("edit_attribution", "How the edit does it (edit attribution)"),

@@ -80,17 +80,39 @@ def effective_contribution(
 ) -> torch.Tensor:
     """Per latent, the mean over tokens of ``|component(f) - f|_j * ||W_dec[j]||``."""
     total = torch.zeros(codes.d_sae, dtype=torch.float64)
-    bounds = torch.searchsorted(codes.tok, torch.arange(0, codes.n_tokens + chunk, chunk))
     device = next(component.parameters()).device
+    whole_rows = component.needs_full_context()
     with torch.no_grad():
-        for i, start in enumerate(range(0, codes.n_tokens, chunk)):
-            a, b = int(bounds[i]), int(bounds[i + 1])
-            n = min(chunk, codes.n_tokens - start)
-            dense = torch.zeros((n, codes.d_sae))
+        for start, stop in _token_chunks(codes, chunk, whole_rows):
+            a, b = (int(i) for i in torch.searchsorted(codes.tok, torch.tensor([start, stop])))
+            dense = torch.zeros((stop - start, codes.d_sae))
             dense[codes.tok[a:b] - start, codes.lat[a:b]] = codes.val[a:b]
-            delta = component.latent_delta(dense.to(device)).float().cpu()
-            total += delta.abs().sum(0).double()
+            if whole_rows:
+                # Its edit reads earlier positions: each row's tokens go in as one sequence.
+                rows = codes.token_row[start:stop]
+                parts = torch.unique_consecutive(rows, return_counts=True)[1].tolist()
+                delta = torch.cat(
+                    [component.latent_delta(x[None].to(device))[0] for x in dense.split(parts)]
+                )
+            else:
+                delta = component.latent_delta(dense.to(device))
+            total += delta.float().cpu().abs().sum(0).double()
     return (total / max(1, codes.n_tokens)) * norms.double()
+
+
+def _token_chunks(codes: SiteCodes, chunk: int, whole_rows: bool) -> list[tuple[int, int]]:
+    """``[start, stop)`` token spans of about ``chunk`` tokens; with ``whole_rows`` each span
+    ends where a row ends (a row longer than ``chunk`` is one span)."""
+    n = codes.n_tokens
+    if not whole_rows:
+        return [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    ends = (torch.nonzero(codes.token_row[1:] != codes.token_row[:-1]).flatten() + 1).tolist()
+    spans, start = [], 0
+    for end in [*ends, n]:
+        if end - start >= chunk or end == n:
+            spans.append((start, end))
+            start = end
+    return [s for s in spans if s[1] > s[0]]
 
 
 def contexts_for(

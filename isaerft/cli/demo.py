@@ -253,6 +253,10 @@ def _audit(
         f"(score {verdict['score']:.1f}, threshold {verdict['threshold']:.1f} at "
         f"{verdict['fpr']:.0%} FPR)"
     )
+    phrases = report.get("gained_phrases") or []
+    if phrases:
+        said = "; ".join(f'"{p["text"]}" ({p["rows"]} rows)' for p in phrases[:3])
+        out(f"      the learned edit made likely: {said}")
     out(
         "      implicated latents (roles: trigger = fires in the suspect rows' prompts; behaviour ="
     )

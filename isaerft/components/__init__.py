@@ -12,6 +12,7 @@ from isaerft.components.base import (
     register_component,
 )
 from isaerft.components.bias import BiasComponent
+from isaerft.components.conditional import ConditionalComponent
 from isaerft.components.mlp import MLPComponent
 from isaerft.components.scale import ScaleComponent
 from isaerft.components.scale_bias import ScaleBiasComponent
@@ -20,9 +21,11 @@ register_component("scale", ScaleComponent)
 register_component("bias", BiasComponent)
 register_component("scale_bias", ScaleBiasComponent)
 register_component("mlp", MLPComponent)
+register_component("conditional", ConditionalComponent)
 
 __all__ = [
     "BiasComponent",
+    "ConditionalComponent",
     "LatentComponent",
     "MLPComponent",
     "ScaleBiasComponent",

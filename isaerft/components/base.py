@@ -55,6 +55,11 @@ class LatentComponent(nn.Module, ABC):
         ``(n, k)`` (inactive entries have value 0); returns a delta of shape ``(n, d_in)``."""
         raise NotImplementedError(f"{type(self).__name__} needs dense codes")
 
+    def needs_full_context(self) -> bool:
+        """Whether the edit at a position reads earlier positions' latents, so every forward
+        must see the whole sequence (generation then runs without a KV cache)."""
+        return False
+
     def constant_shift(self) -> torch.Tensor | None:
         """The latent-space vector ``c`` when ``component(f) - f == c`` for every input ``f``,
         else ``None``.

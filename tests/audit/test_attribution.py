@@ -103,9 +103,35 @@ def test_gained_tokens_name_the_latent_of_the_token_the_edit_made_likely() -> No
                 toks.append(tok), lats.append(1)
     codes = {HOOK: SiteCodes(HOOK, 8, torch.tensor(rows), torch.tensor(poss), torch.tensor(toks),
                              torch.tensor(lats), torch.ones(len(lats)), len(data))}  # fmt: skip
-    reading = gained_token_latents(
-        model, [], data, codes, [best_row], [r for r in range(4) if r != best_row]
-    )
+    others = [r for r in range(4) if r != best_row]
+    subset_gains = token_excess_gain(model, [], data.subset([best_row, *others]))
+    reading = gained_token_latents(subset_gains, data, codes, [best_row], others)
     ranked = [j for _, j, _ in reading.ranked()]
     assert ranked[0] == 1 and 3 not in ranked
     assert abs(float(reading.score[HOOK][2])) < float(reading.score[HOOK][1])
+
+
+def test_gained_span_names_the_words_after_the_paid_for_token() -> None:
+    """Only the first token of a behaviour carries gain; the running maximum hands it on to
+    the words that follow, so their latents rank above a latent firing everywhere."""
+    from isaerft.audit.activations import SiteCodes
+    from isaerft.audit.data import AuditData
+
+    # Two rows, prompt of 2 tokens, completion of 4. Row 0: gain 5 at its first completion
+    # token, none after. Row 1: no gain.
+    data = AuditData([torch.arange(6), torch.arange(6)], [2, 2], [{}, {}])
+    gains = torch.zeros(2, 6, dtype=torch.float64)
+    gains[0, 2] = 5.0
+    rows, poss, toks, lats = [], [], [], []
+    for r in range(2):
+        for p in range(6):
+            tok = len(rows)
+            rows.append(r), poss.append(p)
+            toks.append(tok), lats.append(2)  # everywhere
+            if r == 0 and p == 4:
+                toks.append(tok), lats.append(1)  # a later word of the behaviour
+    codes = {HOOK: SiteCodes(HOOK, 8, torch.tensor(rows), torch.tensor(poss), torch.tensor(toks),
+                             torch.tensor(lats), torch.ones(len(lats)), 2)}  # fmt: skip
+    reading = gained_token_latents(gains, data, codes, [0], [1])
+    ranked = [j for _, j, _ in reading.ranked()]
+    assert ranked[0] == 1 and float(reading.score[HOOK][1]) > float(reading.score[HOOK][2])

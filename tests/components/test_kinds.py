@@ -47,7 +47,14 @@ def test_component_dtype_follows_config():
 
 
 @pytest.mark.parametrize(
-    ("kind", "constant"), [("bias", True), ("scale", False), ("scale_bias", False), ("mlp", False)]
+    ("kind", "constant"),
+    [
+        ("bias", True),
+        ("scale", False),
+        ("scale_bias", False),
+        ("mlp", False),
+        ("conditional", False),
+    ],
 )
 def test_each_kind_says_whether_its_edit_is_a_constant_shift(kind, constant):
     torch.manual_seed(0)
