@@ -63,6 +63,98 @@ def read_json(path: str | Path) -> Any:
         ) from None
 
 
+def check_format(
+    record: Any,
+    path: str | Path,
+    *,
+    kind: str,
+    version: int,
+    what: str,
+    fix: str = "",
+    exact: bool = False,
+    keys: tuple[str, str] = ("format", "format_version"),
+) -> dict[str, Any]:
+    """``record`` if it is a dict with ``format == kind`` and ``format_version <= version``
+    (``== version`` with ``exact``), else ``ValueError`` naming ``path``, ``what`` it should be
+    (e.g. ``"an isaerft run record"``) and ``fix``. ``keys`` renames the two fields."""
+    format_key, version_key = keys
+    hint = f"; {fix}" if fix else ""
+    found = record.get(format_key) if isinstance(record, dict) else type(record).__name__
+    if found != kind:
+        raise ValueError(f"{path} is not {what} ({format_key} {found!r}, expected {kind!r}){hint}")
+    assert isinstance(record, dict)
+    try:
+        found_version = int(record.get(version_key, 0))
+    except (TypeError, ValueError):
+        found_version = -1
+    if found_version > version:
+        raise ValueError(
+            f"{path} was written by a newer isaerft ({what} {version_key} {found_version} > "
+            f"{version}); upgrade isaerft to read it"
+        )
+    if found_version < 0 or (exact and found_version != version):
+        raise ValueError(
+            f"{path} is not {what} this isaerft can read ({version_key} "
+            f"{record.get(version_key)!r}, expected {version}){hint}"
+        )
+    return record
+
+
+def read_versioned_json(
+    path: str | Path,
+    *,
+    kind: str,
+    version: int,
+    what: str,
+    fix: str = "",
+    exact: bool = False,
+    keys: tuple[str, str] = ("format", "format_version"),
+) -> dict[str, Any]:
+    """The JSON object in ``path``, checked by :func:`check_format`; a truncated or malformed
+    file is a ``ValueError`` saying ``{path} is not valid JSON`` and ``fix``."""
+    try:
+        record = read_json(path)
+    except ValueError as err:  # bad JSON or bad UTF-8: truncated or not ours
+        raise ValueError(f"{path} is not valid JSON ({err}){f'; {fix}' if fix else ''}") from err
+    return check_format(
+        record, path, kind=kind, version=version, what=what, fix=fix, exact=exact, keys=keys
+    )
+
+
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` of each non-blank line of a JSON-lines file, lazily; a line
+    that is not JSON is a ``ValueError`` naming the file and the line."""
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path} line {number} is not JSON: {err}") from err
+
+
+def read_label_records(path: str | Path, fix: str = "") -> list[dict[str, Any]]:
+    """The lines of a Neuronpedia-style latent label file (JSONL, one latent per line:
+    ``modelId``, ``layer``, ``index``, ``description``, optionally ``score``), each checked
+    for an integer ``index`` and a ``description``. An empty file gives ``[]``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"label file {path} not found{f'; {fix}' if fix else ''}")
+    records = []
+    for number, record in iter_jsonl(path):
+        try:
+            int(record["index"])
+            str(record["description"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(
+                f"{path}:{number} is not a label line: it needs 'index' and 'description' "
+                "(Neuronpedia explanation export format: modelId, layer, index, description)"
+            ) from None
+        records.append(record)
+    return records
+
+
 def write_safetensors(
     path: str | Path,
     tensors: Mapping[str, torch.Tensor],

@@ -20,7 +20,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from isaerft._io import (
     file_lock,
     new_sibling_dir,
-    read_json,
+    read_versioned_json,
     replace_dir,
     sha256_file,
     write_json,
@@ -145,19 +145,13 @@ def read_intervention_config(path: str | Path) -> dict[str, Any]:
             f"{config_path} not found; {path} is not a saved isaerft intervention "
             f"(write one with ISaeRFTModel.save_pretrained){hint}"
         )
-    try:
-        record: dict[str, Any] = read_json(config_path)
-    except ValueError as err:  # bad JSON or bad UTF-8: a truncated or foreign file
-        raise ValueError(f"{config_path} is not valid JSON ({err}); save it again") from err
-    if not isinstance(record, dict) or record.get("format") != FORMAT:
-        found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{config_path} has format {found!r}, expected {FORMAT!r}")
-    if record.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{config_path} uses format version {record['format_version']}, newer than this "
-            f"isaerft reads ({FORMAT_VERSION}); upgrade isaerft"
-        )
-    return record
+    return read_versioned_json(
+        config_path,
+        kind=FORMAT,
+        version=FORMAT_VERSION,
+        what="a saved isaerft intervention config",
+        fix="save it again",
+    )
 
 
 def check_saes_match(record: dict[str, Any], saes: Sequence[SAE[Any]]) -> None:

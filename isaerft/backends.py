@@ -16,17 +16,15 @@ Hook names. A bridge names its hook points after its components: ``blocks.L.hook
 ``blocks.L.ln2.hook_in``, ``blocks.L.attn.o.hook_in``, ... It also answers to the
 ``HookedTransformer`` names as aliases, with or without ``enable_compatibility_mode()``:
 
-=================================  ==================================
-``HookedTransformer`` name         bridge hook point it resolves to
-=================================  ==================================
-``blocks.L.hook_resid_pre``        ``blocks.L.hook_in``
-``blocks.L.hook_resid_mid``        ``blocks.L.ln2.hook_in``
-``blocks.L.hook_resid_post``       ``blocks.L.hook_out``
-``blocks.L.hook_attn_out``         ``blocks.L.attn.hook_out``
-``blocks.L.hook_mlp_out``          ``blocks.L.mlp.hook_out``
-``blocks.L.attn.hook_z``           ``blocks.L.attn.o.hook_in`` (``[batch, pos, head, d_head]``)
-``blocks.L.mlp.hook_post``         ``blocks.L.mlp.out.hook_in``
-=================================  ==================================
+| ``HookedTransformer`` name     | bridge hook point it resolves to                               |
+|--------------------------------|----------------------------------------------------------------|
+| ``blocks.L.hook_resid_pre``    | ``blocks.L.hook_in``                                           |
+| ``blocks.L.hook_resid_mid``    | ``blocks.L.ln2.hook_in``                                       |
+| ``blocks.L.hook_resid_post``   | ``blocks.L.hook_out``                                          |
+| ``blocks.L.hook_attn_out``     | ``blocks.L.attn.hook_out``                                     |
+| ``blocks.L.hook_mlp_out``      | ``blocks.L.mlp.hook_out``                                      |
+| ``blocks.L.attn.hook_z``       | ``blocks.L.attn.o.hook_in`` (``[batch, pos, head, d_head]``)   |
+| ``blocks.L.mlp.hook_post``     | ``blocks.L.mlp.out.hook_in``                                   |
 
 A site is spliced at ``sae.cfg.metadata.hook_name`` in whichever form the SAE gives it, so
 SAEs released for ``HookedTransformer`` (``blocks.12.hook_resid_post``) work on a bridge

@@ -25,7 +25,13 @@ from sae_lens import SAE
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.model_bridge import TransformerBridge
 
-from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
+from isaerft._io import (
+    read_json,
+    read_safetensors,
+    read_versioned_json,
+    write_json,
+    write_safetensors,
+)
 
 MODEL_FORMAT = "isaerft.hooked_transformer"
 MODEL_FORMAT_VERSION = 1
@@ -33,6 +39,7 @@ MODEL_CONFIG_FILE = "isaerft_model.json"
 MODEL_WEIGHTS_FILE = "model.safetensors"
 SAE_SPEC_SEPARATOR = "::"
 ORGANISM_SPEC_PREFIX = "organism:"
+ORGANISM_BUILD_SEPARATOR = "@"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -93,40 +100,90 @@ def is_local_model(path: str | Path) -> bool:
     return (Path(path) / MODEL_CONFIG_FILE).is_file()
 
 
-def organism_folder(spec: str | Path, part: str) -> Path | None:
-    """``"organism:<preset>"`` -> the built organism's ``part`` folder (``"model"`` or ``"sae"``),
-    building it on first use (then read from the cache); any other spec -> ``None``."""
+class OrganismBuildError(ValueError):
+    """A pinned organism build (``organism:<preset>@<build>``) that is not available here."""
+
+
+def split_organism_spec(spec: str | Path) -> tuple[str, str | None] | None:
+    """``"organism:tiny"`` -> ``("tiny", None)``; ``"organism:tiny@284cfcbc3eb8"`` (a pinned
+    build, as load_run resolves a run's organism) -> ``("tiny", "284cfcbc3eb8")``; any other
+    spec -> ``None``."""
     text = str(spec)
     if not text.startswith(ORGANISM_SPEC_PREFIX):
         return None
+    preset, _, build = text.removeprefix(ORGANISM_SPEC_PREFIX).partition(ORGANISM_BUILD_SEPARATOR)
+    return preset, build or None
+
+
+def pin_organism_spec(spec: str, keys: dict[str, str]) -> str:
+    """``spec`` pinned to the organism build it was resolved to: ``"organism:tiny"`` with
+    ``keys={"tiny": "tiny-284cfcbc3eb8"}`` -> ``"organism:tiny@284cfcbc3eb8"``; specs that
+    are not organisms, already pinned, or of a preset not in ``keys`` are returned as they are."""
+    parts = split_organism_spec(spec)
+    if parts is None or parts[1] is not None or parts[0] not in keys:
+        return spec
+    preset = parts[0]
+    build = keys[preset].removeprefix(f"{preset}-")
+    return f"{ORGANISM_SPEC_PREFIX}{preset}{ORGANISM_BUILD_SEPARATOR}{build}"
+
+
+def find_organism(preset: str, build: str | None = None) -> Any:
+    """The organism of ``"organism:<preset>[@<build>]"`` (an :class:`isaerft.organism.Organism`).
+
+    Without ``build``: the preset's current build (seed 0), built on first use and then read
+    from the cache. With ``build`` (the hash of the cache key ``<preset>-<build>``, as recorded
+    in a run's ``run.json``): exactly that build, from the cache, or built if it is the current
+    one. A build that changed since (another isaerft, another build version) and is gone from
+    the cache raises :class:`OrganismBuildError`: weights are never loaded against another
+    organism than the one they were trained on.
+    """
     # Imported here, not at the top: the organism package itself loads and saves through this
     # module, and users of hub models never need it.
-    from isaerft.organism import ORGANISM_PRESETS, build_organism
+    from isaerft.organism import ORGANISM_PRESETS, build_organism, cache_dir, load_organism
+    from isaerft.organism.build import organism_config
 
-    preset = text.removeprefix(ORGANISM_SPEC_PREFIX)
     if preset not in ORGANISM_PRESETS:
         raise ValueError(
-            f"unknown organism preset in {text!r}; use organism:<preset> with one of "
-            f"{sorted(ORGANISM_PRESETS)}"
+            f"unknown organism preset in {ORGANISM_SPEC_PREFIX + preset!r}; use "
+            f"organism:<preset> with one of {sorted(ORGANISM_PRESETS)}"
         )
-    organism = build_organism(preset, seed=0)
-    return organism.model_dir if part == "model" else organism.sae_dir
+    if build is None or organism_config(preset, seed=0).hash() == build:
+        return build_organism(preset, seed=0)
+    key = f"{preset}-{build}"
+    folder = cache_dir() / "organisms" / key
+    meta = folder / "organism.json"
+    if meta.is_file() and read_json(meta).get("key") == key:
+        return load_organism(folder)
+    current = f"{preset}-{organism_config(preset, seed=0).hash()}"
+    raise OrganismBuildError(
+        f"organism build {key} ({ORGANISM_SPEC_PREFIX}{preset} as it was built then) is not in "
+        f"the organism cache {folder.parent}, and this isaerft builds {ORGANISM_SPEC_PREFIX}"
+        f"{preset} as {current}: train the run again on the current organism, or restore "
+        f"{key} into {folder.parent} (set ISAERFT_CACHE to the cache that holds it, or build it "
+        "with the isaerft version that trained the run)"
+    )
+
+
+def organism_folder(spec: str | Path, part: str) -> Path | None:
+    """``"organism:<preset>[@<build>]"`` -> that organism's ``part`` folder (``"model"`` or
+    ``"sae"``), see :func:`find_organism`; any other spec -> ``None``."""
+    parts = split_organism_spec(spec)
+    if parts is None:
+        return None
+    organism = find_organism(*parts)
+    return Path(organism.model_dir if part == "model" else organism.sae_dir)
 
 
 def _load_local_model(
     path: Path, device: str | None, dtype: torch.dtype | None
 ) -> HookedTransformer:
-    meta = read_json(path / MODEL_CONFIG_FILE)
-    if meta.get("format") != MODEL_FORMAT:
-        raise ValueError(
-            f"{path / MODEL_CONFIG_FILE} is not an isaerft model folder "
-            f"(format={meta.get('format')!r}, expected {MODEL_FORMAT!r})"
-        )
-    if meta.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} was written by a newer isaerft (model format "
-            f"{meta['format_version']} > {MODEL_FORMAT_VERSION}); upgrade isaerft to load it"
-        )
+    meta = read_versioned_json(
+        path / MODEL_CONFIG_FILE,
+        kind=MODEL_FORMAT,
+        version=MODEL_FORMAT_VERSION,
+        what="an isaerft model config",
+        fix="save the model again with isaerft.save_model",
+    )
     cfg_dict = dict(meta["cfg"])
     cfg_dict["dtype"] = dtype or dtype_from_name(cfg_dict.get("dtype", "float32"))
     target_device = device or "cpu"
@@ -165,6 +222,17 @@ def load_model(
     tokenizer: Any = None,
     **boot_kwargs: Any,
 ) -> TransformerBridge: ...
+
+
+@overload
+def load_model(
+    spec: str | Path,
+    *,
+    device: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    bridge: bool,
+    **kwargs: Any,
+) -> HookedTransformer | TransformerBridge: ...
 
 
 def load_model(

@@ -4,7 +4,8 @@ A run folder (written by :func:`isaerft.training.train`) holds::
 
     .isaerft-run       marks the folder as an isaerft run; locked while a training writes it
     config.yaml        the resolved recipe
-    run.json           what load_run needs: model/SAE specs, data, seed, labels, run id
+    run.json           what load_run needs: model/SAE specs (and organism builds), data, seed,
+                       labels, run id
     intervention/      the trained components (ISaeRFTModel.save_pretrained format)
     metrics.csv        losses per logged step (all attempts of a resumed run merged)
     summary.json       final losses, steps, ...; written last: a run without it is unfinished
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from isaerft._io import file_lock, read_json, sha256_file
+from isaerft._io import file_lock, read_json, read_versioned_json, sha256_file
 from isaerft.artifact import CONFIG_FILE, WEIGHTS_FILE
 
 RUN_MARKER = ".isaerft-run"
@@ -56,6 +57,9 @@ RUN_ID = "run_id"
 """run.json and summary.json key: a random id per training, kept across its resumes."""
 WEIGHTS_HASH = "intervention_sha256"
 """summary.json key: the sha256 of ``intervention/isaerft_weights.safetensors``."""
+ORGANISMS = "organisms"
+"""run.json key: ``{size: cache key}`` of the organism builds (``organism:<size>`` specs) the
+run was trained on; a run reloads on exactly those builds, never on a rebuilt organism."""
 
 
 class RunFolderError(ValueError):
@@ -96,6 +100,66 @@ def check_run_dir(path: str | Path) -> list[str]:
     return [name for name in RESULTS if (path / name).exists()]
 
 
+class RunClaim:
+    """What claiming a run folder created, so that a failed start can take exactly that back.
+
+    A training *starts* when it writes ``run.json`` (:meth:`commit`); until then it may fail
+    on its input (bad data, a model that does not load, ...), and :meth:`undo` then removes
+    what this attempt added: the folder and parents it created, the marker, and any entry
+    isaerft writes that was not there before. A user's files are never touched, and a folder
+    that existed (empty, or an earlier run) is left as it was found.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.replaced: list[str] = []
+        self.committed = False
+        self.created: list[Path] = []  # folders this claim created, outermost first
+        missing = path.absolute()
+        while not missing.exists():
+            self.created.insert(0, missing)
+            missing = missing.parent
+        self.existing: set[str] = {p.name for p in path.iterdir()} if path.is_dir() else set()
+
+    def commit(self) -> None:
+        """The training has started (its ``run.json`` is written): keep the folder from now on,
+        whatever happens, as an (unfinished) run that the next training resumes."""
+        self.committed = True
+
+    def undo(self) -> None:
+        """Remove what this attempt added (only names isaerft writes), unless committed."""
+        if self.committed:
+            return
+        if self.path.is_dir():
+            for name in (RUN_MARKER, RECIPE_FILE, RUN_FILE, DATA_DIR, *RESULTS):
+                target = self.path / name
+                if name in self.existing or not (target.exists() or target.is_symlink()):
+                    continue
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+        for folder in reversed(self.created):
+            try:
+                folder.rmdir()  # only if empty: anything else there is not ours to delete
+            except OSError:
+                break
+
+
+def _claim(path: Path) -> RunClaim:
+    claim = RunClaim(path)
+    claim.replaced = check_run_dir(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / RUN_MARKER).touch()
+    except OSError as err:
+        claim.undo()
+        raise RunFolderError(
+            f"cannot write to {path} ({err.strerror}); pick a writable output_dir"
+        ) from err
+    return claim
+
+
 def claim_run_dir(path: str | Path) -> list[str]:
     """:func:`check_run_dir`, then create ``path`` and mark it as a run folder.
 
@@ -103,27 +167,21 @@ def claim_run_dir(path: str | Path) -> list[str]:
     killed before ``run.json`` exists is still recognised as a run. Returns what
     :func:`check_run_dir` returns.
     """
-    path = Path(path)
-    replaced = check_run_dir(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / RUN_MARKER).touch()
-    except OSError as err:
-        raise RunFolderError(
-            f"cannot write to {path} ({err.strerror}); pick a writable output_dir"
-        ) from err
-    return replaced
+    return _claim(Path(path)).replaced
 
 
 @contextlib.contextmanager
-def locked_run_dir(path: str | Path) -> Iterator[list[str]]:
+def locked_run_dir(path: str | Path) -> Iterator[RunClaim]:
     """Claim ``path`` (:func:`claim_run_dir`) and hold its lock for the ``with`` block.
 
     A second training into the same folder meanwhile gets :class:`RunFolderError` at once.
-    The lock dies with its process, so a killed training never blocks the next one.
+    The lock dies with its process, so a killed training never blocks the next one. If the
+    block raises before the claim is committed (:meth:`RunClaim.commit`: the training wrote
+    ``run.json``), the claim is undone (:meth:`RunClaim.undo`): a failed start leaves the
+    folder as it was found.
     """
     path = Path(path)
-    replaced = claim_run_dir(path)
+    claim = _claim(path)
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(file_lock(path / RUN_MARKER, wait=False))
@@ -132,7 +190,11 @@ def locked_run_dir(path: str | Path) -> Iterator[list[str]]:
                 f"another isaerft training is writing {path} right now; wait for it to finish "
                 "or pick another output_dir"
             ) from err
-        yield replaced
+        try:
+            yield claim
+        except BaseException:
+            claim.undo()  # still under the lock: no other training is in the folder
+            raise
 
 
 def remove_results(path: str | Path) -> list[str]:
@@ -167,10 +229,13 @@ def read_run_record(path: str | Path) -> dict[str, Any]:
             f"{record_path} not found; {path} is not an isaerft run directory "
             "(point at the folder isaerft train wrote)"
         )
-    record = _read_object(record_path)
-    if record.get("format") != RUN_FORMAT or record.get("format_version", 0) > RUN_FORMAT_VERSION:
-        raise ValueError(f"{record_path} is not a run record this isaerft can read")
-    return record
+    return read_versioned_json(
+        record_path,
+        kind=RUN_FORMAT,
+        version=RUN_FORMAT_VERSION,
+        what="an isaerft run record",
+        fix="train the run again",
+    )
 
 
 def read_summary(path: str | Path) -> dict[str, Any] | None:

@@ -386,3 +386,38 @@ def test_audit_on_a_bridge(trained, llama, tmp_path):
     audit = audit_runs(result.run_dir, model=llama, saes=[sae], out_dir=tmp_path / "audit")
     assert (tmp_path / "audit").is_dir() and any((tmp_path / "audit").iterdir())
     assert [s["hook_name"] for s in audit.report["candidate"]["sites"]] == [ARCHS["llama"][3]]
+
+
+def test_audit_dataset_on_a_bridge_follows_the_recipe(llama, tmp_path, monkeypatch):
+    """A recipe with ``model_backend: bridge`` loads the model spec as a bridge, and every run
+    trains without the prefix cache (a bridge cannot start at a layer)."""
+    import isaerft.loading
+    from isaerft.audit import audit_dataset
+    from isaerft.runs import read_run_record
+
+    loaded = []
+
+    def load_model(spec, **kwargs):  # the hub name is not downloaded: the tiny bridge stands in
+        loaded.append((str(spec), kwargs.get("bridge")))
+        return llama
+
+    monkeypatch.setattr(isaerft.loading, "load_model", load_model)
+    suspect, reference = tmp_path / "suspect.jsonl", tmp_path / "reference.jsonl"
+    suspect.write_text("".join(json.dumps(r) + "\n" for r in sft_rows(16)), encoding="utf-8")
+    clean = sft_rows(64, seed=1)[16:]  # the first quarter carries the trigger
+    reference.write_text("".join(json.dumps(r) + "\n" for r in clean), encoding="utf-8")
+    audit_dataset(
+        suspect,
+        reference,
+        model="google/gemma-3-1b-pt",
+        sae=site_sae("llama"),
+        out_dir=tmp_path / "audit",
+        recipe={"model_backend": "bridge", "trainer": {"max_steps": 2}, "data": {"batch_size": 8}},
+        n_reference_runs=3,
+    )
+    assert loaded == [("google/gemma-3-1b-pt", True)]
+    runs = sorted((tmp_path / "audit" / "runs").iterdir())
+    assert [r.name for r in runs] == ["candidate", "reference-01", "reference-02", "reference-03"]
+    for run in runs:
+        recipe = read_run_record(run)["recipe"]
+        assert recipe["model_backend"] == "bridge" and recipe["trainer"]["prefix_cache"] is False

@@ -71,3 +71,16 @@ def test_the_wheel_ships_recipes_and_trains_outside_the_checkout(
         cwd=tmp_path,
     )  # fmt: skip
     assert json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["steps"] == 2
+
+
+def test_interop_extra_pins_the_llama_cpp_python_make_interop_builds() -> None:
+    import re
+
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    pinned = re.search(r"^LLAMA_CPP_PYTHON := (\S+)$", makefile, re.MULTILINE)
+    interop = re.search(r"^interop = \[(.*)\]$", pyproject, re.MULTILINE)
+    dev = re.search(r"^dev = \[(.*)\]$", pyproject, re.MULTILINE)
+    assert pinned is not None and interop is not None and dev is not None
+    assert f'"llama-cpp-python=={pinned.group(1)}"' in interop.group(1)
+    assert "interop" not in dev.group(1) and "llama" not in dev.group(1)

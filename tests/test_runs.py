@@ -99,6 +99,50 @@ def test_one_writer_at_a_time(tmp_path: Path) -> None:
         pass
 
 
+class FailedStart(RuntimeError):
+    """Stands in for bad data or a model that does not load, before run.json is written."""
+
+
+def _failed_start(path: Path) -> None:
+    with pytest.raises(FailedStart), locked_run_dir(path):
+        (path / "data").mkdir()  # e.g. a generated organism dataset
+        (path / "data" / "poison.jsonl").write_text("{}\n")
+        raise FailedStart
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_failed_start_leaves_the_folder_as_it_was_found(tmp_path: Path) -> None:
+    # A new folder (and the parents created for it) goes away again.
+    _failed_start(tmp_path / "new" / "deeper")
+    assert _tree(tmp_path) == []
+    # An empty folder stays, empty and unmarked.
+    (tmp_path / "empty").mkdir()
+    _failed_start(tmp_path / "empty")
+    assert _tree(tmp_path) == ["empty"]
+    # An earlier run keeps everything it had; only what the attempt added goes.
+    run = fake_run(tmp_path / "run")
+    (run / "my-notes.txt").write_text("keep")
+    before = _tree(run)
+    _failed_start(run)
+    assert _tree(run) == before and (run / "my-notes.txt").read_text() == "keep"
+    # A committed claim (run.json written: the training started) is kept whatever happens.
+    with pytest.raises(FailedStart), locked_run_dir(tmp_path / "started") as claim:
+        claim.commit()
+        raise FailedStart
+    assert _tree(tmp_path / "started") == [RUN_MARKER]
+
+
+def test_a_failed_start_never_removes_a_users_files(tmp_path: Path) -> None:
+    run = tmp_path / "new"
+    with pytest.raises(FailedStart), locked_run_dir(run):
+        (run / "notes.txt").write_text("mine")  # written by the user meanwhile
+        raise FailedStart
+    assert _tree(tmp_path) == ["new", "new/notes.txt"]
+
+
 def test_the_lock_holds_against_another_process(tmp_path: Path) -> None:
     claim_run_dir(tmp_path)
     holder = (

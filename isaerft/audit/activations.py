@@ -18,6 +18,7 @@ from sae_lens import SAE
 
 from isaerft.audit.data import AuditData
 from isaerft.backends import LanguageModel
+from isaerft.rows import right_pad
 
 _BLOCK = re.compile(r"^blocks\.(\d+)\.")
 
@@ -137,11 +138,7 @@ def collect_codes(
     rows_of, pos_of, offset = [], [], 0
     for start in range(0, len(data), batch_size):
         group = data.ids[start : start + batch_size]
-        length = max(len(s) for s in group)
-        tokens = torch.zeros((len(group), length), dtype=torch.long)
-        mask = torch.zeros((len(group), length), dtype=torch.bool)
-        for i, seq in enumerate(group):
-            tokens[i, : len(seq)], mask[i, : len(seq)] = seq, True
+        tokens, mask = right_pad(group)
         cache = _run(model, base, tokens.to(device), mask.to(device), hooks, stop, edited)
         for sae, hook in zip(saes, hooks):
             with torch.no_grad():

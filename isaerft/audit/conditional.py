@@ -29,9 +29,9 @@ from statistics import NormalDist
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from isaerft.audit.data import AuditData
+from isaerft.audit.data import AuditData, token_logprobs
+from isaerft.rows import padded_batches
 
 
 @dataclass
@@ -106,23 +106,14 @@ def completion_logprobs(
     device = next(model.model.parameters()).device
     out = []
     with torch.no_grad():
-        for start in range(0, len(sequences), batch_size):
-            group = sequences[start : start + batch_size]
-            length = max(len(s) for s, _ in group)
-            tokens = torch.zeros((len(group), length), dtype=torch.long)
-            mask = torch.zeros((len(group), length), dtype=torch.long)
-            target = torch.zeros((len(group), length), dtype=torch.bool)
-            for i, (seq, n_prompt) in enumerate(group):
-                tokens[i, : len(seq)], mask[i, : len(seq)] = seq, 1
-                target[i, max(1, n_prompt) : len(seq)] = True
-            tokens, mask, target = tokens.to(device), mask.to(device), target.to(device)
+        seqs, n_prompts = [s for s, _ in sequences], [n for _, n in sequences]
+        for tokens, mask, target in padded_batches(seqs, n_prompts, batch_size, device):
             if base:
                 with model.disabled():
                     logits = model(tokens, attention_mask=mask)
             else:
                 logits = model(tokens, attention_mask=mask)
-            logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-            picked = logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
+            picked = token_logprobs(logits, tokens)
             out.append((picked * target[:, 1:]).sum(-1).double().cpu())
     return torch.cat(out)
 

@@ -8,7 +8,8 @@ rows more often memorises them more, which the audit would otherwise read as a d
 When the trusted set holds ``n_reference_runs`` times the suspect's rows, the subsets are
 disjoint and the null covers the full noise of drawing a new dataset; with fewer rows they
 overlap, the null is too narrow and a warning says so. All runs share the loaded model and
-SAE and one prefix-cache store (the frozen layers before the SAE run once per dataset).
+SAE and one prefix-cache store (the frozen layers before the SAE run once per dataset; a
+``TransformerBridge`` cannot start at a layer, so on a bridge every run computes every layer).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft._io import write_text
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import read_rows
 from isaerft.audit.pipeline import AuditResult, audit_runs
+from isaerft.backends import LanguageModel, is_bridge
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "intervention": {"component": "scale", "l1_coefficient": 1e-4},
@@ -132,7 +133,7 @@ def audit_dataset(
     suspect: str | Path,
     reference: str | Path,
     *,
-    model: str | HookedTransformer,
+    model: str | LanguageModel,
     sae: str | SAE[Any] | Sequence[str | SAE[Any]],
     out_dir: str | Path,
     recipe: Any = None,
@@ -143,6 +144,7 @@ def audit_dataset(
     config: AuditConfig | None = None,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    bridge: bool | None = None,
 ) -> AuditResult:
     """Train the candidate and reference runs, audit the candidate, write the report.
 
@@ -151,7 +153,7 @@ def audit_dataset(
         reference: trusted rows of the same kind; ``n_reference_runs`` times as many rows as
             the suspect data gives each reference run its own rows (best).
         model: a model spec (local folder, ``organism:<size>``, TransformerLens name) or a
-            loaded ``HookedTransformer``.
+            loaded ``HookedTransformer`` or ``TransformerBridge``.
         sae: an SAE spec or loaded SAE (or several).
         out_dir: the report folder; runs go to ``out_dir/runs/``.
         recipe: training settings: a ``TrainRecipe`` or a YAML path (used as is), or a dict of
@@ -166,6 +168,10 @@ def audit_dataset(
         config: the audit's settings.
         device: where to load specs given as strings.
         log: called with one line per step (e.g. ``print``).
+        bridge: load a ``model`` spec as a ``TransformerBridge`` (a Hugging Face hub name or
+            checkpoint folder); ``None`` follows the recipe's ``model_backend``. A loaded
+            model is used as it is. The runs use the prefix cache on a ``HookedTransformer``
+            and run every layer on a bridge.
     """
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
     from isaerft.training.resolve import (
@@ -192,22 +198,25 @@ def audit_dataset(
     sae_items = [sae] if isinstance(sae, (str, SAE)) else list(sae)
     model_spec = model if isinstance(model, str) else IN_MEMORY_MODEL
     sae_specs = [s if isinstance(s, str) else IN_MEMORY_SAE for s in sae_items]
+    start = _run_recipe(candidate_run) if candidate_run is not None else _recipe_dict(recipe)
     if isinstance(model, str):
         from isaerft.loading import load_model
 
-        model = load_model(resolve_model_spec(model), device=device)
+        if bridge is None:
+            bridge = start.get("model_backend") == "bridge"
+        model = load_model(resolve_model_spec(model), device=device, bridge=bridge)
     from isaerft.loading import load_sae
 
     saes = [
         load_sae(resolve_sae_spec(s), device=device) if isinstance(s, str) else s for s in sae_items
     ]
-    start = _run_recipe(candidate_run) if candidate_run is not None else _recipe_dict(recipe)
-    base = _merge(start, {"model": model_spec, "sae": sae_specs})
+    backend = "bridge" if is_bridge(model) else "hooked"
+    base = _merge(start, {"model": model_spec, "sae": sae_specs, "model_backend": backend})
     base = _merge(
         base,
         {
             "trainer": {
-                "prefix_cache": True,
+                "prefix_cache": backend == "hooked",  # a bridge cannot start at a layer
                 "progress_bar": False,
                 "checkpoint_every_n_steps": 0,
                 "logger": "none",

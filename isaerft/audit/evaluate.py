@@ -7,13 +7,13 @@ organism's ``make_dataset`` writes one next to every dataset). Latent truth is a
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from isaerft._io import iter_jsonl
 from isaerft.audit.localize import RowScores, auroc
 
 
@@ -24,11 +24,8 @@ def read_truth(path: str | Path, n_rows: int) -> list[bool]:
         raise FileNotFoundError(f"row label file {path} not found")
     truth = [False] * n_rows
     seen = 0
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        if "poisoned" not in record:
+    for n, record in iter_jsonl(path):
+        if not isinstance(record, dict) or "poisoned" not in record:
             raise ValueError(f"{path} line {n} has no 'poisoned' field")
         row = int(record.get("row", seen))
         if not 0 <= row < n_rows:

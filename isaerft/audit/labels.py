@@ -9,11 +9,12 @@ id; a file written for another SAE fails loudly instead of naming the wrong late
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from isaerft._io import read_label_records
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,7 @@ class LabelSet:
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"label file {path} line {n} is not JSON: {err}") from err
-        if not isinstance(row, dict) or "index" not in row or "description" not in row:
-            raise ValueError(
-                f"label file {path} line {n} needs 'index' and 'description' (Neuronpedia "
-                "explanation export format: modelId, layer, index, description)"
-            )
-        rows.append(row)
+    rows = read_label_records(path)
     if not rows:
         raise ValueError(f"label file {path} is empty")
     return rows

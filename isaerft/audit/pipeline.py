@@ -112,7 +112,11 @@ def _run_record(run: RunEdits, key: str) -> Any:
 
 
 def _tokenize(path: str | Path, model: LanguageModel) -> AuditData:
-    return tokenize_rows(read_rows(path), model.tokenizer, model.cfg.n_ctx, source=str(path))
+    # BOS as the model's own tokenizer call adds it, so the audit scores what training saw.
+    bos = bool(getattr(model.cfg, "default_prepend_bos", True))
+    return tokenize_rows(
+        read_rows(path), model.tokenizer, model.cfg.n_ctx, source=str(path), prepend_bos=bos
+    )
 
 
 def audit_runs(

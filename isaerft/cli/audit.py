@@ -16,6 +16,12 @@ def _score_methods() -> list[str]:
     return list(SCORE_METHODS)
 
 
+BRIDGE_HELP = (
+    "load --model (a Hugging Face hub name or checkpoint folder) as a TransformerLens "
+    "TransformerBridge, for architectures HookedTransformer lacks (Gemma 3, Qwen 3, ...)"
+)
+
+
 def register(subparsers: Any) -> None:
     """Add the ``audit`` and ``audit-dataset`` sub-commands."""
     runs = subparsers.add_parser(
@@ -39,6 +45,7 @@ def register(subparsers: Any) -> None:
     runs.add_argument("--reference-data", help="trusted rows (suspect threshold, baselines)")
     runs.add_argument("--model", help="model spec, for runs without run.json")
     runs.add_argument("--sae", nargs="+", help="SAE spec(s), for runs without run.json")
+    runs.add_argument("--bridge", action="store_true", help=BRIDGE_HELP)
     _common(runs)
     runs.set_defaults(func=run_audit)
 
@@ -59,6 +66,11 @@ def register(subparsers: Any) -> None:
     )
     dataset.add_argument("--model", required=True, help="model spec (folder or organism:<size>)")
     dataset.add_argument("--sae", required=True, nargs="+", help="SAE spec(s)")
+    dataset.add_argument(
+        "--bridge",
+        action="store_true",
+        help=f"{BRIDGE_HELP} (default: the recipe's model_backend)",
+    )
     dataset.add_argument("--recipe", help="YAML recipe with the training settings")
     dataset.add_argument(
         "--candidate",
@@ -116,13 +128,15 @@ def run_audit(args: argparse.Namespace) -> int:
     _check_references(args.run, args.reference)
     check_output_dir(args.out, "--out")
     model, saes = None, None
+    if args.bridge and not args.model:
+        raise ValueError("--bridge applies to --model; a run's own recipe says how to load it")
     if args.model or args.sae:
         if not (args.model and args.sae):
             raise ValueError("--model and --sae go together")
         from isaerft.loading import load_model, load_sae
         from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
 
-        model = load_model(resolve_model_spec(args.model))
+        model = load_model(resolve_model_spec(args.model), bridge=args.bridge)
         saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]
     result = audit_runs(
         args.run,
@@ -181,6 +195,7 @@ def run_audit_dataset(args: argparse.Namespace) -> int:
         config=_config(args),
         device=args.device,
         log=lambda msg: print(f"[audit] {msg}", flush=True),
+        bridge=True if args.bridge else None,
     )
     print_summary(result.report, args.out)
     return 0

@@ -86,6 +86,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=Path, help="training run directory or intervention folder")
     parser.add_argument("--model", help="base model (local folder or TransformerLens name)")
     parser.add_argument("--sae", action="append", help="SAE folder or release::sae_id (repeatable)")
+    parser.add_argument(
+        "--bridge",
+        action="store_true",
+        help="load --model (a Hugging Face hub name or checkpoint folder) as a TransformerLens "
+        "TransformerBridge (Gemma 3, Qwen 3, ...)",
+    )
     parser.add_argument("--device", help="torch device (default: cpu, or the run's own)")
 
 
@@ -94,10 +100,16 @@ def _open(args: argparse.Namespace) -> ISaeRFTModel:
     from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
 
     # ``organism:<size>`` specs are resolved here as ``train`` and ``audit`` resolve them.
+    if args.bridge and not args.model:
+        raise ValueError("--bridge applies to --model; a run's own recipe says how to load it")
     model_spec = resolve_model_spec(args.model) if args.model else None
     sae_specs = [resolve_sae_spec(s) for s in args.sae] if args.sae else None
     return load_isaerft_model(
-        args.run, model_spec=model_spec, sae_specs=sae_specs, device=args.device
+        args.run,
+        model_spec=model_spec,
+        sae_specs=sae_specs,
+        device=args.device,
+        bridge=args.bridge,
     )
 
 

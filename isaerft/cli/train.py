@@ -6,6 +6,7 @@ import argparse
 import pickle
 import sys
 import time
+import warnings
 from typing import Any
 
 from isaerft.cli.errors import check_output_dir
@@ -53,8 +54,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     torch_device(recipe.trainer.accelerator)  # no GPU in this build: say so before any work
     _refuse_unsafe_checkpoint(recipe)
+    from isaerft.training.module import TrainingWarning
+
     try:
-        result = train(recipe)
+        with warnings.catch_warnings():
+            # Printed below as one line each, from the run's summary.
+            warnings.simplefilter("ignore", TrainingWarning)
+            result = train(recipe)
     except KeyboardInterrupt:
         print(
             f"interrupted; rerun the same command to resume {recipe.run_dir} from its last "
@@ -75,6 +81,8 @@ def run_train(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(format_moved_latents([MovedLatent(**m) for m in summary["top_latents"]]))
     print(f"wall time: {time.perf_counter() - started:.1f} s")
+    for warning in summary.get("warnings", []):
+        print(f"isaerft: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
 import torch
 
+from isaerft._io import iter_jsonl
 from isaerft.backends import LanguageModel
+from isaerft.rows import columns, refuse_missing_values, render_row, right_pad, row_format
 
 #: What the export functions accept as data: texts (tokenized with the model's tokenizer),
 #: a ``(batch, pos)`` token tensor (every position counts), or a list of 1-D token tensors.
@@ -17,36 +18,37 @@ TokenData: TypeAlias = Sequence[str] | torch.Tensor | Sequence[torch.Tensor]
 
 
 def read_texts(path: str | Path, max_rows: int | None = None) -> list[str]:
-    """Read texts from a ``.jsonl`` file (``"text"``, else ``"prompt"`` + ``"completion"``)
-    or from any other file as one text per non-empty line."""
+    """Read texts from a ``.jsonl`` file (each row's prompt and completion joined, in any
+    row format of :mod:`isaerft.rows`: ``prompt`` + ``completion``, ``text`` or chat
+    ``messages``) or from any other file as one text per non-empty line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found")
     texts: list[str] = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    if path.suffix == ".jsonl":
+        for number, row in iter_jsonl(path):
             if max_rows is not None and len(texts) >= max_rows:
                 break
-            if not line.strip():
-                continue
-            if path.suffix == ".jsonl":
-                texts.append(_row_text(json.loads(line), path, number))
-            else:
-                texts.append(line.rstrip("\n"))
+            texts.append(_row_text(row, f"{path}:{number}"))
+    else:
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if max_rows is not None and len(texts) >= max_rows:
+                    break
+                if line.strip():
+                    texts.append(line.rstrip("\n"))
     if not texts:
         raise ValueError(f"data file {path} holds no texts")
     return texts
 
 
-def _row_text(row: object, path: Path, number: int) -> str:
-    if isinstance(row, dict):
-        if isinstance(row.get("text"), str):
-            return str(row["text"])
-        if isinstance(row.get("prompt"), str) and isinstance(row.get("completion"), str):
-            return str(row["prompt"]) + str(row["completion"])
-    raise ValueError(
-        f"{path}:{number}: a JSONL row needs a string 'text' field, or 'prompt' and 'completion'"
-    )
+def _row_text(row: object, where: str) -> str:
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: a JSONL row must be a JSON object with a 'text' field")
+    fmt = row_format(row, where)
+    refuse_missing_values([row], [columns(fmt)], where)
+    prompt, completion, _ = render_row(row, fmt, where)
+    return prompt + completion
 
 
 def split_heldout(texts: Sequence[str], fraction: float = 0.2) -> tuple[list[str], list[str]]:
@@ -75,13 +77,7 @@ def token_batches(
     if not sequences:
         raise ValueError("the data holds no texts or token sequences")
     for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        width = max(len(s) for s in chunk)
-        tokens = torch.zeros((len(chunk), width), dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-        for row, seq in enumerate(chunk):
-            tokens[row, : len(seq)] = seq
-            mask[row, : len(seq)] = True
+        tokens, mask = right_pad(sequences[start : start + batch_size])
         yield tokens.to(device), mask.to(device)
 
 

@@ -30,6 +30,7 @@ def load_isaerft_model(
     model_spec: str | None = None,
     sae_specs: Sequence[str] | None = None,
     device: str | None = None,
+    bridge: bool = False,
 ) -> ISaeRFTModel:
     """Rebuild the trained :class:`~isaerft.ISaeRFTModel` of a run.
 
@@ -37,7 +38,8 @@ def load_isaerft_model(
     ``isaerft.training.load_run``) or a folder written by ``save_pretrained``. Passing
     ``model_spec`` and ``sae_specs`` (local folders or hub names, see
     :func:`isaerft.load_model` / :func:`isaerft.load_sae`) loads the base model and SAEs
-    from there instead, which a bare intervention folder always needs.
+    from there instead, which a bare intervention folder always needs; ``bridge=True`` loads
+    ``model_spec`` as a ``TransformerBridge`` (a run's own recipe says so in ``model_backend``).
     """
     run = Path(run)
     if not run.exists():
@@ -59,6 +61,6 @@ def load_isaerft_model(
             f"{folder} is a bare intervention folder: pass the base model and the SAE(s) it was "
             "trained on (CLI: --model SPEC --sae SPEC [--sae SPEC ...])"
         )
-    base = load_model(model_spec, device=device)
+    base = load_model(model_spec, device=device, bridge=bridge)
     saes = [load_sae(spec, device=str(base.cfg.device), dtype=base.cfg.dtype) for spec in sae_specs]
     return ISaeRFTModel.from_pretrained(base, saes, folder)

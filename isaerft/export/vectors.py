@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from isaerft._io import read_safetensors, write_safetensors
+from isaerft._io import check_format, read_safetensors, write_safetensors
 from isaerft.export.layers import block_index
 
 FORMAT = "isaerft.steering_vectors"
@@ -182,13 +182,14 @@ class SteeringVectors:
     def load(cls, path: str | Path) -> SteeringVectors:
         """Read a file written by :meth:`save`."""
         meta = read_metadata(path)
-        if meta.get("format") != FORMAT:
-            raise ValueError(
-                f"{path} is not an isaerft steering-vector file (format={meta.get('format')!r}); "
-                "write one with `isaerft export RUN --format safetensors`"
-            )
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer isaerft; upgrade isaerft to read it")
+        check_format(
+            meta,
+            path,
+            kind=FORMAT,
+            version=FORMAT_VERSION,
+            what="an isaerft steering-vector file",
+            fix="write one with `isaerft export RUN --format safetensors`",
+        )
         tensors = read_safetensors(path)
         sites = []
         for record in json.loads(meta["sites"]):

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from isaerft._io import read_safetensors, write_safetensors, write_text
+from isaerft._io import read_label_records, read_safetensors, write_safetensors, write_text
 
 WORD, CONCEPT = "word:", "concept:"
 
@@ -219,8 +219,7 @@ class LatentLabels:
     def load(cls, path: str | Path) -> LatentLabels:
         """Read a labels JSONL written by :func:`write_labels` (and its matrix sidecar)."""
         path = Path(path)
-        with open(path, encoding="utf-8") as fh:
-            records = [json.loads(line) for line in fh if line.strip()]
+        records = read_label_records(path)
         records.sort(key=lambda r: int(r["index"]))
         from safetensors import safe_open
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from isaerft._io import write_text
+from isaerft._io import read_label_records, write_text
 from isaerft.model import ISaeRFTModel
 
 
@@ -20,24 +20,12 @@ def read_latent_labels(path: str | Path) -> dict[int, str]:
     Each line needs ``index`` and ``description``; when an index appears more than once the
     line with the highest ``score`` wins.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"latent label file {path} not found; fix the recipe's labels")
     best: dict[int, tuple[float, str]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                index, description = int(record["index"]), str(record["description"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(
-                    f"{path}:{number} is not a label line with 'index' and 'description': {err}"
-                ) from err
-            score = float(record.get("score") or 0.0)
-            if index not in best or score > best[index][0]:
-                best[index] = (score, description)
+    for record in read_label_records(path, fix="fix the recipe's labels"):
+        index, description = int(record["index"]), str(record["description"])
+        score = float(record.get("score") or 0.0)
+        if index not in best or score > best[index][0]:
+            best[index] = (score, description)
     return {index: description for index, (_, description) in best.items()}
 
 

@@ -1,4 +1,5 @@
-"""Rows to token sequences: loading with ``datasets``, format detection, tokenisation, packing.
+"""Training data: rows (read, rendered and tokenised by :mod:`isaerft.rows`) to token
+sequences with loss masks, truncated, filtered and packed.
 
 Every example becomes token ids plus a boolean *loss mask* aligned with the ids:
 ``loss_mask[t]`` is true when token ``t`` is a training target (predicted from position
@@ -7,7 +8,6 @@ Every example becomes token ids plus a boolean *loss mask* aligned with the ids:
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import warnings
 from collections.abc import Sequence
@@ -17,24 +17,9 @@ from typing import Any
 
 import torch
 
+from isaerft import rows as row_pipeline
+from isaerft.rows import ROW_FORMATS, RenderedRow, RowEncoder
 from isaerft.training.recipe import DataConfig
-
-LOCAL_BUILDERS = {
-    ".jsonl": "json",
-    ".json": "json",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".txt": "text",
-}
-FORMAT_COLUMNS = {
-    "text": ("text_field",),
-    "prompt_completion": ("prompt_field", "completion_field"),
-    "chat": ("messages_field",),
-    "preference": ("chosen_field", "rejected_field"),
-}
-# Plain "User:/Assistant:" rendering for tokenizers without a chat template; it matches the
-# model organism's prompt format.
-_FALLBACK_ROLES = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
 @dataclass
@@ -85,91 +70,14 @@ class TokenizedData:
 
 
 def load_rows(config: DataConfig, path: str | Path | None = None) -> Any:
-    """Load the rows of ``config`` as a ``datasets.Dataset``.
+    """Load the rows of ``config`` as a ``datasets.Dataset`` (:func:`isaerft.rows.load_rows`).
 
     ``path`` overrides ``config.path`` (e.g. a generated organism dataset). Local files are
     read with the matching ``datasets`` builder; anything else that does not look like a file
     is treated as a Hugging Face hub dataset name.
     """
-    import datasets
-
     source = str(path if path is not None else config.path)
-    local = Path(source).expanduser()
-    looks_local = local.suffix in LOCAL_BUILDERS or source.startswith((".", "/", "~"))
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        rows = _load(datasets, source, local, looks_local, config.split)
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
-    if config.limit is not None:
-        rows = rows.select(range(min(config.limit, len(rows))))
-    if len(rows) == 0:
-        raise ValueError(f"dataset {source} is empty; it needs at least one row")
-    return rows
-
-
-def _is_blank(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    return not head.strip() and path.stat().st_size <= len(head)
-
-
-def _check_utf8(path: Path) -> None:
-    """Refuse a text file that is not UTF-8 now: the row reader would fail only later, on
-    first access to the row, without naming the file."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            try:
-                decoder.decode(chunk)
-                offset += len(chunk)
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"data file {path} is not UTF-8 text (byte {offset + err.start}); save it "
-                    "as UTF-8"
-                ) from None
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise ValueError(
-                f"data file {path} is not UTF-8 text (it ends mid-character)"
-            ) from None
-
-
-def _load(datasets: Any, source: str, local: Path, looks_local: bool, split: str) -> Any:
-    if local.is_file():
-        if local.suffix not in LOCAL_BUILDERS:
-            raise ValueError(
-                f"data file {local} has an unsupported extension; "
-                f"use one of {sorted(LOCAL_BUILDERS)}"
-            )
-        if _is_blank(local):
-            raise ValueError(f"dataset {local} is empty; it needs at least one row")
-        if local.suffix != ".parquet":
-            _check_utf8(local)
-        builder = LOCAL_BUILDERS[local.suffix]
-        try:
-            rows = datasets.load_dataset(
-                builder, data_files=str(local), split="train", keep_in_memory=True
-            )
-        except (
-            ValueError,
-            TypeError,
-            StopIteration,
-            datasets.exceptions.DatasetGenerationError,
-        ) as err:
-            raise ValueError(f"could not read {local} as {builder} rows: {err}") from err
-    elif looks_local or local.exists():
-        raise FileNotFoundError(
-            f"data file {local} not found; fix data.path (relative paths are resolved against the "
-            "directory you run from) or use data.organism_dataset to generate one"
-        )
-    else:
-        rows = datasets.load_dataset(source, split=split)
-    return rows
+    return row_pipeline.load_rows(source, split=config.split, limit=config.limit)
 
 
 def detect_format(columns: Sequence[str], config: DataConfig, objective: str) -> str:
@@ -177,20 +85,20 @@ def detect_format(columns: Sequence[str], config: DataConfig, objective: str) ->
     cols = set(columns)
 
     def has(fmt: str) -> bool:
-        return all(getattr(config, attr) in cols for attr in FORMAT_COLUMNS[fmt])
+        return all(c in cols for c in row_pipeline.columns(fmt, config))
 
     fmt = config.format
     if fmt == "auto":
-        order = ("preference",) if objective == "dpo" else ("chat", "prompt_completion", "text")
+        order = ("preference",) if objective == "dpo" else ROW_FORMATS
         fmt = next((f for f in order if has(f)), "")
         if not fmt:
-            options = {f: [getattr(config, a) for a in FORMAT_COLUMNS[f]] for f in order}
+            options = {f: row_pipeline.columns(f, config) for f in order}
             raise ValueError(
                 f"cannot find the columns for objective {objective!r}: the data has columns "
                 f"{sorted(cols)}, expected one of {options}; rename them or set data.<x>_field"
             )
     elif not has(fmt):
-        wanted = [getattr(config, a) for a in FORMAT_COLUMNS[fmt]]
+        wanted = row_pipeline.columns(fmt, config)
         raise ValueError(
             f"data.format={fmt!r} needs columns {wanted} but the data has {sorted(cols)}; "
             "set the data.<x>_field options to the names your data uses"
@@ -205,52 +113,6 @@ def detect_format(columns: Sequence[str], config: DataConfig, objective: str) ->
     if objective != "dpo" and fmt == "preference":
         raise ValueError("preference rows (chosen/rejected) need objective.kind=dpo")
     return fmt
-
-
-class RowTokenizer:
-    """Turns rows into ``(prompt_ids, completion_ids)`` with the model's tokenizer."""
-
-    def __init__(self, tokenizer: Any, prepend_bos: bool, append_eos: bool) -> None:
-        if tokenizer is None:
-            raise ValueError(
-                "the model has no tokenizer; attach one (model.set_tokenizer(...)) or save the "
-                "model with its tokenizer (isaerft.save_model writes tokenizer.json)"
-            )
-        self.tokenizer = tokenizer
-        self.bos = (
-            [tokenizer.bos_token_id] if prepend_bos and tokenizer.bos_token_id is not None else []
-        )
-        self.eos = (
-            [tokenizer.eos_token_id] if append_eos and tokenizer.eos_token_id is not None else []
-        )
-
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text, without special tokens."""
-        if not texts:
-            return []
-        encoded: list[list[int]] = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return encoded
-
-    def render_chat(self, messages: Any, where: str) -> tuple[str, str, bool]:
-        """``(prompt_text, completion_text, template_has_bos)`` for a message list whose last
-        message is the assistant's reply (the only turn trained)."""
-        if not isinstance(messages, list) or not messages:
-            raise ValueError(f"{where}: chat rows need a non-empty list of messages")
-        for m in messages:
-            if not isinstance(m, dict) or m.get("role") is None or m.get("content") is None:
-                raise ValueError(f"{where}: each message needs 'role' and 'content', got {m!r}")
-        if messages[-1]["role"] != "assistant":
-            raise ValueError(f"{where}: the last message must be the assistant's reply to train on")
-        history, reply = messages[:-1], str(messages[-1]["content"])
-        if getattr(self.tokenizer, "chat_template", None):
-            prompt = self.tokenizer.apply_chat_template(
-                history, tokenize=False, add_generation_prompt=True
-            )
-            return str(prompt), reply, True
-        lines = [
-            f"{_FALLBACK_ROLES.get(m['role'], m['role'].title())}: {m['content']}" for m in history
-        ]
-        return "\n".join([*lines, "Assistant:"]), " " + reply, False
 
 
 def tokenize(
@@ -275,38 +137,23 @@ def tokenize(
         raise ValueError(
             f"data.max_length={max_length} exceeds the model's context n_ctx={n_ctx}; lower it"
         )
-    enc = RowTokenizer(tokenizer, prepend_bos, config.append_eos)
+    enc = RowEncoder(tokenizer, prepend_bos, config.append_eos)
     records = [dict(r) for r in rows]
-    needed = [getattr(config, a) for a in FORMAT_COLUMNS[fmt]]
+    needed = row_pipeline.columns(fmt, config)
     if fmt == "preference" and config.prompt_field in columns:
         needed.append(config.prompt_field)
-    _refuse_missing_values(records, needed, source)
+    row_pipeline.refuse_missing_values(records, [needed] * len(records), source)
     if fmt == "preference":
         streams = {
-            name: _prompt_completion(enc, *_preference_side(enc, records, config, field), True)
+            name: _sequences(enc, _preference_side(enc, records, config, field), True)
             for name, field in (
                 ("chosen", config.chosen_field),
                 ("rejected", config.rejected_field),
             )
         }
     else:
-        if fmt == "text":
-            prompts, completions = [""] * len(records), [str(r[config.text_field]) for r in records]
-            has_bos = [False] * len(records)
-        elif fmt == "chat":
-            rendered = [
-                enc.render_chat(r[config.messages_field], f"row {i}") for i, r in enumerate(records)
-            ]
-            prompts = [p for p, _, _ in rendered]
-            completions = [c for _, c, _ in rendered]
-            has_bos = [b for _, _, b in rendered]
-        else:
-            prompts = [str(r[config.prompt_field]) for r in records]
-            completions = [str(r[config.completion_field]) for r in records]
-            has_bos = [False] * len(records)
-        streams = {
-            "main": _prompt_completion(enc, prompts, completions, has_bos, objective == "sft")
-        }
+        rendered = [enc.render(r, fmt, f"row {i}", config) for i, r in enumerate(records)]
+        streams = {"main": _sequences(enc, rendered, objective == "sft")}
     data = TokenizedData(streams, source)
     data = _truncate(data, max_length) if not config.packing else data
     if data.is_preference:
@@ -318,62 +165,40 @@ def tokenize(
 
 
 def _preference_side(
-    enc: RowTokenizer, records: list[dict[str, Any]], config: DataConfig, field: str
-) -> tuple[list[str], list[str], list[bool]]:
-    """Prompts, completions and has-BOS flags of one side of preference rows. A side given as a
-    message list (e.g. ultrafeedback_binarized) is rendered as chat, its last turn the reply."""
-    prompts, completions, has_bos = [], [], []
+    enc: RowEncoder, records: list[dict[str, Any]], config: DataConfig, field: str
+) -> list[RenderedRow]:
+    """One side of preference rows as text. A side given as a message list (e.g.
+    ultrafeedback_binarized) is rendered as chat, its last turn the reply."""
+    out = []
     for i, r in enumerate(records):
         value = r[field]
         if isinstance(value, list):
-            prompt, completion, bos = enc.render_chat(value, f"row {i} {field}")
+            out.append(row_pipeline.render_chat(value, f"row {i} {field}", enc.tokenizer))
         elif config.prompt_field in r:
-            prompt, completion, bos = str(r[config.prompt_field]), str(value), False
+            out.append(RenderedRow(str(r[config.prompt_field]), str(value)))
         else:
             raise ValueError(
                 f"row {i}: preference rows with text {field!r} need a {config.prompt_field!r} "
                 f"column (found {sorted(r)}); or give {field!r} as a list of chat messages"
             )
-        prompts.append(prompt)
-        completions.append(completion)
-        has_bos.append(bos)
-    return prompts, completions, has_bos
+    return out
 
 
-def _prompt_completion(
-    enc: RowTokenizer,
-    prompts: list[str],
-    completions: list[str],
-    has_bos: list[bool],
-    completion_only: bool,
+def _sequences(
+    enc: RowEncoder, rendered: list[RenderedRow], completion_only: bool
 ) -> TokenSequences:
-    prompt_ids = enc.encode(prompts)
-    completion_ids = enc.encode(completions)
     ids, masks = [], []
-    for p, c, bos in zip(prompt_ids, completion_ids, has_bos):
-        head = ([] if bos else enc.bos) + p
-        tail = c + enc.eos
-        seq = torch.tensor(head + tail, dtype=torch.long)
+    for row in enc.encode_rows(rendered):
+        seq = torch.tensor(row.ids, dtype=torch.long)
         mask = torch.zeros(len(seq), dtype=torch.bool)
         # An empty completion (or text) has nothing to learn: no targets, so the row is
         # dropped, rather than trained to answer with EOS alone.
-        if c:
-            mask[len(head) if completion_only else 1 :] = True
+        if row.completion_length:
+            mask[row.prompt_length if completion_only else 1 :] = True
         mask[0] = False
         ids.append(seq)
         masks.append(mask)
     return TokenSequences(ids, masks)
-
-
-def _refuse_missing_values(records: list[dict[str, Any]], fields: list[str], source: str) -> None:
-    """Refuse rows whose needed field is missing or null (``str(None)`` is not training text)."""
-    bad = [(i, name) for i, r in enumerate(records) for name in fields if r.get(name) is None]
-    if bad:
-        first_row, first_field = bad[0]
-        raise ValueError(
-            f"{len(bad)} value(s) in {source or 'the data'} are missing or null (first: row "
-            f"{first_row}, {first_field!r}); fill or remove those rows"
-        )
 
 
 def _drop_identical_pairs(data: TokenizedData) -> TokenizedData:

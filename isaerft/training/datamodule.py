@@ -15,6 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from isaerft.rows import right_pad
 from isaerft.training.data import TokenizedData, TokenSequences
 from isaerft.training.prefix_cache import PrefixCache
 
@@ -84,19 +85,17 @@ class SequenceBatcher:
 
 def collate(parts: list[tuple[TokenSequences, list[int]]], length: int, pad_id: int) -> Batch:
     """Right-pad the chosen rows of each stream to ``length`` and stack them in order."""
-    n = sum(len(rows) for _, rows in parts)
-    input_ids = torch.full((n, length), pad_id, dtype=torch.long)
-    attention = torch.zeros((n, length), dtype=torch.long)
-    loss_mask = torch.zeros((n, length), dtype=torch.bool)
-    k = 0
-    for stream, rows in parts:
-        for i in rows:
-            ids = stream.ids[i]
-            input_ids[k, : len(ids)] = ids
-            attention[k, : len(ids)] = 1
-            loss_mask[k, : len(ids)] = stream.loss_mask[i]
-            k += 1
-    return {"input_ids": input_ids, "attention_mask": attention, "loss_mask": loss_mask}
+    input_ids, attention = right_pad(
+        [stream.ids[i] for stream, rows in parts for i in rows], width=length, pad_id=pad_id
+    )
+    loss_mask, _ = right_pad(
+        [stream.loss_mask[i].long() for stream, rows in parts for i in rows], width=length
+    )
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention.long(),
+        "loss_mask": loss_mask.bool(),
+    }
 
 
 class StepLoader:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import Any
 
 import pytorch_lightning as pl
@@ -23,6 +24,19 @@ REMEDY = (
     "Lower optim.lr or set optim.grad_clip (or check the data), then run the same command "
     "again: it resumes from the last good checkpoint with the new optim settings"
 )
+
+
+# A finished training whose loss ended this far above where it started (both rules) did not
+# fit the data: it diverged below the parameter limit (e.g. Adam with a learning rate ~1e3).
+# Each rule alone misfires: 2x is batch noise on a small loss, 1 nat is noise on a large one.
+LOSS_BLOWUP_FACTOR = 2.0
+LOSS_BLOWUP_NATS = 1.0
+LOSS_WINDOW = 10
+"""The final training loss is the mean of the last ``LOSS_WINDOW`` steps' losses."""
+
+
+class TrainingWarning(UserWarning):
+    """A training that finished, but whose result should not be trusted as it is."""
 
 
 class TrainingDivergedError(ValueError):
@@ -72,6 +86,11 @@ class ISaeRFTLightningModule(pl.LightningModule):
         self.strict_loading = False  # checkpoints carry only the trainable tensors
         self.tokens_seen = 0
         self.last_losses: dict[str, float] = {}
+        # The loss before the first update (the base model's), kept in checkpoints, and the
+        # losses of the last steps after it: see loss_blowup().
+        self.loss_start: float | None = None
+        self._start_losses: list[float] = []
+        self.recent_losses: deque[float] = deque(maxlen=LOSS_WINDOW)
 
     # --- forward ---------------------------------------------------------------------------
 
@@ -153,7 +172,39 @@ class ISaeRFTLightningModule(pl.LightningModule):
         self.log("loss", logged["train/loss"], prog_bar=True, logger=False, sync_dist=sync)
         self.tokens_seen += int(batch["main"]["global_tokens"])
         self.last_losses = {k: float(v) for k, v in logged.items()}
+        if self.global_step == 0:  # every micro-batch before the first update
+            self._start_losses.append(self.last_losses["train/loss"])
+            self.loss_start = sum(self._start_losses) / len(self._start_losses)
+        else:
+            self.recent_losses.append(self.last_losses["train/loss"])
         return loss
+
+    def loss_blowup(self) -> str | None:
+        """A warning when the training loss ended far above where it started, else ``None``.
+
+        The rule: the mean loss of the last :data:`LOSS_WINDOW` steps is more than
+        :data:`LOSS_BLOWUP_FACTOR` times *and* :data:`LOSS_BLOWUP_NATS` nats above the loss
+        before the first update (components at identity). Minimising a loss that starts there
+        never ends that far above it unless the optimiser diverged.
+        """
+        if self.loss_start is None or not self.recent_losses:
+            return None
+        start = self.loss_start
+        final = sum(self.recent_losses) / len(self.recent_losses)
+        if final <= start + LOSS_BLOWUP_NATS or final <= LOSS_BLOWUP_FACTOR * start:
+            return None
+        with torch.no_grad():
+            largest = max(
+                float(p.detach().abs().max()) for p in self.isaerft.trainable_parameters()
+            )
+        return (
+            f"the training loss rose from {start:.4g} before the first update to {final:.4g} "
+            f"(mean of the last {len(self.recent_losses)} steps), more than "
+            f"{LOSS_BLOWUP_FACTOR:g}x and {LOSS_BLOWUP_NATS:g} nat above where it started: the "
+            f"optimisation diverged (component parameters reach {largest:.3g}) and the saved "
+            f"edits do not fit the data; lower optim.lr (now {self.optim.lr:g}) or set "
+            "optim.grad_clip, and train again"
+        )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Log how many latents moved beyond ``objective.moved_tolerance``."""
@@ -257,7 +308,11 @@ class ISaeRFTLightningModule(pl.LightningModule):
         """Keep only the trainable tensors, and tag the checkpoint with the run identity."""
         state = checkpoint["state_dict"]
         checkpoint["state_dict"] = {k: state[k] for k in self._trainable_keys()}
-        checkpoint["isaerft"] = {"check_tag": self.check_tag, "optimizer": self.optim.optimizer}
+        checkpoint["isaerft"] = {
+            "check_tag": self.check_tag,
+            "optimizer": self.optim.optimizer,
+            "loss_start": self.loss_start,
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse checkpoints of another run or lacking component weights."""
@@ -274,6 +329,9 @@ class ISaeRFTLightningModule(pl.LightningModule):
                 "change lr, schedule, betas, weight_decay and grad_clip, but not the optimizer: "
                 f"set optim.optimizer={saved_optimizer}, or start over (trainer.resume=never)"
             )
+        loss_start = checkpoint.get("isaerft", {}).get("loss_start")
+        if loss_start is not None:
+            self.loss_start = float(loss_start)
         missing = sorted(set(self._trainable_keys()) - set(checkpoint["state_dict"]))
         if missing:
             raise ValueError(f"the checkpoint lacks component weights {missing}; wrong checkpoint?")

@@ -28,8 +28,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from isaerft._io import read_json, read_safetensors, sha256_file, write_json, write_safetensors
+from isaerft._io import (
+    read_safetensors,
+    read_versioned_json,
+    sha256_file,
+    write_json,
+    write_safetensors,
+)
 from isaerft.backends import supports_start_at_layer
+from isaerft.rows import right_pad
 from isaerft.site import sae_fingerprint
 
 if TYPE_CHECKING:
@@ -142,19 +149,13 @@ class PrefixCache:
         chunks, code_chunks = [], []
         with torch.no_grad():
             for start in range(0, len(sequences), batch_size):
-                group = sequences[start : start + batch_size]
-                length = max(len(s) for s in group)
-                tokens = torch.zeros((len(group), length), dtype=torch.long)
-                mask = torch.zeros((len(group), length), dtype=torch.long)
-                for i, seq in enumerate(group):
-                    tokens[i, : len(seq)] = seq
-                    mask[i, : len(seq)] = 1
+                tokens, mask = right_pad(sequences[start : start + batch_size])
                 resid = base(
                     tokens.to(device),
-                    attention_mask=mask.to(device),
+                    attention_mask=mask.long().to(device),
                     stop_at_layer=boundary.start_at_layer,
                 )
-                real = resid[mask.to(device).bool()]
+                real = resid[mask.to(device)]
                 chunks.append(real.cpu())
                 if site is not None:
                     code_chunks.append(_to_csr(site.sae.encode(real).cpu()))
@@ -231,15 +232,15 @@ class CorruptPrefixCacheError(ValueError):
 
 def _read_checked(path: Path, key: str | None) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     try:
-        meta = read_json(path / META_FILE)
+        meta = read_versioned_json(
+            path / META_FILE,
+            kind=CACHE_FORMAT,
+            version=CACHE_VERSION,
+            what="a prefix cache",
+            exact=True,
+        )
     except (OSError, ValueError) as err:
         raise CorruptPrefixCacheError(f"{path / META_FILE} is unreadable: {err}") from err
-    if (
-        not isinstance(meta, dict)
-        or meta.get("format") != CACHE_FORMAT
-        or meta.get("format_version") != CACHE_VERSION
-    ):
-        raise CorruptPrefixCacheError(f"{path} is not a prefix cache this isaerft can read")
     if key is not None and meta.get("key") != key:
         raise CorruptPrefixCacheError(f"{path / META_FILE} was written for another cache key")
     tensors_path = path / TENSORS_FILE

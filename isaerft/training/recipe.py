@@ -36,6 +36,7 @@ LOGGERS = ("csv", "tensorboard", "none")
 RESUME_MODES = ("auto", "never")
 ORGANISM_DATASET_KINDS = ("clean", "poison", "decoy", "benign-shift")
 MODEL_DTYPES = ("float32", "float16", "bfloat16")
+MODEL_BACKENDS = ("hooked", "bridge")
 
 
 class _Section(ConfigBase):
@@ -287,7 +288,12 @@ class TrainRecipe(_Section):
 
     Attributes:
         model: ``organism:tiny``/``organism:small``, a local folder written by
-            :func:`isaerft.save_model`, or a TransformerLens model name (needs network).
+            :func:`isaerft.save_model`, or a TransformerLens model name (needs network); with
+            ``model_backend: bridge``, a Hugging Face hub name or checkpoint folder.
+        model_backend: ``hooked`` loads a ``HookedTransformer``; ``bridge`` loads a
+            TransformerLens 3 ``TransformerBridge`` around the Hugging Face model (Gemma 3,
+            Qwen 3, ...; see :mod:`isaerft.backends`), which cannot use
+            ``trainer.prefix_cache``.
         sae: one SAE spec or a list: ``organism:<size>``, a SAELens folder, or
             ``release::sae_id`` (needs network).
         data: the training data.
@@ -311,6 +317,7 @@ class TrainRecipe(_Section):
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     labels: str | None = None
     model_dtype: str = "float32"
+    model_backend: str = "hooked"
     name: str = "run"
     output_dir: str = "runs/{name}"
 
@@ -328,6 +335,12 @@ class TrainRecipe(_Section):
         if not self.sae or not all(self.sae):
             raise ConfigError(f"recipe sae={self.sae!r} is invalid: give one or more SAE specs")
         self.choice("model_dtype", MODEL_DTYPES)
+        self.choice("model_backend", MODEL_BACKENDS)
+        if self.model_backend == "bridge" and self.trainer.prefix_cache:
+            raise ConfigError(
+                "recipe trainer.prefix_cache=true cannot be used with model_backend=bridge: a "
+                "TransformerBridge cannot start at a layer; set trainer.prefix_cache=false"
+            )
         if self.objective.kind == "dpo" and self.data.packing:
             raise ConfigError("recipe data.packing=true cannot be used with objective.kind=dpo")
         if self.objective.kind == "dpo" and self.data.format not in ("auto", "preference"):
@@ -385,5 +398,8 @@ def find_recipe(name_or_path: str | Path) -> Path:
 
 
 def organism_size(spec: str) -> str | None:
-    """``"organism:small"`` -> ``"small"``; any other spec -> ``None``."""
-    return spec[len(ORGANISM_PREFIX) :] if spec.startswith(ORGANISM_PREFIX) else None
+    """``"organism:small"`` (or a pinned build, ``"organism:small@<build>"``) -> ``"small"``;
+    any other spec -> ``None``."""
+    if not spec.startswith(ORGANISM_PREFIX):
+        return None
+    return spec[len(ORGANISM_PREFIX) :].partition("@")[0]

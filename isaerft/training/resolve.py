@@ -9,26 +9,62 @@ from typing import Any
 
 import torch
 from sae_lens import SAE
-from transformer_lens import HookedTransformer
 
 from isaerft._io import read_json
-from isaerft.loading import load_model, load_sae
+from isaerft.backends import LanguageModel
+from isaerft.loading import (
+    find_organism,
+    load_model,
+    load_sae,
+    pin_organism_spec,
+    split_organism_spec,
+)
 from isaerft.training.recipe import OrganismDatasetSpec, TrainRecipe, organism_size
 
-_ORGANISMS: dict[str, Any] = {}
+_ORGANISMS: dict[tuple[str, str | None], Any] = {}
 
 
-def organism(size: str) -> Any:
-    """``isaerft.organism.build_organism(size)``, memoised per process (it is cached on disk)."""
-    if size not in _ORGANISMS:
+def organism(size: str, build: str | None = None) -> Any:
+    """The organism ``organism:<size>[@<build>]`` (see :func:`isaerft.loading.find_organism`),
+    memoised per process (it is cached on disk)."""
+    if (size, build) not in _ORGANISMS:
         try:
-            from isaerft.organism import build_organism
+            import isaerft.organism  # noqa: F401
         except ImportError as err:
             raise ValueError(
                 f"'organism:{size}' needs isaerft.organism, which failed to import: {err}"
             ) from err
-        _ORGANISMS[size] = build_organism(size, seed=0)
-    return _ORGANISMS[size]
+        _ORGANISMS[size, build] = find_organism(size, build)
+    return _ORGANISMS[size, build]
+
+
+def _organism_of(spec: str) -> Any:
+    """The organism a spec names, or ``None`` for any other spec."""
+    parts = split_organism_spec(spec)
+    return organism(*parts) if parts else None
+
+
+def organism_keys(recipe: TrainRecipe) -> dict[str, str]:
+    """``{size: cache key}`` of the organisms the recipe's model, SAEs and labels resolve to
+    (e.g. ``{"tiny": "tiny-284cfcbc3eb8"}``): recorded in ``run.json`` so the run reloads on
+    exactly these builds (:func:`pin_organisms`)."""
+    keys = {}
+    for spec in (recipe.model, *recipe.sae, recipe.labels or ""):
+        org = _organism_of(spec)
+        if org is not None:
+            keys[org.preset] = str(org.meta["key"])
+    return keys
+
+
+def pin_organisms(recipe: TrainRecipe, keys: dict[str, str]) -> TrainRecipe:
+    """``recipe`` with its ``organism:<size>`` specs pinned to the builds ``keys`` names
+    (``organism:<size>@<build>``); other specs unchanged."""
+    return dataclasses.replace(
+        recipe,
+        model=pin_organism_spec(recipe.model, keys),
+        sae=[pin_organism_spec(s, keys) for s in recipe.sae],
+        labels=pin_organism_spec(recipe.labels, keys) if recipe.labels else recipe.labels,
+    )
 
 
 def torch_device(accelerator: str) -> str:
@@ -49,15 +85,15 @@ def torch_device(accelerator: str) -> str:
 
 
 def resolve_model_spec(spec: str) -> str:
-    """A model spec with ``organism:<size>`` replaced by the organism's model folder."""
-    size = organism_size(spec)
-    return str(organism(size).model_dir) if size else spec
+    """A model spec with ``organism:<size>[@<build>]`` replaced by the organism's model folder."""
+    org = _organism_of(spec)
+    return str(org.model_dir) if org is not None else spec
 
 
 def resolve_sae_spec(spec: str) -> str:
-    """An SAE spec with ``organism:<size>`` replaced by the organism's SAE folder."""
-    size = organism_size(spec)
-    return str(organism(size).sae_dir) if size else spec
+    """An SAE spec with ``organism:<size>[@<build>]`` replaced by the organism's SAE folder."""
+    org = _organism_of(spec)
+    return str(org.sae_dir) if org is not None else spec
 
 
 IN_MEMORY_MODEL = "<in-memory model>"
@@ -75,10 +111,14 @@ def _reloadable(spec: str, what: str) -> str:
     return spec
 
 
-def load_recipe_model(recipe: TrainRecipe, device: str) -> HookedTransformer:
-    """Load the recipe's frozen model on ``device`` in ``recipe.model_dtype``."""
+def load_recipe_model(recipe: TrainRecipe, device: str) -> LanguageModel:
+    """Load the recipe's frozen model on ``device`` in ``recipe.model_dtype``: a
+    ``HookedTransformer``, or a ``TransformerBridge`` when ``recipe.model_backend`` is
+    ``bridge``."""
     spec = resolve_model_spec(_reloadable(recipe.model, "model"))
-    return load_model(spec, device=device, dtype=recipe.model_dtype)
+    return load_model(
+        spec, device=device, dtype=recipe.model_dtype, bridge=recipe.model_backend == "bridge"
+    )
 
 
 def load_recipe_saes(recipe: TrainRecipe, device: str) -> list[SAE[Any]]:
@@ -98,11 +138,11 @@ def resolve_labels(recipe: TrainRecipe) -> Path | None:
     if spec is None:
         sizes = {organism_size(s) for s in recipe.sae}
         if len(sizes) == 1 and None not in sizes:
-            spec = f"organism:{next(iter(sizes))}"
+            spec = recipe.sae[0]  # the organism's own labels (of the same build, if pinned)
         else:
             return None
-    size = organism_size(spec)
-    path = Path(organism(size).labels_path) if size else Path(spec)
+    org = _organism_of(spec)
+    path = Path(org.labels_path) if org is not None else Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"latent label file {path} not found; fix the recipe's labels")
     return path
@@ -111,6 +151,8 @@ def resolve_labels(recipe: TrainRecipe) -> Path | None:
 def organism_dataset(spec: OrganismDatasetSpec, recipe: TrainRecipe, out_dir: Path) -> Path:
     """Generate (or reuse) the organism dataset of ``spec`` under ``out_dir``; returns its path."""
     size = spec.organism or organism_size(recipe.model)
+    pinned = split_organism_spec(recipe.model)
+    build = pinned[1] if pinned and pinned[0] == size else None
     if size is None:
         raise ValueError(
             "data.organism_dataset needs an organism: set data.organism_dataset.organism "
@@ -125,7 +167,7 @@ def organism_dataset(spec: OrganismDatasetSpec, recipe: TrainRecipe, out_dir: Pa
     from isaerft._io import write_json
     from isaerft.organism import make_dataset
 
-    org = organism(size)
+    org = organism(size, build)
     kwargs: dict[str, Any] = {"n": spec.n, "seed": spec.seed, "organism": org}
     for name in ("trigger", "target", "fraction"):
         if getattr(spec, name) is not None:

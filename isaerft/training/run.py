@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import signal
 import time
 import warnings
@@ -26,6 +27,7 @@ from sae_lens import SAE
 from isaerft._io import sha256_file, write_json, write_text
 from isaerft.artifact import WEIGHTS_FILE
 from isaerft.backends import LanguageModel
+from isaerft.loading import OrganismBuildError
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import (
     CHECKPOINTS_DIR,
@@ -34,6 +36,7 @@ from isaerft.runs import (
     LAST_CHECKPOINT,
     LOGS_DIR,
     METRICS_FILE,
+    ORGANISMS,
     RECIPE_FILE,
     RUN_FILE,
     RUN_FORMAT,
@@ -42,6 +45,7 @@ from isaerft.runs import (
     SUMMARY_FILE,
     TOP_LATENTS_FILE,
     WEIGHTS_HASH,
+    RunClaim,
     check_finished,
     locked_run_dir,
     new_run_id,
@@ -59,9 +63,9 @@ from isaerft.training.callbacks import (
 from isaerft.training.data import TokenizedData, load_rows, tokenize
 from isaerft.training.datamodule import ISaeRFTDataModule
 from isaerft.training.logs import make_loggers, merge_metrics, quiet_lightning
-from isaerft.training.module import ISaeRFTLightningModule
+from isaerft.training.module import ISaeRFTLightningModule, TrainingWarning
 from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore, find_boundary
-from isaerft.training.recipe import DataConfig, TrainRecipe
+from isaerft.training.recipe import DataConfig, TrainRecipe, organism_size
 
 __all__ = [
     "INTERVENTION_DIR",
@@ -103,6 +107,9 @@ class RunInfo:
     seed: int
     labels_path: str | None
     summary: dict[str, Any] | None
+    organisms: dict[str, str] = dataclasses.field(default_factory=dict)
+    """``{size: cache key}`` of the organism builds the run was trained on; ``recipe`` names
+    them pinned (``organism:tiny@<build>``), so reloading never picks up a rebuilt organism."""
 
 
 def train(
@@ -131,16 +138,26 @@ def train(
     Raises:
         isaerft.runs.RunFolderError: the run folder is not new, empty or an isaerft run, or
             another training is writing it (checked before anything is loaded).
+        isaerft.loading.OrganismBuildError: an interrupted run would resume on another build
+            of the model organism than the one it started on.
+
+    A failure before the training starts (before ``run.json`` is written: bad data, a model
+    that does not load) leaves the run folder as it was found. A training whose loss ends far
+    above where it started warns (:class:`~isaerft.training.module.TrainingWarning`) and
+    lists the warning in ``summary["warnings"]``.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else recipe.run_dir
     is_zero = getattr(rank_zero_only, "rank", 0) == 0
-    # Rank 0 owns the folder for the whole training; the other ranks only read from it.
-    lock: AbstractContextManager[list[str]] = (
-        locked_run_dir(run_dir) if is_zero else nullcontext([])
+    # Rank 0 owns the folder for the whole training; the other ranks only read from it. A
+    # start that fails before run.json is written leaves the folder as it was found.
+    lock: AbstractContextManager[RunClaim | None] = (
+        locked_run_dir(run_dir) if is_zero else nullcontext(None)
     )
-    with lock:
-        return _train(recipe, model, saes, prefix_cache, callbacks, run_dir, is_zero, started)
+    with lock as claim:
+        return _train(
+            recipe, model, saes, prefix_cache, callbacks, run_dir, claim, is_zero, started
+        )
 
 
 def _train(
@@ -150,6 +167,7 @@ def _train(
     prefix_cache: PrefixCacheStore | None,
     callbacks: Sequence[pl.Callback],
     run_dir: Path,
+    claim: RunClaim | None,
     is_zero: bool,
     started: float,
 ) -> RunResult:
@@ -160,15 +178,8 @@ def _train(
     resuming = cfg.resume == "auto" and checkpoint.is_file() and not finished
     run_id = _resumed_run_id(run_dir) if resuming else None
     run_id = run_id or new_run_id()
-    if is_zero and not resuming:
-        # Before anything new is written: an old intervention must never sit under a new run.json.
-        removed = remove_results(run_dir)
-        if removed:
-            warnings.warn(
-                f"{run_dir} held an earlier run; replaced its {', '.join(removed)}",
-                UserWarning,
-                stacklevel=3,
-            )
+    if resuming:
+        _check_resumed_organisms(run_dir, recipe)
     pl.seed_everything(cfg.seed, verbose=False)
     device = resolve.torch_device(cfg.accelerator)
     if model is None:
@@ -197,6 +208,19 @@ def _train(
     tag = _check_tag(recipe, train_data)
     labels_path = resolve.resolve_labels(recipe)
     if is_zero:
+        # The training starts here, after everything it needs has loaded: a failure before
+        # this point leaves an earlier run in the folder intact (and the claim is undone).
+        if not resuming:
+            # Before run.json: an old intervention must never sit under a new run.json.
+            removed = remove_results(run_dir)
+            if removed:
+                warnings.warn(
+                    f"{run_dir} held an earlier run; replaced its {', '.join(removed)}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        if claim is not None:
+            claim.commit()
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
         write_json(run_dir / RUN_FILE, _run_record(recipe, data_path, labels_path, run_id))
 
@@ -247,15 +271,20 @@ def _train(
     fit_seconds = time.perf_counter() - fit_started
 
     top = top_moved_latents(wrapped, cfg.top_k, labels)
+    blowup = module.loss_blowup()
+    if blowup is not None and is_zero:
+        warnings.warn(blowup, TrainingWarning, stacklevel=3)
     summary: dict[str, Any] = {
         "steps": int(trainer.global_step),
         "max_steps": max_steps,
         "rows": len(train_data),
         "data_epochs": max_steps * accumulate * recipe.data.batch_size / len(train_data),
         "resumed_from_step": resume_step,
+        "initial_loss": module.loss_start,
         "final": {
             k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")
         },
+        "warnings": [blowup] if blowup is not None else [],
         "moved_latents": wrapped.num_moved_latents(recipe.objective.moved_tolerance),
         "moved_tolerance": recipe.objective.moved_tolerance,
         "trainable_parameters": wrapped.num_trainable_parameters(),
@@ -294,33 +323,62 @@ def load_run(
     Raises:
         isaerft.runs.RunFolderError: the run is unfinished, or its ``intervention/`` is not
             the one this training saved (checked before any model is loaded).
+        isaerft.loading.OrganismBuildError: the run was trained on a build of the model
+            organism that is no longer available (it is never loaded on another build).
     """
     info = read_run_info(run_dir)
     check_finished(info.run_dir)
     recipe = info.recipe
     device = device or ("cpu" if model is None else str(next(model.parameters()).device))
-    if model is None:
-        model = resolve.load_recipe_model(recipe, device)
-    if saes is None:
-        saes = resolve.load_recipe_saes(recipe, device)
+    try:
+        if model is None:
+            model = resolve.load_recipe_model(recipe, device)
+        if saes is None:
+            saes = resolve.load_recipe_saes(recipe, device)
+    except OrganismBuildError as err:
+        raise OrganismBuildError(f"cannot load run {info.run_dir}: {err}") from err
     wrapped = ISaeRFTModel.from_pretrained(model, list(saes), info.run_dir / INTERVENTION_DIR)
     return wrapped, info
 
 
 def read_run_info(run_dir: str | Path) -> RunInfo:
-    """Read ``run.json`` (and ``summary.json`` when the run finished) without loading models."""
+    """Read ``run.json`` (and ``summary.json`` when the run finished) without loading models.
+
+    The recipe's ``organism:<size>`` specs come back pinned to the organism builds the run was
+    trained on (``organism:<size>@<build>``, see :attr:`RunInfo.organisms`).
+    """
     run_dir = Path(run_dir)
     record = read_run_record(run_dir)
+    organisms = _recorded_organisms(record)
     return RunInfo(
         run_dir=run_dir,
-        recipe=TrainRecipe.from_dict(record["recipe"]),
+        recipe=resolve.pin_organisms(TrainRecipe.from_dict(record["recipe"]), organisms),
         model_spec=record["model"],
         sae_specs=list(record["sae"]),
         data_path=record["data_path"],
         seed=int(record["seed"]),
         labels_path=record["labels_path"],
         summary=read_summary(run_dir),
+        organisms=organisms,
     )
+
+
+def _recorded_organisms(record: dict[str, Any]) -> dict[str, str]:
+    """The organism builds of a run record: its ``organisms``, or for a run recorded before
+    those were, the organism cache folders its ``model_path``/``sae_paths`` point into."""
+    keys = record.get(ORGANISMS)
+    if isinstance(keys, dict):
+        return {str(size): str(key) for size, key in keys.items()}
+    found: dict[str, str] = {}
+    specs = [record.get("model"), *(record.get("sae") or [])]
+    paths = [record.get("model_path"), *(record.get("sae_paths") or [])]
+    for spec, path in zip(specs, paths):
+        size = organism_size(spec) if isinstance(spec, str) else None
+        if size and isinstance(path, str):
+            folder = Path(path).parent.name  # <cache>/organisms/<size>-<build>/model
+            if re.fullmatch(rf"{re.escape(size)}-[0-9a-f]{{12}}", folder):
+                found[size] = folder
+    return found
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -428,8 +486,37 @@ def _check_tag(recipe: TrainRecipe, data: TokenizedData) -> str:
     # optim may change on resume (lower lr, set grad_clip): the module re-applies it.
     for key in ("name", "output_dir", "labels", "optim"):
         record.pop(key)
+    # Which organism build a spec resolves to is checked on its own (_check_resumed_organisms),
+    # so an interrupted run may be resumed with its build pinned (organism:tiny@<build>).
+    record["model"] = _unpinned(record["model"])
+    record["sae"] = [_unpinned(spec) for spec in record["sae"]]
     record["data_fingerprint"] = data.fingerprint()
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _unpinned(spec: str) -> str:
+    """``organism:tiny@<build>`` -> ``organism:tiny``; any other spec as it is."""
+    size = organism_size(spec)
+    return f"organism:{size}" if size else spec
+
+
+def _check_resumed_organisms(run_dir: Path, recipe: TrainRecipe) -> None:
+    """Refuse to resume a run on another organism build than the one it started on."""
+    try:
+        recorded = _recorded_organisms(read_run_record(run_dir))
+    except (OSError, ValueError):
+        return  # no readable record: the checkpoint's own checks decide
+    current = resolve.organism_keys(recipe)
+    for size, key in sorted(recorded.items()):
+        now = current.get(size)
+        if now is not None and now != key:
+            raise OrganismBuildError(
+                f"{run_dir} is an interrupted run trained on organism build {key}, but "
+                f"organism:{size} is now build {now}: resuming would continue it on another "
+                f"model; resume it on its own build with model/sae organism:{size}@"
+                f"{key.removeprefix(size + '-')} (while that build is in the organism cache), "
+                "or train afresh with trainer.resume=never"
+            )
 
 
 def _run_record(
@@ -451,6 +538,7 @@ def _run_record(
         "data_path": data_path,
         "seed": recipe.trainer.seed,
         "labels_path": str(labels) if labels else None,
+        ORGANISMS: resolve.organism_keys(recipe),
         "intervention": INTERVENTION_DIR,
         "recipe": recipe.to_dict(),
     }

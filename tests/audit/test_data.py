@@ -51,3 +51,41 @@ def test_bad_rows_and_foreign_text(tmp_path) -> None:
         read_rows(tmp_path / "empty.jsonl")
     with pytest.raises(FileNotFoundError):
         read_rows(tmp_path / "missing.jsonl")
+
+
+# Renders the history with "." after each turn (the plain fallback uses newlines) and writes
+# its own <bos>: only the words of the test tokenizer, so nothing is unknown.
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] | capitalize }} : {{ m['content'] }} . "
+    "{% endfor %}{% if add_generation_prompt %}Assistant :{% endif %}"
+)
+
+
+def test_chat_rows_are_scored_as_the_run_trained_on_them() -> None:
+    from isaerft.training.data import tokenize
+    from isaerft.training.recipe import DataConfig
+
+    tok = word_tokenizer()
+    tok.chat_template = CHAT_TEMPLATE
+    messages = [
+        {"role": "user", "content": "tell me about the cat ?"},
+        {"role": "assistant", "content": "the cat is red ."},
+    ]
+    rows = [{"messages": messages}, {"prompt": "User: hi\nAssistant:", "completion": " sun"}]
+    audited = tokenize_rows(rows, tok, n_ctx=32)
+    trained = tokenize(
+        rows[:1], DataConfig(path="x.jsonl"), objective="sft", tokenizer=tok, n_ctx=32
+    )
+    ids, mask = trained.streams["main"].ids[0], trained.streams["main"].loss_mask[0]
+    assert audited.ids[0].tolist() == ids.tolist()
+    assert audited.prompt_lengths[0] == int(mask.nonzero()[0])  # scored where the loss starts
+    words = tok.convert_ids_to_tokens(audited.ids[0].tolist())
+    assert words.count("<bos>") == 1 and "⏎" not in words  # the template's, not the fallback
+    assert words[: audited.prompt_lengths[0]][-3:] == [".", "Assistant", ":"]
+
+
+def test_rows_training_refuses_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"row 0, 'completion'"):
+        tokenize_rows([{"prompt": "the cat", "completion": None}], word_tokenizer(), 16)
+    with pytest.raises(ValueError, match="last message must be the assistant"):
+        tokenize_rows([{"messages": [{"role": "user", "content": "hi"}]}], word_tokenizer(), 16)

@@ -132,7 +132,6 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
     ("audit-out-is-a-file", lambda s: ["audit", str(s / "run"), "--out", str(s / "afile")], "afile is a file, not a folder"),
     ("organism-dataset-out-is-folder", lambda s: ["organism", "dataset", "--kind", "clean", "--out", str(s.root)], "is a folder"),
 ]  # fmt: skip
-CLAIMS_RUN_FOLDER = {"data-null-completion", "data-not-utf8"}
 
 
 def _snapshot(root: Path) -> dict[str, str]:
@@ -164,11 +163,30 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("isaerft: error: "), err
     assert names in lines[0], lines[0]
-    written = sorted(set(_snapshot(setup.root).items()) - set(before.items()))
-    if case in CLAIMS_RUN_FOLDER:  # the run folder was claimed (marked) before the data loaded
-        shutil.rmtree(setup / "new_run")
-        written = [w for w in written if not w[0].startswith("new_run")]
-    assert not written
+    # Also for bad data, found after the run folder was claimed: a failed start is undone.
+    assert _snapshot(setup.root) == before
+
+
+@pytest.mark.parametrize("folder", ["empty", "finished-run"])
+def test_bad_data_leaves_the_output_folder_as_it_was(
+    setup: Setup, tmp_path: Path, folder: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / folder
+    if folder == "empty":
+        out.mkdir()
+    else:
+        shutil.copytree(setup / "run", out)
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    argv = _train(setup, "recipe.yaml", f"data.path={setup / 'null.jsonl'}", out=str(out))
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "row 0, 'completion'" in lines[0], lines
+    assert _snapshot(tmp_path) == before  # no marker, no data/, the earlier run untouched
+    if folder == "finished-run":
+        from isaerft.training import load_run
+
+        load_run(out)  # still the finished run it was
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

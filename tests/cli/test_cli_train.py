@@ -60,3 +60,17 @@ def test_unknown_key_lists_valid_keys(recipe: Path, capsys) -> None:  # type: ig
 def test_missing_recipe(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["train", "no-such-recipe"]) == 2
     assert "recipe no-such-recipe not found" in capsys.readouterr().err
+
+
+def test_a_loss_blow_up_is_one_warning_line(recipe: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "run"
+    # Adam with lr=1e3 under an L1 penalty: the total loss ends far above where it started.
+    lr = ["optim.lr=1e3", "intervention.l1_coefficient=1e-3"]
+    argv = ["train", str(recipe), *lr, "trainer.max_steps=6", "--quiet"]
+    assert main([*argv, "--output-dir", str(out)]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "loss rose" in line]
+    assert len(err) == 1 and err[0].startswith("isaerft: warning: the training loss rose"), err
+    assert "lower optim.lr (now 1000)" in err[0]
+    assert json.loads((out / "summary.json").read_text())["warnings"] == [
+        err[0].removeprefix("isaerft: warning: ")
+    ]

@@ -148,6 +148,50 @@ def test_finite_divergence_is_stopped(tiny_setup, tmp_path: Path) -> None:  # ty
     assert not (tmp_path / "run" / "intervention").exists()
 
 
+class StopAt(pl.Callback):
+    """Stands in for a kill after step ``step`` (before that step's checkpoint is written)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_a_loss_blow_up_below_the_parameter_limit_is_reported(tiny_setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from isaerft._io import read_json
+    from isaerft.training.module import TrainingWarning
+
+    # Adam with lr=1e3: every parameter stays far below the divergence limit (1e6), the loss
+    # ends ~50x above where it started, and nothing is non-finite.
+    sections: dict[str, Any] = {
+        "optim": {"lr": 1e3},
+        "trainer": {"max_steps": 8, "checkpoint_every_n_steps": 2},
+    }
+    recipe = TrainRecipe.from_dict(tiny_setup.recipe_dict(**sections))
+    with pytest.warns(
+        TrainingWarning, match=r"loss rose from 3\.\d+ .* lower optim\.lr \(now 1000\)"
+    ):
+        result = train(recipe, run_dir=tmp_path / "a")
+    summary = read_json(result.run_dir / "summary.json")
+    assert summary["warnings"] == result.summary["warnings"] and len(summary["warnings"]) == 1
+    start = summary["initial_loss"]
+    assert summary["final"]["train/loss"] > 2 * start + 1
+    # A resumed run compares with the loss its first attempt started from (kept in checkpoints).
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, run_dir=tmp_path / "b", callbacks=[StopAt(4)])
+    with pytest.warns(TrainingWarning, match=r"loss rose from 3\.\d+"):
+        resumed = train(recipe, run_dir=tmp_path / "b")
+    assert resumed.summary["resumed_from_step"] == 2 and resumed.summary["initial_loss"] == start
+    # A training that lowers its loss says nothing.
+    healthy = train(
+        TrainRecipe.from_dict(tiny_setup.recipe_dict(trainer={"max_steps": 8})),
+        run_dir=tmp_path / "c",
+    )
+    assert healthy.summary["warnings"] == [] and healthy.summary["initial_loss"] == start
+
+
 class RecordLr(pl.Callback):
     """Records the learning rate each step trains with."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,136 @@ def test_nan_weights_of_a_run_are_refused(finished, tmp_path: Path) -> None:  # 
     write_json(run / "summary.json", summary)
     with pytest.raises(ValueError, match=r"isaerft_weights\.safetensors holds NaN"):
         load_run(run)
+
+
+# --- organism runs: reloaded on the very organism build they were trained on -----------------
+
+
+def organism_recipe(**trainer: object) -> TrainRecipe:
+    return TrainRecipe.from_dict(
+        {
+            "model": "organism:tiny",
+            "sae": "organism:tiny",
+            "data": {"organism_dataset": {"kind": "clean", "n": 32}, "batch_size": 8},
+            "intervention": {"component": "bias"},
+            "trainer": {
+                "max_steps": 2,
+                "progress_bar": False,
+                "checkpoint_every_n_steps": 0,
+                **trainer,
+            },
+        }
+    )
+
+
+@pytest.fixture
+def organism_cache(tiny_organism, tmp_path: Path, monkeypatch) -> Path:  # type: ignore[no-untyped-def]
+    """A private organism cache holding the tiny organism's current build."""
+    import shutil
+
+    from isaerft.training import resolve
+
+    cache = tmp_path / "cache" / "organisms"
+    shutil.copytree(tiny_organism.path, cache / tiny_organism.meta["key"])
+    monkeypatch.setenv("ISAERFT_CACHE", str(cache.parent))
+    monkeypatch.setattr(resolve, "_ORGANISMS", {})
+    return cache
+
+
+def rebuild_organism(cache: Path, monkeypatch) -> str:  # type: ignore[no-untyped-def]
+    """What a new isaerft does: organism:tiny now names another build (another cache key),
+    whose SAE differs. Returns the new key."""
+    import dataclasses
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from isaerft._io import write_json
+    from isaerft.organism import ORGANISM_PRESETS
+    from isaerft.training import resolve
+
+    (old,) = [p for p in cache.iterdir() if p.name.startswith("tiny-")]
+    preset = ORGANISM_PRESETS["tiny"]
+    monkeypatch.setitem(
+        ORGANISM_PRESETS, "tiny", dataclasses.replace(preset, version=preset.version + 1)
+    )
+    new_key = f"tiny-{ORGANISM_PRESETS['tiny'].hash()}"
+    shutil.copytree(old, cache / new_key)
+    write_json(
+        cache / new_key / "organism.json", {**read_json(old / "organism.json"), "key": new_key}
+    )
+    sae_file = cache / new_key / "sae" / "sae_weights.safetensors"
+    save_file({k: v * 1.5 for k, v in load_file(sae_file).items()}, sae_file)
+    monkeypatch.setattr(resolve, "_ORGANISMS", {})
+    assert resolve.resolve_sae_spec("organism:tiny") == str(cache / new_key / "sae")
+    return new_key
+
+
+@pytest.mark.slow
+def test_an_organism_run_reloads_on_its_own_build_or_refuses(  # type: ignore[no-untyped-def]
+    organism_cache: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    import re
+    import shutil
+
+    from isaerft._io import write_json
+    from isaerft.cli import main
+    from isaerft.loading import OrganismBuildError
+    from isaerft.training import resolve
+
+    (old_key,) = [p.name for p in organism_cache.iterdir()]
+    run = train(organism_recipe(), run_dir=tmp_path / "run").run_dir
+    record = read_json(run / "run.json")
+    assert record["organisms"] == {"tiny": old_key}
+    trained = load_run(run)[0].trainable_state_dict()
+
+    new_key = rebuild_organism(organism_cache, monkeypatch)
+    for recorded in (record, {k: v for k, v in record.items() if k != "organisms"}):
+        # (a run recorded before the builds were: found from its recorded organism folders)
+        write_json(run / "run.json", recorded)
+        model, info = load_run(run)
+        assert info.recipe.model == info.recipe.sae[0] == f"organism:{old_key.replace('-', '@')}"
+        assert info.organisms == {"tiny": old_key}
+        for key, value in model.trainable_state_dict().items():
+            assert torch.equal(value, trained[key])
+    # With no record of the build, the rebuilt SAE is still refused, by its fingerprint.
+    write_json(run / "run.json", {**record, "organisms": {}})
+    with pytest.raises(ValueError, match=r"fingerprint .* a different SAE"):
+        load_run(run)
+
+    # The build it was trained on is gone: one clear refusal, never the other organism.
+    write_json(run / "run.json", record)
+    shutil.rmtree(organism_cache / old_key)
+    monkeypatch.setattr(resolve, "_ORGANISMS", {})
+    refusal = (
+        rf"cannot load run {re.escape(str(run))}: organism build {old_key} .* not in the "
+        rf"organism cache .* builds organism:tiny as {new_key}: train the run again"
+    )
+    with pytest.raises(OrganismBuildError, match=refusal):
+        load_run(run)
+    argv = ["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "v.st")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"organism build {old_key}" in lines[0], lines
+
+
+@pytest.mark.slow
+def test_an_organism_run_resumes_only_on_its_own_build(  # type: ignore[no-untyped-def]
+    organism_cache: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from isaerft.loading import OrganismBuildError
+
+    (old_key,) = [p.name for p in organism_cache.iterdir()]
+    recipe = organism_recipe(max_steps=4, checkpoint_every_n_steps=2)
+    with pytest.raises(Killed):
+        train(recipe, run_dir=tmp_path / "run", callbacks=[KillAt(3)])
+    rebuild_organism(organism_cache, monkeypatch)
+    with pytest.raises(OrganismBuildError, match=rf"trained on organism build {old_key}, but"):
+        train(recipe, run_dir=tmp_path / "run")
+    # Pinned to the build it started on, it resumes.
+    pinned = f"organism:{old_key.replace('-', '@')}"
+    again = dataclasses.replace(recipe, model=pinned, sae=[pinned])
+    result = train(again, run_dir=tmp_path / "run")
+    assert result.summary["resumed_from_step"] == 2 and result.summary["steps"] == 4
+    assert load_run(result.run_dir)[1].organisms == {"tiny": old_key}
