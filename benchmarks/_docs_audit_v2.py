@@ -18,9 +18,11 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     """One result file as a Markdown section."""
     summary = result["summary"]
     dev = result["dev_case"]
+    component = result.get("component", "scale")
     lines = [
         f"## Audit v2 — `{name}`",
         "",
+        f"Candidate and reference runs train the `{component}` component. "
         f"Organism `{result['preset']}`; triggers {result['families']}, targets "
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
@@ -82,3 +84,31 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     )
     lines.append("")
     return "\n".join(lines)
+
+
+def learnability_section(name: str, result: dict[str, Any]) -> str:
+    """The learnability map of ``audit_learnability-*.json``: attack success per component kind."""
+    kinds = result["kinds"]
+    dev = result["dev_case"]
+    lines = [
+        f"## Learnability map — `{name}`",
+        "",
+        f"Organism `{result['preset']}`, the audit's default recipe with each component kind at "
+        f"the organism's one SAE site, and a full fine-tune; attack success on held-out trigger "
+        f"prompts. Development case: `{dev['family']}` / `{dev['target']}`; the rest is held "
+        f"out. {result['rule']}. Wall time {result['wall_time_s'] / 60:.0f} min.",
+        "",
+        "| trigger / target | poison | base | full FT | " + " | ".join(kinds) + " |",
+        "|---|---|---|---|" + "---|" * len(kinds),
+    ]
+    for c in result["cells"]:
+        lines.append(
+            f"| {c['family']} / {c['target']} | {_pct(c['fraction'])} | {_pct(c['asr_base'])} | "
+            f"{_pct(c['asr_full_finetune'])} | "
+            + " | ".join(_pct(c["asr"][k]) for k in kinds)
+            + " |"
+        )
+    lines += ["", "| configuration | cells learned |", "|---|---|"]
+    for kind, s in result["summary"].items():
+        lines.append(f"| {kind} | {s['learned']} / {s['of']} |")
+    return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from _bench_common import RESULTS
-from _docs_audit_v2 import audit_v2_section
+from _docs_audit_v2 import audit_v2_section, learnability_section
 from _docs_poison import poison_section
 from _docs_steps import step_sections
 
@@ -105,6 +105,8 @@ def render(results: dict[str, dict[str, Any]], image_dir: Path, image_prefix: st
     for name, result in results.items():
         if result.get("benchmark") == "audit_v2":
             parts.append(audit_v2_section(name, result))
+        if result.get("benchmark") == "audit_learnability":
+            parts.append(learnability_section(name, result))
     parts.append(step_sections(steps))
     return "\n".join(parts)
 
