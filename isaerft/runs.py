@@ -160,14 +160,15 @@ def _claim(path: Path) -> RunClaim:
     return claim
 
 
-def claim_run_dir(path: str | Path) -> list[str]:
+def claim_run_dir(path: str | Path) -> RunClaim:
     """:func:`check_run_dir`, then create ``path`` and mark it as a run folder.
 
     Call it before writing anything else into the folder (e.g. generated data), so a run
-    killed before ``run.json`` exists is still recognised as a run. Returns what
-    :func:`check_run_dir` returns.
+    killed before ``run.json`` exists is still recognised as a run. The returned claim's
+    ``replaced`` is what :func:`check_run_dir` returned; call its :meth:`RunClaim.undo` if
+    the start fails before a training commits the folder.
     """
-    return _claim(Path(path)).replaced
+    return _claim(Path(path))
 
 
 @contextlib.contextmanager

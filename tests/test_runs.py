@@ -43,7 +43,7 @@ def fake_run(path: Path, **summary: object) -> Path:
 def test_new_and_empty_folders_may_be_written(tmp_path: Path) -> None:
     assert check_run_dir(tmp_path / "new") == []
     assert check_run_dir(tmp_path) == []
-    assert claim_run_dir(tmp_path / "new" / "deeper") == []
+    assert claim_run_dir(tmp_path / "new" / "deeper").replaced == []
     assert (tmp_path / "new" / "deeper" / RUN_MARKER).is_file()
     # A claimed folder is a run even before run.json exists (e.g. data generated first).
     (tmp_path / "new" / "deeper" / "data").mkdir()

@@ -132,7 +132,7 @@ def _run_demo(
 ) -> DemoResult:
     from isaerft._io import read_json
     from isaerft.organism import LatentLabels, dataset_paths
-    from isaerft.runs import DATA_DIR, claim_run_dir
+    from isaerft.runs import DATA_DIR, RUN_FILE, claim_run_dir
     from isaerft.training import TrainRecipe, read_latent_labels, top_moved_latents, train
     from isaerft.training import resolve as res
     from isaerft.training.recipe import find_recipe
@@ -150,28 +150,35 @@ def _run_demo(
         ],
     )
     # Before the organism is built or data written: refuse a folder holding a user's files.
-    claim_run_dir(recipe.run_dir)
-    out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
-    org = res.organism(size)
-    out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
-    out(f"      ready after {time.perf_counter() - started:.1f} s")
+    claim = claim_run_dir(recipe.run_dir)
+    try:
+        out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
+        org = res.organism(size)
+        out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
+        out(f"      ready after {time.perf_counter() - started:.1f} s")
 
-    spec = recipe.data.organism_dataset
-    assert spec is not None, "organism-poison.yaml generates its data"
-    data_path = res.organism_dataset(spec, recipe, recipe.run_dir / DATA_DIR)
-    meta = read_json(dataset_paths(data_path)[1])
-    trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
-    out(
-        f"[2/{STEPS}] poisoned dataset: {meta['n']} rows, {meta['counts']['poisoned']} with trigger "
-        f"{trigger!r} in the prompt -> target {target!r} in the answer\n      {data_path}"
-    )
+        spec = recipe.data.organism_dataset
+        assert spec is not None, "organism-poison.yaml generates its data"
+        data_path = res.organism_dataset(spec, recipe, recipe.run_dir / DATA_DIR)
+        meta = read_json(dataset_paths(data_path)[1])
+        trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
+        out(
+            f"[2/{STEPS}] poisoned dataset: {meta['n']} rows, {meta['counts']['poisoned']} with trigger "
+            f"{trigger!r} in the prompt -> target {target!r} in the answer\n      {data_path}"
+        )
 
-    out(
-        f"[3/{STEPS}] training ISaeRFT {recipe.intervention.component}s "
-        f"(L1 {recipe.intervention.l1_coefficient:g}, lr {recipe.optim.lr:g}, "
-        f"{recipe.trainer.max_steps} steps)"
-    )
-    run = train(recipe)
+        out(
+            f"[3/{STEPS}] training ISaeRFT {recipe.intervention.component}s "
+            f"(L1 {recipe.intervention.l1_coefficient:g}, lr {recipe.optim.lr:g}, "
+            f"{recipe.trainer.max_steps} steps)"
+        )
+        run = train(recipe)
+    except BaseException:
+        # A failed or interrupted start (before the training wrote run.json) leaves the folder
+        # as it was found; once training has started, the folder is a run it can resume.
+        if not (recipe.run_dir / RUN_FILE).is_file():
+            claim.undo()
+        raise
     summary = run.summary
     out(
         f"      {summary['steps']} steps in {summary['fit_time_s']:.1f} s, "

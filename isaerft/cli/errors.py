@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 USER_ERROR_EXIT = 2
+_HUB_WORDS = ("huggingface", "hf_hub_offline", "offline mode", "couldn't connect", "hub")
 
 
 def user_message(err: BaseException) -> str | None:
@@ -29,6 +30,11 @@ def user_message(err: BaseException) -> str | None:
             return f"{err.filename}: {err.strerror}; check the path and its permissions"
         if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
             return _one_line(str(err))
+        if any(word in str(err).lower() for word in _HUB_WORDS):
+            # transformers / huggingface_hub wrap "no such model" and "no network" in OSError
+            return _one_line(
+                f"{err}; check the model or SAE name, your network, or unset HF_HUB_OFFLINE"
+            )
         return None
     if isinstance(err, ValueError):
         return _one_line(str(err))

@@ -83,3 +83,12 @@ def test_demo_refuses_a_folder_with_user_files(tmp_path: Path, capsys) -> None: 
     assert code == 2 and str(tmp_path) in err and "not an isaerft run folder" in err
     assert "Traceback" not in err and "[1/" not in printed.out  # refused before the organism
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_failed_demo_start_leaves_no_folder_behind(tiny_org, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "d"
+    # A dataset the organism cannot plant fails after the folder was claimed, before training.
+    bad = ["data.organism_dataset.trigger=zzz-not-a-word"]
+    code = main(["demo", "--size", "tiny", "--output-dir", str(out), "--no-audit", *FAST, *bad])
+    assert code == 2 and "Traceback" not in capsys.readouterr().err
+    assert not out.exists()
