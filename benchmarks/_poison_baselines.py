@@ -26,6 +26,7 @@ from transformer_lens import HookedTransformer
 from isaerft.audit import RunEdits
 from isaerft.audit.activations import collect_codes
 from isaerft.audit.data import AuditData
+from isaerft.rows import padded_batches
 
 LEARNED_MIN_GAIN = 0.3
 """A cell counts as *learned* when the full fine-tune's attack success exceeds the base
@@ -43,16 +44,9 @@ class FineTuneSettings:
 
 
 def _batch(data: AuditData, rows: Sequence[int], device: torch.device) -> tuple[torch.Tensor, ...]:
-    length = max(len(data.ids[i]) for i in rows)
-    tokens = torch.zeros((len(rows), length), dtype=torch.long)
-    mask = torch.zeros((len(rows), length), dtype=torch.long)
-    target = torch.zeros((len(rows), length), dtype=torch.bool)
-    for j, i in enumerate(rows):
-        seq = data.ids[i]
-        tokens[j, : len(seq)], mask[j, : len(seq)] = seq, 1
-        # Loss on completion tokens only, as the ISaeRFT runs' SFT objective.
-        target[j, max(1, data.prompt_lengths[i]) : len(seq)] = True
-    return tokens.to(device), mask.to(device), target.to(device)
+    """One right-padded batch of ``rows`` (loss on completion tokens only, as the runs' SFT)."""
+    ids, prompts = [data.ids[i] for i in rows], [data.prompt_lengths[i] for i in rows]
+    return next(padded_batches(ids, prompts, len(rows), device))
 
 
 def full_finetune(

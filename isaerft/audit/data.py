@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from isaerft import rows as row_pipeline
-from isaerft.rows import DEFAULT_FIELDS, RowEncoder, read_rows, split_row
+from isaerft.rows import DEFAULT_FIELDS, RowEncoder, read_rows, split_row, token_logprobs
 
 __all__ = [
     "MAX_UNKNOWN_FRACTION",
@@ -76,12 +75,6 @@ def padded_batches(
     """``(tokens, attention_mask, completion_mask)`` batches of ``data``'s rows, in order,
     right-padded; ``completion_mask[i, t]`` marks the completion tokens of row ``i``."""
     return row_pipeline.padded_batches(data.ids, data.prompt_lengths, batch_size, device)
-
-
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """``log p(tokens[:, t + 1] | tokens[:, :t + 1])``, shape ``(batch, seq - 1)``."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)
 
 
 def tokenize_rows(

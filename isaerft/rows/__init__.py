@@ -9,7 +9,7 @@ tokenise, batch.
 * :mod:`~isaerft.rows.batch`: right-padded batches with attention and completion masks.
 """
 
-from isaerft.rows.batch import completion_mask, padded_batches, right_pad
+from isaerft.rows.batch import completion_mask, padded_batches, right_pad, token_logprobs
 from isaerft.rows.files import LOCAL_BUILDERS, load_rows, read_rows
 from isaerft.rows.render import (
     DEFAULT_FIELDS,
@@ -49,4 +49,5 @@ __all__ = [
     "right_pad",
     "row_format",
     "split_row",
+    "token_logprobs",
 ]

@@ -53,3 +53,10 @@ def padded_batches(
             [len(s) for s in group], prompt_lengths[start : start + batch_size], tokens.shape[1]
         )
         yield tokens.to(device), mask.long().to(device), target.to(device)
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """``log p(tokens[:, t + 1] | tokens[:, :t + 1])``, shape ``(batch, seq - 1)``: what a
+    batch's logits give each next token (training's loss and the audit's scores both)."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)

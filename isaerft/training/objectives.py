@@ -10,11 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """``log p(input_ids[:, t] | prefix)`` at every position ``t >= 1``, shape ``(B, T - 1)``."""
-    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
-    return logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
+from isaerft.rows.batch import token_logprobs
 
 
 def next_token_loss(
