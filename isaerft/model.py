@@ -6,6 +6,7 @@ The model is a ``HookedTransformer`` or a ``TransformerBridge``; see :mod:`isaer
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,6 +109,24 @@ class ISaeRFTModel(nn.Module):
             yield self
         finally:
             self._enabled = previous
+
+    @contextmanager
+    def edit_factor(self, factor: float) -> Iterator[ISaeRFTModel]:
+        """Within this context every site applies its edit ``factor`` times:
+        ``x + factor * (x' - x)``. ``1`` is the trained edit, ``0`` the base model, ``-1``
+        subtracts the edit (what the ``reps`` objective trains to suppress the behaviour)."""
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise TypeError(f"edit_factor(factor={factor!r}) needs a number")
+        if not math.isfinite(factor):
+            raise ValueError(f"edit_factor(factor={factor!r}) needs a finite number")
+        previous = [site.factor for site in self.sites]
+        for site in self.sites:
+            site.factor = float(factor)
+        try:
+            yield self
+        finally:
+            for site, value in zip(self.sites, previous):
+                site.factor = value
 
     def forward(
         self, *args: Any, latents: dict[str, torch.Tensor] | None = None, **kwargs: Any

@@ -121,6 +121,9 @@ class SaeSite(nn.Module):
         self.last_l1: torch.Tensor | None = None
         self.last_latents: torch.Tensor | None = None
         self.keep_latents = False
+        # The edit is applied ``factor`` times: ``x + factor * (x' - x)`` (-1 subtracts it);
+        # see ISaeRFTModel.edit_factor.
+        self.factor = 1.0
 
     def forward(self, x: torch.Tensor, latents: torch.Tensor | None = None) -> torch.Tensor:
         """Return the edited activation. ``latents`` may pass precomputed ``encode(x)``."""
@@ -133,7 +136,7 @@ class SaeSite(nn.Module):
                 out, self.last_l1 = self.component.active_decoded_delta(
                     values.reshape(-1, k), indices.reshape(-1, k), self.decoder
                 )
-                return x + self.decoder.finish(out.reshape(*values.shape[:-1], -1), x)
+                return self._add_edit(x, out.reshape(*values.shape[:-1], -1))
         if latents is None:
             f = self.sae.encode(x)
         else:
@@ -142,7 +145,11 @@ class SaeSite(nn.Module):
         if self.keep_latents:
             self.last_latents = f.detach()
         out, self.last_l1 = self.component.decoded_delta(f, self.decoder)
-        return x + self.decoder.finish(out, x)
+        return self._add_edit(x, out)
+
+    def _add_edit(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        delta = self.decoder.finish(out, x)
+        return x + delta if self.factor == 1.0 else x + self.factor * delta
 
 
 def topk_active_codes(sae: SAE[Any], x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

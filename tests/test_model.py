@@ -166,6 +166,24 @@ def test_disabled_gives_base_model_and_restores(model, tokens):
     assert torch.equal(model(tokens), base)
 
 
+@pytest.mark.parametrize("arch", ["standard", "topk"])  # topk: the active-codes path too
+def test_edit_factor_scales_the_edit_and_restores(arch, model, tokens):
+    sae = tiny_sae(arch)
+    wrapped = ISaeRFTModel(model, sae, ISaeRFTConfig(component="scale_bias"))
+    _perturb(wrapped)
+    _, cache = model.run_with_cache(tokens, names_filter=HOOK)
+    x = cache[HOOK]
+    edited = wrapped.sites[0](x)
+    with wrapped.edit_factor(-1.0):
+        torch.testing.assert_close(wrapped.sites[0](x), 2 * x - edited, rtol=1e-5, atol=1e-5)
+    with wrapped.edit_factor(0):
+        assert torch.equal(wrapped(tokens), model(tokens))
+    assert torch.equal(wrapped.sites[0](x), edited)  # restored
+    with pytest.raises(ValueError, match="finite"), wrapped.edit_factor(float("nan")):
+        pass
+    assert wrapped.sites[0].factor == 1.0
+
+
 def test_several_sites_at_once(model, tokens):
     saes = [
         tiny_sae("standard", hook_name=HOOK),

@@ -43,7 +43,11 @@ minimise directly (it widens the chosen-rejected margin), so values above 1 or b
 LoRA, IA3 and full fine-tuning train the organism's Hugging Face GPT-2 checkpoint through PEFT;
 LoReFT (Wu et al., 2024; formula of pyreft's `LoreftIntervention`, applied at every position),
 the steering vector, diffmean and isaerft edit the SAE's hook of the same model in
-TransformerLens.
+TransformerLens. `isaerft-<kind>` is one component kind at that hook; `isaerft-conditional`
+("when latents A fired earlier in the text, scale/shift latents B") reads earlier positions,
+so it is evaluated and generates on whole sequences (no KV cache), as every method here does.
+The preference task's `reps` rows train with the recipe objective `kind: reps` (its default
+`reps_beta` and `reps_gamma`).
 """
 
 

@@ -3,8 +3,9 @@ learning rate (tuned per method on the dev split) differs.
 
 Objectives: ``sft`` (completion-only cross-entropy on the target answer), ``dpo`` (chosen =
 target, rejected = base answer, reference = the frozen base model) and ``reps`` (the
-reference-free bidirectional objective of :mod:`isaerft.training.preference`; one-directional
-for methods without a steering factor).
+reference-free bidirectional objective of :mod:`isaerft.training.preference`, the recipe
+objective ``kind: reps`` with its default ``reps_beta`` and ``reps_gamma``; one-directional for
+methods without a steering factor).
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import torch
 
 from isaerft.training.objectives import dpo_loss, next_token_loss, sequence_logprobs
 from isaerft.training.preference import reference_free_preference_loss
+from isaerft.training.recipe import ObjectiveConfig
 
 from .methods import Method
 from .tasks import Row
 
 DPO_BETA = 0.1
+REPS = ObjectiveConfig(kind="reps")
+"""``reps`` with the recipe objective's defaults (``reps_beta``, ``reps_gamma``)."""
 
 
 @dataclass
@@ -75,8 +79,9 @@ def objective_loss(method: Method, batch: Batch, objective: str) -> torch.Tensor
                     method.logits(batch.tokens), batch.tokens, batch.loss_mask
                 )
         return reference_free_preference_loss(
-            logps, batch.lengths, float(n), suppressed_logps=suppressed
-        )[0]
+            logps, batch.lengths, float(n), suppressed_logps=suppressed,
+            beta=REPS.reps_beta, gamma=REPS.reps_gamma,
+        )[0]  # fmt: skip
     raise ValueError(f"unknown objective {objective!r}; use sft, dpo or reps")
 
 

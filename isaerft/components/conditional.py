@@ -98,10 +98,12 @@ class ConditionalComponent(LatentComponent):
         return decoder.dense(delta), delta.abs().sum(-1).mean() + when_l1
 
     def edits(self) -> dict[str, torch.Tensor]:
-        # Per latent: how much the terms write to it, and how much open terms read from it
-        # (weighted by what those terms write, so it is zero at init).
+        # Per latent: the unconditional edit, how much the rules write to it, and how much
+        # open rules read from it (weighted by what those rules write, so zero at init).
         strength = (self.scale.abs().sum(-1) + self.bias.abs().sum(-1)).detach()
         return {
+            "scale": self.always_scale,
+            "bias": self.always_bias,
             "conditional_scale": self.scale.abs().sum(0),
             "conditional_bias": self.bias.abs().sum(0),
             "conditional_when": (self.when.abs() * strength[:, None]).sum(0),

@@ -19,7 +19,7 @@ import torch
 
 from isaerft import rows as row_pipeline
 from isaerft.rows import ROW_FORMATS, RenderedRow, RowEncoder
-from isaerft.training.recipe import DataConfig
+from isaerft.training.recipe import PREFERENCE_OBJECTIVES, DataConfig
 
 
 @dataclass
@@ -89,7 +89,7 @@ def detect_format(columns: Sequence[str], config: DataConfig, objective: str) ->
 
     fmt = config.format
     if fmt == "auto":
-        order = ("preference",) if objective == "dpo" else ROW_FORMATS
+        order = ("preference",) if objective in PREFERENCE_OBJECTIVES else ROW_FORMATS
         fmt = next((f for f in order if has(f)), "")
         if not fmt:
             options = {f: row_pipeline.columns(f, config) for f in order}
@@ -108,10 +108,10 @@ def detect_format(columns: Sequence[str], config: DataConfig, objective: str) ->
             "objective.kind=sft trains on completions, but the rows are plain text; use "
             "objective.kind=lm or rows with prompt/completion (or chat messages)"
         )
-    if objective == "dpo" and fmt != "preference":
-        raise ValueError(f"objective.kind=dpo needs preference rows, got {fmt!r} rows")
-    if objective != "dpo" and fmt == "preference":
-        raise ValueError("preference rows (chosen/rejected) need objective.kind=dpo")
+    if objective in PREFERENCE_OBJECTIVES and fmt != "preference":
+        raise ValueError(f"objective.kind={objective} needs preference rows, got {fmt!r} rows")
+    if objective not in PREFERENCE_OBJECTIVES and fmt == "preference":
+        raise ValueError("preference rows (chosen/rejected) need objective.kind=dpo or reps")
     return fmt
 
 

@@ -11,6 +11,7 @@ import torch
 
 from isaerft.model import ISaeRFTModel
 from isaerft.training.objectives import dpo_loss, kl_to_base, next_token_loss, sequence_logprobs
+from isaerft.training.preference import reference_free_preference_loss
 from isaerft.training.prefix_cache import PrefixBoundary, run_from_prefix
 from isaerft.training.recipe import ObjectiveConfig, OptimConfig
 
@@ -51,9 +52,9 @@ class NonFiniteLossError(TrainingDivergedError):
 class ISaeRFTLightningModule(pl.LightningModule):
     """Trains the components of an :class:`~isaerft.ISaeRFTModel` with Lightning.
 
-    The loss is the objective (``lm``, ``sft`` or ``dpo``) plus ``l1_coefficient`` times the
-    L1 deviation from identity plus ``kl_coefficient`` times the KL to the base model on
-    general data; each part is logged (``train/objective``, ``train/l1``, ``train/kl``).
+    The loss is the objective (``lm``, ``sft``, ``dpo`` or ``reps``) plus ``l1_coefficient``
+    times the L1 deviation from identity plus ``kl_coefficient`` times the KL to the base model
+    on general data; each part is logged (``train/objective``, ``train/l1``, ``train/kl``).
     Checkpoints hold only the trainable tensors (plus optimizer and loop state), never the
     frozen model or SAEs.
 
@@ -110,8 +111,12 @@ class ISaeRFTLightningModule(pl.LightningModule):
         """The total loss and its parts for one batch (``{"main": ..., "kl": ...}``)."""
         main = batch["main"]
         logits = self.logits(main)
+        # The L1 of this forward (the trained edit), before any other forward overwrites it.
+        l1 = self.isaerft.deviation_l1()
         parts: dict[str, torch.Tensor] = {}
-        if self.objective.kind == "dpo":
+        if self.objective.kind == "reps":
+            parts["objective"], parts["preference_accuracy"] = self._reps_loss(logits, main)
+        elif self.objective.kind == "dpo":
             policy = sequence_logprobs(logits, main["input_ids"], main["loss_mask"])
             with torch.no_grad():
                 ref_logits = self.logits(main, base=True)
@@ -127,7 +132,6 @@ class ISaeRFTLightningModule(pl.LightningModule):
             parts["objective"] = next_token_loss(
                 logits, main["input_ids"], main["loss_mask"], main["denominator"]
             )
-        l1 = self.isaerft.deviation_l1()
         parts["l1"] = l1.detach()
         total = parts["objective"] + self.l1_coefficient * l1
         if self.objective.kl_coefficient > 0 and "kl" in batch:
@@ -141,6 +145,25 @@ class ISaeRFTLightningModule(pl.LightningModule):
             total = total + self.objective.kl_coefficient * kl
         parts["loss"] = total
         return parts
+
+    def _reps_loss(self, logits: torch.Tensor, seq: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference-free preference loss of :mod:`isaerft.training.preference`: the edit
+        must prefer the chosen response, and (``reps_bidirectional``) the edit applied with
+        factor ``-1`` the rejected one."""
+        ids, mask = seq["input_ids"], seq["loss_mask"]
+        steered = sequence_logprobs(logits, ids, mask)
+        suppressed = None
+        if self.objective.reps_bidirectional:
+            with self.isaerft.edit_factor(-1.0):
+                suppressed = sequence_logprobs(self.logits(seq), ids, mask)
+        return reference_free_preference_loss(
+            steered,
+            mask[:, 1:].sum(-1),
+            seq["denominator"],
+            suppressed_logps=suppressed,
+            beta=self.objective.reps_beta,
+            gamma=self.objective.reps_gamma,
+        )
 
     # --- Lightning hooks -------------------------------------------------------------------
 
@@ -166,8 +189,9 @@ class ISaeRFTLightningModule(pl.LightningModule):
         }
         if "kl" in parts:
             logged["train/kl"] = parts["kl"]
-        if "reward_accuracy" in parts:
-            logged["train/reward_accuracy"] = parts["reward_accuracy"]
+        for key in ("reward_accuracy", "preference_accuracy"):
+            if key in parts:
+                logged[f"train/{key}"] = parts[key]
         self.log_dict(logged, prog_bar=False, sync_dist=sync, reduce_fx="mean")
         self.log("loss", logged["train/loss"], prog_bar=True, logger=False, sync_dist=sync)
         self.tokens_seen += int(batch["main"]["global_tokens"])

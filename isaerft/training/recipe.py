@@ -29,7 +29,9 @@ __all__ = [
 
 ORGANISM_PREFIX = "organism:"
 DATA_FORMATS = ("auto", "text", "prompt_completion", "chat", "preference")
-OBJECTIVES = ("lm", "sft", "dpo")
+OBJECTIVES = ("lm", "sft", "dpo", "reps")
+PREFERENCE_OBJECTIVES = ("dpo", "reps")
+"""The objectives trained on preference rows (prompt, chosen, rejected)."""
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "linear", "cosine")
 LOGGERS = ("csv", "tensorboard", "none")
@@ -148,8 +150,14 @@ class ObjectiveConfig(_Section):
 
     Attributes:
         kind: ``lm`` (next-token loss on every token), ``sft`` (loss on completion tokens
-            only) or ``dpo`` (preference pairs; the reference is the base model).
+            only), ``dpo`` (preference pairs; the reference is the base model) or ``reps``
+            (preference pairs, reference-free and bidirectional in the style of RePS/SimPO:
+            see :mod:`isaerft.training.preference`).
         dpo_beta: DPO temperature.
+        reps_beta: ``reps`` scale of the length-normalised log-likelihood difference.
+        reps_gamma: ``reps`` target margin (SimPO's ``gamma``).
+        reps_bidirectional: ``reps`` also trains the edit applied with factor ``-1`` to prefer
+            the rejected response (suppression); ``false`` is the one-directional SimPO loss.
         kl_coefficient: weight of the KL divergence to the base model on ``kl_data``.
         kl_data: general data for the KL regulariser (required when ``kl_coefficient > 0``).
         moved_tolerance: a latent counts as moved when its edit magnitude exceeds this.
@@ -159,6 +167,9 @@ class ObjectiveConfig(_Section):
 
     kind: str = "sft"
     dpo_beta: float = 0.1
+    reps_beta: float = 2.0
+    reps_gamma: float = 0.5
+    reps_bidirectional: bool = True
     kl_coefficient: float = 0.0
     kl_data: DataConfig | None = None
     moved_tolerance: float = 1e-3
@@ -169,6 +180,8 @@ class ObjectiveConfig(_Section):
         """Ranges and choices (types are checked by the config base)."""
         self.choice("kind", OBJECTIVES)
         self.positive("dpo_beta")
+        self.positive("reps_beta")
+        self.positive("reps_gamma", allow_zero=True)
         self.positive("kl_coefficient", allow_zero=True)
         self.positive("moved_tolerance", allow_zero=True)
         if self.kl_coefficient > 0 and self.kl_data is None:
@@ -341,11 +354,12 @@ class TrainRecipe(_Section):
                 "recipe trainer.prefix_cache=true cannot be used with model_backend=bridge: a "
                 "TransformerBridge cannot start at a layer; set trainer.prefix_cache=false"
             )
-        if self.objective.kind == "dpo" and self.data.packing:
-            raise ConfigError("recipe data.packing=true cannot be used with objective.kind=dpo")
-        if self.objective.kind == "dpo" and self.data.format not in ("auto", "preference"):
+        kind = self.objective.kind
+        if kind in PREFERENCE_OBJECTIVES and self.data.packing:
+            raise ConfigError(f"recipe data.packing=true cannot be used with objective.kind={kind}")
+        if kind in PREFERENCE_OBJECTIVES and self.data.format not in ("auto", "preference"):
             raise ConfigError(
-                f"recipe objective.kind=dpo needs preference rows, but data.format="
+                f"recipe objective.kind={kind} needs preference rows, but data.format="
                 f"{self.data.format!r}; use data.format=preference (or auto)"
             )
         if self.intervention.dtype == "float16" and self.optim.optimizer != "sgd":

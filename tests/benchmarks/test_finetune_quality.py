@@ -15,9 +15,13 @@ pytest.importorskip("peft")
 
 from finetune_quality.docs import write_docs
 from finetune_quality.methods import METHODS, build_method
+from finetune_quality.methods.isaerft_kinds import ISaeRFT
+from finetune_quality.metrics import greedy_answers
 from finetune_quality.run import QUICK, Bench, run_benchmark
 from finetune_quality.tasks import make_tasks
-from finetune_quality.train import make_batch, train
+from finetune_quality.train import make_batch, pad_rows, train
+
+from isaerft import ISaeRFTConfig
 
 pytestmark = pytest.mark.slow
 SMALL = dataclasses.replace(
@@ -76,10 +80,46 @@ def test_parameter_counts_are_ordered(bench: Bench, task: Any) -> None:
     assert count["steering-vector"] == d_model and count["isaerft-scale"] == d_sae
     assert count["loreft-r1"] == 2 * d_model + 1 and count["lora-r1"] < count["lora-r8"]
     assert count["full-ft"] == sum(p.numel() for p in bench.hf.parameters())
+    terms = ISaeRFTConfig().conditional_terms  # when, scale, bias per term + always scale, bias
+    assert count["isaerft-conditional"] == (3 * terms + 2) * d_sae
+
+
+def test_conditional_kind_sees_the_whole_context(bench: Bench, task: Any) -> None:
+    """``isaerft-conditional`` gates on latents that fired at earlier positions: right padding,
+    the factor and greedy generation (no KV cache) must all keep each position's full prefix."""
+    method = build_method("isaerft-conditional", bench.context(task, seed=0))
+    assert isinstance(method, ISaeRFT)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # an edit whose gates open on real text
+        for p in method.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    (prompt, answer, _), (other, *_) = task.rows["test"][:2]
+    row = torch.tensor([prompt + answer])
+    alone = method.logits(row)
+    assert not torch.allclose(alone, bench.base_logits(row), atol=1e-3)
+    width = max(row.shape[1], len(other)) + 3  # padded after the row, as the batches are
+    batch, _ = pad_rows(
+        [row[0].tolist(), other], [[True] * row.shape[1], [True] * len(other)], bench.pad
+    )
+    batch = torch.cat([batch, torch.full((2, width - batch.shape[1]), bench.pad)], dim=1)
+    torch.testing.assert_close(
+        method.logits(batch)[:1, : row.shape[1]], alone, atol=1e-4, rtol=1e-4
+    )
+    with method.factor(-1.0):
+        negated = method.logits(row)
+    with method.model.edit_factor(-1.0):
+        torch.testing.assert_close(negated, method.model(row, return_type="logits"))
+    eos = int(bench.tok.eos_token_id)
+    ours = greedy_answers(method.logits, [prompt], eos, max_new=8)[0]
+    theirs = method.model.generate(
+        torch.tensor([prompt]), max_new_tokens=8, do_sample=False, stop_at_eos=True,
+        eos_token_id=eos, verbose=False,
+    )[0, len(prompt) :].tolist()  # fmt: skip
+    assert ours == theirs[: len(ours)] and len(ours) > 0
 
 
 def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path) -> None:
-    names = ["full-ft", "lora-r8", "isaerft-scale", "steering-vector", "diffmean"]
+    names = ["full-ft", "lora-r8", "isaerft-scale", "isaerft-conditional", "steering-vector", "diffmean"]  # fmt: skip
     tuned = dataclasses.replace(SMALL, tune=True)  # tunes, and reuses the best seed-0 run
     result = run_benchmark(bench_organism, tuned, names, ("style", "preference"), log=print)
     assert set(result["tasks"]) == {"style", "preference-dpo", "preference-reps"}
@@ -93,6 +133,10 @@ def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path
     assert (
         reps["isaerft-scale"]["suppression"] is not None and reps["lora-r8"]["suppression"] is None
     )
+    # The context-reading kind goes through every metric (generation without a KV cache too).
+    conditional = reps["isaerft-conditional"]
+    assert conditional["suppression"] is not None and conditional["moved_latents"] >= 0
+    assert math.isfinite(conditional["behaviour_success"]) and conditional["peak_mib"] > 0
     path = tmp_path / "finetune_quality-tiny.json"
     path.write_text(json.dumps({"preset": "tiny", "mode": "test", **result}))
     page = write_docs(path, tmp_path / "comparison.md").read_text()

@@ -125,3 +125,10 @@ def test_audit_reading_runs_each_row_as_its_own_sequence():
     per_latent = effective_contribution(component, codes, torch.ones(D_SAE), chunk=1)
     # Only row 0's two tokens get the +2 (gate 1): mean over 4 tokens = 1.0.
     torch.testing.assert_close(per_latent[7], torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_unconditional_part_counts_as_moved():
+    component = _component()
+    with torch.no_grad():
+        component.always_bias[5] = 0.5
+    assert component.magnitude()[5] == 0.5

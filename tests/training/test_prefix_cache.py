@@ -79,6 +79,33 @@ def test_cached_forward_matches_full_forward(base, data, hooks, mode) -> None:  
             torch.testing.assert_close(gc, g, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("hooks", "mode"),
+    [
+        (["blocks.1.hook_resid_post"], "resid_post"),  # the site runs outside the model
+        (["blocks.1.hook_mlp_out", "blocks.2.hook_resid_pre"], "block"),
+    ],
+)
+def test_cached_reps_matches_full_forward(tiny_setup, base, hooks, mode) -> None:  # type: ignore[no-untyped-def]
+    """``reps`` also runs the edit negated: the cached path must negate it the same way."""
+    model = edited(base, hooks, component="scale_bias")
+    assert find_boundary(model).mode == mode
+    data = tokenize(
+        tiny_setup.preference_rows(8), DataConfig(path="x"), objective="reps",
+        tokenizer=tiny_setup.tokenizer(), n_ctx=32,
+    )  # fmt: skip
+    caches = {name: PrefixCache.build(model, data.streams[name].ids) for name in data.streams}
+    objective = ObjectiveConfig(kind="reps")
+    losses = []
+    for caches_used, boundary in (({}, None), (caches, find_boundary(model))):
+        batcher = SequenceBatcher(data, BatchPlan(len(data), 4, seed=0), 0, caches_used)
+        module = ISaeRFTLightningModule(model, objective, OptimConfig(), 1, boundary)
+        losses.append(
+            float(module.compute_losses({"main": batcher.batch(0, 0, 1)})["loss"].detach())
+        )
+    assert losses[1] == pytest.approx(losses[0], abs=1e-5)
+
+
 def test_base_logits_from_cache_match_disabled_model(base, data) -> None:  # type: ignore[no-untyped-def]
     model = edited(base, ["blocks.1.hook_resid_post"])
     cache = PrefixCache.build(model, data.streams["main"].ids)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -12,14 +10,19 @@ from isaerft import ISaeRFTConfig, ISaeRFTModel
 from . import register
 from .base import MethodContext, Steerable
 
-KINDS = ("scale", "bias", "scale_bias", "mlp")
+KINDS = ("scale", "bias", "scale_bias", "mlp", "conditional")
+"""The component kinds compared. ``conditional`` ("when latents A fired earlier in the text,
+edit latents B") reads earlier positions: every logits call here runs the whole sequence (no KV
+cache, see ``metrics.greedy_answers``) on right-padded rows, so its causal gate sees exactly
+the tokens before each position."""
 
 
 class ISaeRFT(Steerable):
     """``ISaeRFTModel`` with ``component=kind`` at the organism's SAE site (identity init).
 
-    The factor rescales the splice's change of the activation, ``x + factor * (x' - x)``: for
-    ``-1`` the edit is subtracted instead of added, as for the steering vectors.
+    The factor rescales the splice's change of the activation, ``x + factor * (x' - x)``
+    (:meth:`ISaeRFTModel.edit_factor`, as the ``reps`` recipe objective uses it): for ``-1``
+    the edit is subtracted instead of added, as for the steering vectors.
     """
 
     supports_factor = True
@@ -34,26 +37,8 @@ class ISaeRFT(Steerable):
         return self.model.trainable_parameters()
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
-        if self.scale == 1.0:
+        with self.model.edit_factor(self.scale):
             return self.model(tokens, return_type="logits")  # type: ignore[no-any-return]
-        before: dict[str, torch.Tensor] = {}
-
-        def record(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            before[hook.name] = x
-            return x
-
-        def rescale(x: torch.Tensor, hook: Any) -> torch.Tensor:
-            return before[hook.name] + self.scale * (x - before[hook.name])
-
-        base = self.model.model
-        hooks = self.model.hook_names
-        # Forward hooks run in registration order: record, then the splice, then rescale.
-        with (
-            base.hooks(fwd_hooks=[(h, record) for h in hooks]),
-            self.model.spliced(),
-            base.hooks(fwd_hooks=[(h, rescale) for h in hooks]),
-        ):
-            return base(tokens, return_type="logits")  # type: ignore[no-any-return]
 
     def moved_latents(self, tolerance: float = 1e-3) -> int:
         """Latents whose edit moved beyond ``tolerance`` (how sparse the explanation is)."""
