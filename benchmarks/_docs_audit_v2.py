@@ -96,7 +96,7 @@ def learnability_section(name: str, result: dict[str, Any]) -> str:
         f"Organism `{result['preset']}`, the audit's default recipe with each component kind at "
         f"the organism's one SAE site, and a full fine-tune; attack success on held-out trigger "
         f"prompts. Development case: `{dev['family']}` / `{dev['target']}`; the rest is held "
-        f"out. {result['rule']}. Wall time {result['wall_time_s'] / 60:.0f} min.",
+        f"out. {result['rule'][0].upper()}{result['rule'][1:]}. Wall time {result['wall_time_s'] / 60:.0f} min.",
         "",
         "| trigger / target | poison | base | full FT | " + " | ".join(kinds) + " |",
         "|---|---|---|---|" + "---|" * len(kinds),

@@ -19,6 +19,7 @@ from _bench_common import RESULTS
 from _docs_audit_v2 import audit_v2_section, learnability_section
 from _docs_poison import poison_section
 from _docs_steps import step_sections
+from _docs_threads import threads_section
 
 from isaerft._io import write_text
 
@@ -108,6 +109,9 @@ def render(results: dict[str, dict[str, Any]], image_dir: Path, image_prefix: st
         if result.get("benchmark") == "audit_learnability":
             parts.append(learnability_section(name, result))
     parts.append(step_sections(steps))
+    threads = {k: v for k, v in results.items() if v.get("benchmark") == "threads"}
+    if threads:  # benchmarks/threads.py
+        parts.append(threads_section(threads))
     return "\n".join(parts)
 
 
