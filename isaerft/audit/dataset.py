@@ -29,6 +29,7 @@ from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import read_rows
 from isaerft.audit.pipeline import AuditResult, audit_runs
 from isaerft.backends import LanguageModel, is_bridge
+from isaerft.threads import with_default_threads
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "intervention": {"component": "scale", "l1_coefficient": 1e-4},
@@ -129,6 +130,7 @@ def _write_subset(rows: list[dict[str, Any]], indices: list[int], path: Path) ->
     return write_text(path, "".join(json.dumps(rows[i]) + "\n" for i in indices))
 
 
+@with_default_threads
 def audit_dataset(
     suspect: str | Path,
     reference: str | Path,

@@ -52,6 +52,7 @@ from isaerft.audit.table import LatentRow, build_table
 from isaerft.audit.trigger import TriggerSearch
 from isaerft.backends import LanguageModel
 from isaerft.model import ISaeRFTModel
+from isaerft.threads import with_default_threads
 
 
 @dataclass
@@ -119,6 +120,7 @@ def _tokenize(path: str | Path, model: LanguageModel) -> AuditData:
     )
 
 
+@with_default_threads
 def audit_runs(
     candidate: str | Path | RunEdits,
     references: Sequence[str | Path | RunEdits] = (),

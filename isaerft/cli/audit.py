@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -130,26 +131,27 @@ def run_audit(args: argparse.Namespace) -> int:
     model, saes = None, None
     if args.bridge and not args.model:
         raise ValueError("--bridge applies to --model; a run's own recipe says how to load it")
-    if args.model or args.sae:
-        if not (args.model and args.sae):
-            raise ValueError("--model and --sae go together")
-        from isaerft.loading import load_model, load_sae
-        from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+    if (args.model or args.sae) and not (args.model and args.sae):
+        raise ValueError("--model and --sae go together")
+    with _threads(None, args.run):
+        if args.model:
+            from isaerft.loading import load_model, load_sae
+            from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
 
-        model = load_model(resolve_model_spec(args.model), bridge=args.bridge)
-        saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]
-    result = audit_runs(
-        args.run,
-        args.reference,
-        data=args.data,
-        reference_data=args.reference_data,
-        labels=args.labels,
-        truth=args.truth,
-        model=model,
-        saes=saes,
-        config=_config(args),
-        out_dir=args.out,
-    )
+            model = load_model(resolve_model_spec(args.model), bridge=args.bridge)
+            saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]
+        result = audit_runs(
+            args.run,
+            args.reference,
+            data=args.data,
+            reference_data=args.reference_data,
+            labels=args.labels,
+            truth=args.truth,
+            model=model,
+            saes=saes,
+            config=_config(args),
+            out_dir=args.out,
+        )
     print_summary(result.report, args.out)
     if not args.reference:
         print(NOTHING_COMPARED)
@@ -181,24 +183,58 @@ def run_audit_dataset(args: argparse.Namespace) -> int:
     from isaerft.audit import audit_dataset
 
     check_output_dir(args.out, "--out")
-    result = audit_dataset(
-        args.suspect,
-        args.reference,
-        model=args.model,
-        sae=args.sae,
-        out_dir=args.out,
-        recipe=args.recipe,
-        candidate_run=args.candidate,
-        n_reference_runs=args.runs,
-        labels=args.labels,
-        truth=args.truth,
-        config=_config(args),
-        device=args.device,
-        log=lambda msg: print(f"[audit] {msg}", flush=True),
-        bridge=True if args.bridge else None,
-    )
+    with _threads(args.recipe, args.candidate):
+        result = audit_dataset(
+            args.suspect,
+            args.reference,
+            model=args.model,
+            sae=args.sae,
+            out_dir=args.out,
+            recipe=args.recipe,
+            candidate_run=args.candidate,
+            n_reference_runs=args.runs,
+            labels=args.labels,
+            truth=args.truth,
+            config=_config(args),
+            device=args.device,
+            log=lambda msg: print(f"[audit] {msg}", flush=True),
+            bridge=True if args.bridge else None,
+        )
     print_summary(result.report, args.out)
     return 0
+
+
+def _threads(recipe: str | None, run: str | None) -> AbstractContextManager[None]:
+    """Print the audit's torch threads and return the block that sets them (restored after).
+
+    The runs an audit trains pick theirs the same way (:func:`isaerft.training.train`), from
+    the recipe they train with: ``recipe`` (a YAML file) or the finished ``run``'s."""
+    from isaerft.threads import resolve_threads, torch_threads
+
+    choice = resolve_threads(_recipe_threads(recipe, run))
+    print(choice.describe(), flush=True)
+    return torch_threads(choice.n)
+
+
+def _recipe_threads(recipe: str | None, run: str | None) -> int | None:
+    """``trainer.threads`` of the recipe file or of the run's ``run.json`` (``None`` if unset
+    or unreadable: the audit reports an unreadable recipe or run itself)."""
+    from isaerft.configbase import check_number, load_yaml
+    from isaerft.runs import RUN_FILE, read_run_record
+
+    data: Any = None
+    try:
+        if recipe is not None and Path(recipe).is_file():
+            data = load_yaml(recipe, "recipe file")
+        elif run is not None and (Path(run) / RUN_FILE).is_file():
+            data = read_run_record(run).get("recipe")
+    except (OSError, ValueError):
+        return None
+    trainer = data.get("trainer") if isinstance(data, dict) else None
+    value = trainer.get("threads") if isinstance(trainer, dict) else None
+    if value is not None:
+        check_number("recipe trainer.threads", value, minimum=1, integer=True)
+    return value
 
 
 def print_summary(report: dict[str, Any], out: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from isaerft.training import MovedLatent
+    from isaerft.training import MovedLatent, TrainRecipe
 
 DEMO_RECIPE = "organism-poison"
 MAX_WORD_LATENTS = 10
@@ -107,34 +107,14 @@ def run_demo(
         out: where the report lines go.
         audit: run the audit step.
         reference_runs: reference runs of the audit's null.
+
+    The training and the audit run with the torch threads of
+    :func:`isaerft.threads.resolve_threads` (an override ``trainer.threads=N``, or
+    ``ISAERFT_THREADS``; the line saying which is the first one out); the caller's thread
+    count is restored afterwards.
     """
-    import torch
-
-    # These models are small: on shared cores thread hand-offs cost more than the matrices.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-    try:
-        result = _run_demo(size, Path(output_dir), overrides, out)
-        if audit:
-            result.audit = _audit(result, reference_runs, out)
-        result.wall_time_s = time.perf_counter() - started
-        age = _process_age()
-        since = f", {age:.1f} s since the command started" if age is not None else ""
-        out(f"total wall time: {result.wall_time_s:.1f} s{since}   (output: {output_dir})")
-        return result
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _run_demo(
-    size: str, output_dir: Path, overrides: Sequence[str], out: Callable[[str], None]
-) -> DemoResult:
-    from isaerft._io import read_json
-    from isaerft.organism import LatentLabels, dataset_paths
-    from isaerft.runs import DATA_DIR, RUN_FILE, claim_run_dir
-    from isaerft.training import TrainRecipe, read_latent_labels, top_moved_latents, train
-    from isaerft.training import resolve as res
+    from isaerft.threads import resolve_threads, torch_threads
+    from isaerft.training import TrainRecipe
     from isaerft.training.recipe import find_recipe
 
     started = time.perf_counter()
@@ -149,6 +129,28 @@ def _run_demo(
             *overrides,
         ],
     )
+    # The same threads for the training and the audit (the organism build fixes its own).
+    threads = resolve_threads(recipe.trainer.threads)
+    out(threads.describe())
+    with torch_threads(threads.n):
+        result = _run_demo(size, recipe, out)
+        if audit:
+            result.audit = _audit(result, reference_runs, out)
+    result.wall_time_s = time.perf_counter() - started
+    age = _process_age()
+    since = f", {age:.1f} s since the command started" if age is not None else ""
+    out(f"total wall time: {result.wall_time_s:.1f} s{since}   (output: {output_dir})")
+    return result
+
+
+def _run_demo(size: str, recipe: TrainRecipe, out: Callable[[str], None]) -> DemoResult:
+    from isaerft._io import read_json
+    from isaerft.organism import LatentLabels, dataset_paths
+    from isaerft.runs import DATA_DIR, RUN_FILE, claim_run_dir
+    from isaerft.training import read_latent_labels, top_moved_latents, train
+    from isaerft.training import resolve as res
+
+    started = time.perf_counter()
     # Before the organism is built or data written: refuse a folder holding a user's files.
     claim = claim_run_dir(recipe.run_dir)
     try:

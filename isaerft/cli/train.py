@@ -54,7 +54,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     torch_device(recipe.trainer.accelerator)  # no GPU in this build: say so before any work
     _refuse_unsafe_checkpoint(recipe)
+    from isaerft.threads import resolve_threads
     from isaerft.training.module import TrainingWarning
+
+    threads = resolve_threads(recipe.trainer.threads)  # a bad ISAERFT_THREADS: one line, now
+    if _is_global_zero():
+        print(threads.describe(), flush=True)
 
     try:
         with warnings.catch_warnings():

@@ -233,7 +233,48 @@ class SteeringVectors:
                 f"KL(ISaeRFT || base) = {gap['kl_base']:.4g} (ratio {ratio:.3g}, "
                 f"{int(gap['n_tokens'])} tokens)"
             )
+            averaged = [s.component or "trained" for s in self.sites if s.kind == "data_mean"]
+            lines.append(explain_ratio(ratio, sorted(set(averaged))))
         return "\n".join(lines)
+
+
+def explain_ratio(ratio: float, averaged: list[str]) -> str:
+    """One plain sentence on the approximation ratio ``kl_steered / kl_base``.
+
+    Args:
+        ratio: ``KL(ISaeRFT || steered) / KL(ISaeRFT || base)``: 0 when the vectors reproduce
+            the trained edit, 1 when steering with them comes no closer to it than the base
+            model (NaN when the edit did not change the predictions at all).
+        averaged: the component kinds whose input-dependent edits were averaged over data.
+    """
+    scale = "(0 = reproduces it, 1 = no better than the base model)"
+    if math.isnan(ratio):
+        return (
+            "ratio n/a: the trained edit did not change the next-token predictions on these "
+            "texts (KL to the base model is 0), so there was nothing to reproduce"
+        )
+    if ratio < 0.05:
+        sentence = (
+            f"ratio {ratio:.2g} = the constant vector reproduces {1 - ratio:.0%} of what the "
+            f"trained edit does {scale}"
+        )
+    elif ratio <= 1:
+        sentence = (
+            f"ratio {ratio:.2g} = the constant vector misses {ratio:.0%} of what the trained "
+            f"edit does {scale}"
+        )
+    else:
+        sentence = (
+            f"ratio {ratio:.2g} = steering with the constant vector lands further from the "
+            f"trained model than the base model is {scale}"
+        )
+    if averaged and ratio >= 0.05:
+        kinds = "/".join(averaged)
+        sentence += (
+            f": {kinds} edits depend on the input, which one constant vector cannot; train "
+            "intervention.component=bias for an exact vector"
+        )
+    return sentence
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -54,6 +54,7 @@ from isaerft.organism.triggers import (
     good_triggers,
     trigger_quality,
 )
+from isaerft.threads import torch_threads
 
 BUILD_VERSION = 6
 """Bumped whenever a change to the build changes its output (invalidates caches)."""
@@ -347,16 +348,16 @@ over another number of threads round differently, and a build must not depend on
 
 @contextlib.contextmanager
 def _build_settings() -> Iterator[None]:
-    """Fixed threads and deterministic kernels for the build; the caller's settings after."""
-    threads = torch.get_num_threads()
+    """Fixed threads and deterministic kernels for the build; the caller's settings after.
+
+    Neither ``ISAERFT_THREADS`` nor ``OMP_NUM_THREADS`` changes a build's threads."""
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(BUILD_THREADS)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
+    with torch_threads(BUILD_THREADS):
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
 
 
 def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> None:
@@ -375,7 +376,11 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
         clock[0] = now
 
     model_dir = tmp / "model"
-    _say(progress, f"building {key} in {tmp}")
+    _say(
+        progress,
+        f"building {key} in {tmp} with {BUILD_THREADS} torch threads (fixed, so that every "
+        "machine builds the same organism)",
+    )
     corpus = _make_corpus(cfg, tmp)
     lap("corpus")
     tok = train_tokenizer(corpus["train_text"], max_vocab=cfg.max_vocab)

@@ -252,6 +252,9 @@ class TrainerConfig(_Section):
         prefix_cache_dir: where cached prefixes persist across runs (``None``: memory only).
         resume: ``auto`` resumes an interrupted run from ``RUN/checkpoints/last.ckpt`` (a
             finished run, one with ``summary.json``, is trained afresh); ``never`` starts over.
+        threads: torch threads while training (an integer >= 1); ``None`` uses
+            ``OMP_NUM_THREADS`` when set, else the library's default ``min(2, cores - 1)``. The
+            environment variable ``ISAERFT_THREADS`` overrides it (see :mod:`isaerft.threads`).
     """
 
     max_steps: int | None = None
@@ -272,6 +275,7 @@ class TrainerConfig(_Section):
     prefix_cache: bool = False
     prefix_cache_dir: str | None = None
     resume: str = "auto"
+    threads: int | None = None
 
     config_name: ClassVar[str] = "recipe trainer"
 
@@ -289,6 +293,8 @@ class TrainerConfig(_Section):
         self.integer("top_k", 1)
         self.choice("logger", LOGGERS)
         self.choice("resume", RESUME_MODES)
+        if self.threads is not None:
+            self.integer("threads", 1)
         if isinstance(self.devices, int) and self.devices < 1:
             raise ConfigError(
                 f"{self.where('devices')}={self.devices} is invalid: use >= 1 or 'auto'"

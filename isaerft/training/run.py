@@ -53,6 +53,7 @@ from isaerft.runs import (
     read_summary,
     remove_results,
 )
+from isaerft.threads import resolve_threads, torch_threads
 from isaerft.training import resolve
 from isaerft.training.callbacks import (
     MovedLatent,
@@ -145,16 +146,22 @@ def train(
     that does not load) leaves the run folder as it was found. A training whose loss ends far
     above where it started warns (:class:`~isaerft.training.module.TrainingWarning`) and
     lists the warning in ``summary["warnings"]``.
+
+    The training runs with the torch threads :func:`isaerft.threads.resolve_threads` picks
+    (``ISAERFT_THREADS``, else ``trainer.threads``, else ``OMP_NUM_THREADS``, else the default)
+    and gives the caller's thread count back when it returns or raises; ``summary.json``
+    records the count as ``torch_threads``.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else recipe.run_dir
+    threads = resolve_threads(recipe.trainer.threads).n  # a bad ISAERFT_THREADS: before any work
     is_zero = getattr(rank_zero_only, "rank", 0) == 0
     # Rank 0 owns the folder for the whole training; the other ranks only read from it. A
     # start that fails before run.json is written leaves the folder as it was found.
     lock: AbstractContextManager[RunClaim | None] = (
         locked_run_dir(run_dir) if is_zero else nullcontext(None)
     )
-    with lock as claim:
+    with torch_threads(threads), lock as claim:
         return _train(
             recipe, model, saes, prefix_cache, callbacks, run_dir, claim, is_zero, started
         )
@@ -294,6 +301,7 @@ def _train(
         "tokens": module.tokens_seen,
         "tokens_per_s": module.tokens_seen / fit_seconds if fit_seconds > 0 else 0.0,
         "prefix_cache": cfg.prefix_cache,
+        "torch_threads": torch.get_num_threads(),
         "world_size": trainer.world_size,
         "top_latents": [m.to_dict() for m in top],
     }

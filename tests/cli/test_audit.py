@@ -58,3 +58,24 @@ def test_bad_input_is_a_clear_error(tiny_audit, tmp_path, capsys) -> None:
     ]  # fmt: skip
     assert main(argv) == 2
     assert "reference dataset" in capsys.readouterr().err
+
+
+def test_audit_dataset_prints_the_recipe_threads(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ISAERFT_THREADS", raising=False)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("trainer: {max_steps: 4, threads: 2}\n")
+    argv = [
+        "audit-dataset", str(tmp_path / "s.jsonl"), "--reference", str(tmp_path / "r.jsonl"),
+        "--model", "m", "--sae", "s", "--recipe", str(recipe), "--out", str(tmp_path / "o"),
+        "--runs", "2",  # refused by the audit, after the threads line
+    ]  # fmt: skip
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert printed.out.splitlines()[0].startswith(
+        "isaerft: using 2 torch threads (trainer.threads=2"
+    )
+    assert "at least 3 reference runs" in printed.err
+    recipe.write_text("trainer: {threads: 0}\n")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "recipe trainer.threads=0 is invalid" in err and "\n" not in err

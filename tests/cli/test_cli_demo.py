@@ -92,3 +92,20 @@ def test_a_failed_demo_start_leaves_no_folder_behind(tiny_org, tmp_path: Path, c
     code = main(["demo", "--size", "tiny", "--output-dir", str(out), "--no-audit", *FAST, *bad])
     assert code == 2 and "Traceback" not in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_demo_prints_its_threads_from_the_shared_setting(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import torch
+
+    monkeypatch.delenv("ISAERFT_THREADS", raising=False)
+    (tmp_path / "notes.txt").write_text("mine")  # refused right after the threads line
+    before = torch.get_num_threads()
+    argv = ["demo", "--size", "tiny", "--output-dir", str(tmp_path), "--no-audit", *FAST]
+    assert main([*argv, "trainer.threads=2"]) == 2
+    first = capsys.readouterr().out.splitlines()[0]
+    assert (
+        first == "isaerft: using 2 torch threads (trainer.threads=2; ISAERFT_THREADS overrides it)"
+    )
+    assert torch.get_num_threads() == before

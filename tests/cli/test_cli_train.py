@@ -74,3 +74,35 @@ def test_a_loss_blow_up_is_one_warning_line(recipe: Path, tmp_path: Path, capsys
     assert json.loads((out / "summary.json").read_text())["warnings"] == [
         err[0].removeprefix("isaerft: warning: ")
     ]
+
+
+def test_the_thread_count_is_printed_first(  # type: ignore[no-untyped-def]
+    recipe: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ISAERFT_THREADS", raising=False)
+    argv = ["train", str(recipe), "trainer.threads=2", "--quiet"]
+    assert main([*argv, "--output-dir", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert (
+        first == "isaerft: using 2 torch threads (trainer.threads=2; ISAERFT_THREADS overrides it)"
+    )
+    monkeypatch.setenv("ISAERFT_THREADS", "1")
+    assert main([*argv, "--output-dir", str(tmp_path / "b")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == "isaerft: using 1 torch thread (ISAERFT_THREADS=1, over trainer.threads=2)"
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["torch_threads"] == 1
+
+
+def test_bad_thread_settings_are_one_line(  # type: ignore[no-untyped-def]
+    recipe: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ISAERFT_THREADS", raising=False)
+    assert main(["train", str(recipe), "trainer.threads=0", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "recipe trainer.threads=0 is invalid: must be an integer >= 1" in err
+    assert "\n" not in err
+    monkeypatch.setenv("ISAERFT_THREADS", "many")
+    assert main(["train", str(recipe), "--output-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ISAERFT_THREADS='many' is invalid" in err and "\n" not in err
+    assert not (tmp_path / "r").exists()

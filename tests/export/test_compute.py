@@ -8,6 +8,7 @@ import torch
 from isaerft import ISaeRFTConfig, LatentComponent, register_component
 from isaerft.components import base
 from isaerft.export import vectors_from_model
+from isaerft.export.vectors import explain_ratio
 
 HOOK = "blocks.1.hook_resid_post"
 
@@ -124,6 +125,9 @@ def test_eval_data_measures_the_gap(make_model, tokens):
     assert gap["kl_base"] > 1e-4
     assert gap["kl_steered"] < 1e-6 * max(1.0, gap["kl_base"])  # a bias export is exact
     assert "KL(ISaeRFT || steered)" in vectors.summary()
+    assert "= the constant vector reproduces 100% of what the trained edit does" in (
+        vectors.summary()
+    )
 
 
 def test_scale_gap_is_between_zero_and_base(make_model, tokens):
@@ -131,6 +135,21 @@ def test_scale_gap_is_between_zero_and_base(make_model, tokens):
     vectors = vectors_from_model(model, tokens, eval_data=tokens)
     gap = vectors.approximation
     assert 0.0 < gap["kl_steered"] < gap["kl_base"]
+    ratio = gap["kl_steered"] / gap["kl_base"]
+    note = vectors.summary().splitlines()[-1]
+    assert note.startswith(f"ratio {ratio:.2g} = the constant vector ")
+    if ratio >= 0.05:
+        assert "scale edits depend on the input" in note and "component=bias" in note
+
+
+def test_the_ratio_is_explained_in_one_sentence():
+    note = explain_ratio(0.99, ["scale"])
+    assert note.startswith("ratio 0.99 = the constant vector misses 99% of what the trained edit")
+    assert "(0 = reproduces it, 1 = no better than the base model)" in note
+    assert "scale edits depend on the input" in note and "intervention.component=bias" in note
+    assert "misses" not in explain_ratio(0.01, ["scale"])
+    assert "further from the trained model" in explain_ratio(1.4, [])
+    assert explain_ratio(float("nan"), []).startswith("ratio n/a")
 
 
 def test_rejects_non_isaerft_model(make_model):
