@@ -15,7 +15,10 @@ def test_json_round_trip():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"component": "lora"}, r"component='lora'.*\['bias', 'mlp', 'scale', 'scale_bias'\]"),
+        (
+            {"component": "lora"},
+            r"component='lora'.*\['bias', 'conditional', 'mlp', 'scale', 'scale_bias'\]",
+        ),
         ({"init": "zeros"}, "init='zeros'"),
         ({"dtype": "int8"}, "dtype='int8'"),
         ({"l1_coefficient": -1.0}, "l1_coefficient"),

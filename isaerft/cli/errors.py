@@ -32,6 +32,8 @@ def user_message(err: BaseException) -> str | None:
             return _one_line(str(err))
         if any(word in str(err).lower() for word in _HUB_WORDS):
             # transformers / huggingface_hub wrap "no such model" and "no network" in OSError
+            if "HF_HUB_OFFLINE" in str(err):  # isaerft's own message already says the fix
+                return _one_line(str(err))
             return _one_line(
                 f"{err}; check the model or SAE name, your network, or unset HF_HUB_OFFLINE"
             )
