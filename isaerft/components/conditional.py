@@ -44,12 +44,12 @@ class ConditionalComponent(LatentComponent):
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
         super().__init__(d_sae, config)
         terms, dtype = config.conditional_terms, self.param_dtype
-        # Small positive: every gate opens a little on any text, so s and b get gradients.
         # ``a = softplus(when_logit)`` stays positive: a term closes its gate on a latent by
         # shrinking its weight, never by a large negative weight that silences the whole term
         # (with a signed ``a``, Adam drove every weight negative and no gate ever opened).
         # Random, so the terms differ from the first step (zero-init s and b alone would give
-        # every term the same gradient forever); small, so each gate starts nearly shut.
+        # every term the same gradient forever); small and positive, so every gate is open a little
+        # on any text (s and b get gradients) but nearly shut.
         start = torch.rand(terms, d_sae, dtype=dtype) * (2.0 / d_sae) + 1e-6
         self.when_logit = nn.Parameter(torch.log(torch.expm1(start)))
         self.scale = nn.Parameter(torch.zeros(terms, d_sae, dtype=dtype))
