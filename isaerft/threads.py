@@ -136,6 +136,10 @@ def _positive_int(text: str) -> int | None:
     return value if value >= 1 else None
 
 
+_chosen = False
+"""Whether a :func:`torch_threads` block is open: the count was chosen by a caller."""
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch (intra-op) threads; the caller's count after, also when
@@ -144,12 +148,15 @@ def torch_threads(n: int) -> Iterator[None]:
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"torch_threads(n={n!r}): n must be an integer >= 1")
-    before = torch.get_num_threads()
+    global _chosen
+    before, outer = torch.get_num_threads(), _chosen
     if n != before:
         torch.set_num_threads(n)
+    _chosen = True
     try:
         yield
     finally:
+        _chosen = outer
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
 
@@ -159,10 +166,13 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def with_default_threads(fn: _F) -> _F:
     """Run ``fn`` under :func:`torch_threads` with :func:`resolve_threads`'s count (the
-    library entry points that are not a training, e.g. ``audit_runs``)."""
+    library entry points that are not a training, e.g. ``audit_runs``), unless a caller
+    already chose the count (the CLI, from a recipe's ``trainer.threads``): that choice holds."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _chosen:
+            return fn(*args, **kwargs)
         with torch_threads(resolve_threads().n):
             return fn(*args, **kwargs)
 

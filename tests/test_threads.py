@@ -99,3 +99,18 @@ def test_library_entry_points_restore_the_callers_threads() -> None:
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_callers_choice_holds_inside_library_entry_points() -> None:
+    import torch
+
+    from isaerft.threads import torch_threads, with_default_threads
+
+    @with_default_threads
+    def work() -> int:
+        return torch.get_num_threads()
+
+    before = torch.get_num_threads()
+    with torch_threads(3):
+        assert work() == 3
+    assert torch.get_num_threads() == before
