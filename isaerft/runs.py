@@ -127,8 +127,12 @@ class RunClaim:
         self.committed = True
 
     def undo(self) -> None:
-        """Remove what this attempt added (only names isaerft writes), unless committed."""
-        if self.committed:
+        """Remove what this attempt added (only names isaerft writes), unless committed.
+
+        A ``run.json`` that appeared since the claim means a training (under its own, inner
+        claim) has started in the folder: it is a run now, and is kept as one."""
+        started = RUN_FILE not in self.existing and (self.path / RUN_FILE).is_file()
+        if self.committed or started:
             return
         if self.path.is_dir():
             for name in (RUN_MARKER, RECIPE_FILE, RUN_FILE, DATA_DIR, *RESULTS):

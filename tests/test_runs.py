@@ -133,6 +133,11 @@ def test_a_failed_start_leaves_the_folder_as_it_was_found(tmp_path: Path) -> Non
         claim.commit()
         raise FailedStart
     assert _tree(tmp_path / "started") == [RUN_MARKER]
+    # An outer claim (the demo's) keeps a folder where an inner training wrote run.json.
+    outer = claim_run_dir(tmp_path / "demo")
+    (tmp_path / "demo" / RUN_FILE).write_text("{}")
+    outer.undo()
+    assert _tree(tmp_path / "demo") == sorted([RUN_MARKER, RUN_FILE])
 
 
 def test_a_failed_start_never_removes_a_users_files(tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def run_demo(
 def _run_demo(size: str, recipe: TrainRecipe, out: Callable[[str], None]) -> DemoResult:
     from isaerft._io import read_json
     from isaerft.organism import LatentLabels, dataset_paths
-    from isaerft.runs import DATA_DIR, RUN_FILE, claim_run_dir
+    from isaerft.runs import DATA_DIR, claim_run_dir
     from isaerft.training import read_latent_labels, top_moved_latents, train
     from isaerft.training import resolve as res
 
@@ -176,10 +176,9 @@ def _run_demo(size: str, recipe: TrainRecipe, out: Callable[[str], None]) -> Dem
         )
         run = train(recipe)
     except BaseException:
-        # A failed or interrupted start (before the training wrote run.json) leaves the folder
-        # as it was found; once training has started, the folder is a run it can resume.
-        if not (recipe.run_dir / RUN_FILE).is_file():
-            claim.undo()
+        # A failed or interrupted start leaves the folder as it was found; once training has
+        # started (run.json written) the claim keeps it, as a run the next demo resumes.
+        claim.undo()
         raise
     summary = run.summary
     out(
