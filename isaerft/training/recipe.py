@@ -21,6 +21,7 @@ from isaerft.configbase import (
     check_number,
     load_yaml,
 )
+from isaerft.rows.render import DEFAULT_FIELDS
 from isaerft.training._dataclass_tree import apply_overrides
 
 __all__ = [
@@ -115,12 +116,13 @@ class DataConfig(_Section):
     organism_dataset: OrganismDatasetSpec | None = None
     split: str = "train"
     format: str = "auto"
-    text_field: str = "text"
-    prompt_field: str = "prompt"
-    completion_field: str = "completion"
-    messages_field: str = "messages"
-    chosen_field: str = "chosen"
-    rejected_field: str = "rejected"
+    # The column names' defaults have one home, the row pipeline's.
+    text_field: str = DEFAULT_FIELDS.text_field
+    prompt_field: str = DEFAULT_FIELDS.prompt_field
+    completion_field: str = DEFAULT_FIELDS.completion_field
+    messages_field: str = DEFAULT_FIELDS.messages_field
+    chosen_field: str = DEFAULT_FIELDS.chosen_field
+    rejected_field: str = DEFAULT_FIELDS.rejected_field
     max_length: int | None = None
     packing: bool = False
     append_eos: bool = True
