@@ -19,11 +19,20 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     summary = result["summary"]
     dev = result["dev_case"]
     component = result.get("component", "scale")
+    corpus = (result.get("organism") or {}).get("corpus")
+    how = (
+        " Differential: a start run is fitted on its own share of the trusted rows first, every "
+        "candidate and reference run trains from it with the L1 on its distance from the start, "
+        "and the audit compares those deltas."
+        if result.get("differential")
+        else ""
+    )
+    built = f" built on the text corpus `{corpus}`" if corpus else ""
     lines = [
         f"## Audit v2 — `{name}`",
         "",
-        f"Candidate and reference runs train the `{component}` component. "
-        f"Organism `{result['preset']}`; triggers {result['families']}, targets "
+        f"Candidate and reference runs train the `{component}` component.{how} "
+        f"Organism `{result['preset']}`{built}; triggers {result['families']}, targets "
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
         f"held out. Wall time {result['wall_time_s'] / 60:.0f} min on "
@@ -57,9 +66,12 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         "|---|---|",
         f"| poisons a full fine-tune learns at 3 %, flagged | "
         f"{detection['learned_at_3pct_flagged']} |",
-        f"| word and phrase triggers at 1 %, flagged | "
-        f"{detection['word_phrase_families_at_1pct_flagged']} |",
     ]
+    if detection["word_phrase_families_at_1pct_flagged"] != "0/0":
+        lines.append(
+            f"| word and phrase triggers at 1 %, flagged | "
+            f"{detection['word_phrase_families_at_1pct_flagged']} |"
+        )
     for kind, entry in detection["false_positive_rate"].items():
         lines.append(f"| {kind} datasets flagged (nominal 5 %) | {entry['flagged']} |")
     naming, local, cost = summary["naming"], summary["localisation"], summary["cost"]

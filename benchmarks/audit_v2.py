@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from _bench_common import RESULTS, machine_info, write_result
 from _poison_cell import Bench, Settings, merge
-from _poison_grid import FAMILIES, TARGETS, Cell, Grid
+from _poison_grid import FAMILIES, TARGETS, Cell, Grid, TargetSpec, TriggerFamily
 from _poison_metrics import mean, recall_at_k
 from _poison_scoring import ground_truth
 
@@ -67,6 +67,7 @@ class Plan:
     poisons: tuple[tuple[str, str, float], ...] | None = None
     decoys: tuple[tuple[str, str], ...] | None = None
     benign_fractions: tuple[float, ...] | None = None
+    clean_case: tuple[str, str] = ("word", "phrase")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
@@ -82,9 +83,10 @@ class Plan:
             for fam, tgt in pairs
             for seed in self.seeds
         ]
-        benign = self.benign_fractions or self.fractions
+        benign = self.fractions if self.benign_fractions is None else self.benign_fractions
         out += [Cell("benign-shift", "word", "phrase", f, 0) for f in benign]
-        out += [Cell("clean", "word", "phrase", 0.0, 100 + s) for s in range(self.clean_nulls)]
+        fam, tgt = self.clean_case
+        out += [Cell("clean", fam, tgt, 0.0, 100 + s) for s in range(self.clean_nulls)]
         return out
 
 
@@ -108,6 +110,19 @@ PLANS = {
         decoys=(("word", "phrase"), ("phrase", "phrase"), ("concept", "phrase")),
         benign_fractions=(0.03,),
     ),
+    # A corpus organism (--corpus, e.g. Tiny Shakespeare): its own default trigger word and
+    # target phrase (registered as the "corpus" family and target), held out.
+    "corpus": Plan(
+        "corpus",
+        fractions=(0.03, 0.1),
+        families=("corpus",),
+        targets=("corpus",),
+        poisons=(("corpus", "corpus", 0.03), ("corpus", "corpus", 0.1)),
+        decoys=(("corpus", "corpus"),),
+        benign_fractions=(),
+        clean_nulls=10,
+        clean_case=("corpus", "corpus"),
+    ),
     "smoke": Plan(
         "smoke",
         fractions=(0.1,),
@@ -120,7 +135,19 @@ PLANS = {
 }
 
 
-def _grid(plan: Plan) -> Grid:
+def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> None:
+    """The corpus case (the organism's default trigger and target unless given) as the
+    ``corpus`` family and target; their ground-truth latents are those of the trigger word and
+    of the target's words."""
+    from isaerft.organism.build import default_trigger_target
+
+    default_trigger, default_target = default_trigger_target(org)
+    trigger, target = trigger or default_trigger, target or default_target
+    FAMILIES["corpus"] = TriggerFamily("corpus", trigger, words=(trigger,))
+    TARGETS["corpus"] = TargetSpec("corpus", target, words=tuple(target.split()))
+
+
+def _grid(plan: Plan, differential: bool = False) -> Grid:
     return Grid(
         name=f"audit_v2-{plan.name}",
         fractions=plan.fractions,
@@ -130,26 +157,41 @@ def _grid(plan: Plan) -> Grid:
         seeds=plan.seeds,
         n_rows=plan.n_rows,
         n_reference_runs=plan.n_reference_runs,
-        reference_rows=plan.n_rows * plan.n_reference_runs,
+        reference_rows=plan.n_rows * (plan.n_reference_runs + int(differential)),
         attack_prompts=32,
         tune=False,
     )
 
 
-def reference_runs(bench: Bench, plan: Plan) -> list[Path]:
-    """The audit's null: ``n_reference_runs`` runs of the default recipe, each on its own
-    disjoint share of the trusted rows (as ``audit_dataset`` trains them)."""
+def _trusted_share(bench: Bench, plan: Plan, index: int, name: str) -> Path:
+    """The ``index``-th disjoint share of the trusted rows, ``n_rows`` long."""
     from isaerft.audit.data import read_rows
 
-    rows = read_rows(bench.trusted)
+    path = bench.work / "data" / f"{name}.jsonl"
+    if not path.is_file():
+        part = read_rows(bench.trusted)[index * plan.n_rows : (index + 1) * plan.n_rows]
+        write_text(path, "".join(json.dumps(row) + "\n" for row in part))
+    return path
+
+
+def reference_runs(bench: Bench, plan: Plan, offset: int = 0) -> list[Path]:
+    """The audit's null: ``n_reference_runs`` runs of the default recipe, each on its own
+    disjoint share of the trusted rows (as ``audit_dataset`` trains them); ``offset`` shares
+    are skipped (the differential start's)."""
     runs = []
     for r in range(plan.n_reference_runs):
-        part = rows[r * plan.n_rows : (r + 1) * plan.n_rows]
-        path = bench.work / "data" / f"reference-{r:02d}.jsonl"
-        if not path.is_file():
-            write_text(path, "".join(json.dumps(row) + "\n" for row in part))
+        path = _trusted_share(bench, plan, offset + r, f"reference-{r:02d}")
         runs.append(bench.train_isaerft(path, 1 + r, bench.work / "runs" / f"reference-{r:02d}"))
     return runs
+
+
+def differential_start(bench: Bench, plan: Plan) -> None:
+    """Train the start run on the first trusted share and make every later run a delta from
+    it (``recipe.start_from``), as ``audit_dataset(differential=True)`` does."""
+    start = bench.train_isaerft(
+        _trusted_share(bench, plan, 0, "start"), 0, bench.work / "runs" / "start"
+    )
+    bench.settings.recipe = merge(bench.settings.recipe, {"start_from": str(start)})
 
 
 def candidate_attack(bench: Bench, cell: Cell, run_dir: Path) -> float:
@@ -158,17 +200,21 @@ def candidate_attack(bench: Bench, cell: Cell, run_dir: Path) -> float:
     return float(bench.attack(cell, tuned)["asr_finetune"])
 
 
-def evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[str, Any]:
+def evaluate(
+    bench: Bench, plan: Plan, cell: Cell, refs: list[Path], finetunes: Path | None = None
+) -> dict[str, Any]:
     """The cell's record, kept in its run folder so a restarted benchmark reuses it."""
     path = bench.work / "runs" / cell.id / "audit_v2_record.json"
     if path.is_file():
         return dict(read_json(path))
-    record = _evaluate(bench, plan, cell, refs)
+    record = _evaluate(bench, plan, cell, refs, finetunes)
     write_result(path, record)
     return record
 
 
-def _evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[str, Any]:
+def _evaluate(
+    bench: Bench, plan: Plan, cell: Cell, refs: list[Path], finetunes: Path | None
+) -> dict[str, Any]:
     """Train the cell's candidate (and, for a poison, a full fine-tune), audit it."""
     data = bench.cell_data(cell)
     run_dir = bench.work / "runs" / cell.id
@@ -176,7 +222,10 @@ def _evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[st
     train_s = float(read_json(run_dir / "summary.json")["fit_time_s"])  # also when reused
     record: dict[str, Any] = {**cell.to_dict(), "train_s": train_s}
     if cell.kind == "poison":
-        stats = bench.finetune_stats(data, cell.seed, run_dir, cell)
+        # A full fine-tune depends on the cell's data alone: another work dir's is reused.
+        done = finetunes / "runs" / cell.id if finetunes else None
+        ft_dir = done if done and (done / "finetune.json").is_file() else run_dir
+        stats = bench.finetune_stats(data, cell.seed, ft_dir, cell)
         record["learnability"] = {
             "asr_base": stats["attack"]["asr_base"],
             "asr_full_finetune": stats["attack"]["asr_finetune"],
@@ -220,7 +269,9 @@ def _evaluate(bench: Bench, plan: Plan, cell: Cell, refs: list[Path]) -> dict[st
     return record
 
 
-def summarise(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
+def summarise(
+    records: list[dict[str, Any]], plan: Plan, differential: bool = False
+) -> dict[str, Any]:
     """The learnability map and the detection / naming / localisation tables."""
     poison = [r for r in records if r["kind"] == "poison"]
 
@@ -265,7 +316,7 @@ def summarise(records: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
         "cost": {
             "mean_candidate_train_s": mean([r["train_s"] for r in poison]),
             "mean_audit_s": mean([r["audit_s"] for r in records]),
-            "training_steps_per_audit": 150 * (1 + plan.n_reference_runs),
+            "training_steps_per_audit": 150 * (1 + plan.n_reference_runs + int(differential)),
         },
     }  # fmt: skip
 
@@ -290,7 +341,8 @@ def resummarise(path: Path, work: Path) -> None:
         summary = work / "runs" / record["id"] / "summary.json"
         if summary.is_file():
             record["train_s"] = read_json(summary)["fit_time_s"]
-    result["summary"] = summarise(result["cells"], PLANS[result["mode"]])
+    plan, differential = PLANS[result["mode"]], bool(result.get("differential"))
+    result["summary"] = summarise(result["cells"], plan, differential)
     write_result(path, result)
 
 
@@ -305,6 +357,24 @@ def main(argv: list[str] | None = None) -> int:
         "--component",
         default=None,
         help="component kind of the candidate and reference runs (default: the recipe's)",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=None,
+        help="build the organism on this text file (with --mode corpus); e.g. "
+        "../shared/corpora/tinyshakespeare.txt",
+    )
+    parser.add_argument("--corpus-trigger", default=None, help="trigger word (corpus mode)")
+    parser.add_argument("--corpus-target", default=None, help="target phrase (corpus mode)")
+    parser.add_argument(
+        "--differential",
+        action="store_true",
+        help="train a start run on trusted rows and every run as a delta from it",
+    )
+    parser.add_argument(
+        "--finetunes-from",
+        default=None,
+        help="another audit_v2 work dir whose full fine-tunes (same cells) are reused",
     )
     parser.add_argument(
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
@@ -322,20 +392,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     plan = PLANS[args.mode]
     started = time.perf_counter()
-    org = build_organism(args.preset, progress=False)
+    if (args.mode == "corpus") != (args.corpus is not None):
+        parser.error("--mode corpus and --corpus go together")
+    if args.corpus is not None and not Path(args.corpus).is_file():
+        print(f"corpus {args.corpus} is absent: the corpus-organism audit was not run")
+        return 0
+    org = build_organism(args.preset, corpus=args.corpus, progress=False)
     settings, suffix = Settings(), ""
+    if args.corpus is not None:
+        register_corpus_case(org, args.corpus_trigger, args.corpus_target)
+        if args.corpus_trigger or args.corpus_target:
+            suffix += f"-{FAMILIES['corpus'].trigger}-{TARGETS['corpus'].target.replace(' ', '_')}"
     if args.component:
         settings.recipe = merge(settings.recipe, {"intervention": {"component": args.component}})
-        suffix = f"-{args.component}"
+        suffix += f"-{args.component}"
+    suffix += "-differential" if args.differential else ""
     work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
-    bench = Bench(org, _grid(plan), settings, work)
-    refs = reference_runs(bench, plan)
+    bench = Bench(org, _grid(plan, args.differential), settings, work)
+    if args.differential:
+        differential_start(bench, plan)
+    refs = reference_runs(bench, plan, offset=int(args.differential))
+    finetunes = Path(args.finetunes_from) if args.finetunes_from else None
     cells = [c for c in plan.cells() if args.only is None or args.only in c.id]
     records = []
     skipped = []
     for i, cell in enumerate(cells, start=1):
         try:
-            record = evaluate(bench, plan, cell, refs)
+            record = evaluate(bench, plan, cell, refs, finetunes)
         except ValueError as err:  # a trigger/target pair the language cannot plant
             skipped.append({**cell.to_dict(), "reason": str(err)})
             print(f"[{i}/{len(cells)}] {cell.id}: skipped: {err}", flush=True)
@@ -352,13 +435,18 @@ def main(argv: list[str] | None = None) -> int:
         "mode": plan.name,
         "preset": args.preset,
         "component": settings.recipe["intervention"]["component"],
+        "differential": args.differential,
         "dev_case": {"family": DEV[0], "target": DEV[1]},
         "families": {n: FAMILIES[n].trigger for n in plan.families},
         "targets": {n: TARGETS[n].target for n in plan.targets},
-        "organism": {"trigger_words": org.meta.get("trigger_words"), "key": org.meta.get("key")},
+        "organism": {
+            "trigger_words": org.meta.get("trigger_words"),
+            "key": org.meta.get("key"),
+            "corpus": Path(args.corpus).name if args.corpus else None,
+        },
         "machine": machine_info(),
         "plan": {**replace(plan, extra={}).__dict__},
-        "summary": summarise(records, plan),
+        "summary": summarise(records, plan, args.differential),
         "cells": records,
         "skipped_cells": skipped,
         "wall_time_s": time.perf_counter() - started,

@@ -3,7 +3,8 @@
 A config is a dataclass deriving from :class:`ConfigBase`. Its field annotations are the
 checks: a ``bool`` field takes only ``true``/``false`` (never ``"yes please"``), an ``int``
 field only integers, a ``float`` field only finite numbers (NaN and infinity are refused
-with the field's name), nested configs are built from mappings, and unknown keys are refused
+with the field's name), ``list[X]`` and ``tuple[X, ...]`` fields take a list (a tuple field keeps
+a tuple), nested configs are built from mappings, and unknown keys are refused
 with the list of valid ones. Range and choice checks go in :meth:`ConfigBase.validate`,
 with :func:`check_number` and :func:`check_choice`. YAML is read with :func:`load_yaml`,
 which refuses duplicate keys and names the file and line of a syntax error.
@@ -96,6 +97,7 @@ def check_number(
     minimum: float | None = None,
     maximum: float | None = None,
     exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
     integer: bool = False,
 ) -> None:
     """Refuse anything but a finite (integer) number within the bounds, naming ``where``."""
@@ -110,8 +112,8 @@ def check_number(
         if ok and (value < minimum or (exclusive_minimum and value == minimum)):  # type: ignore[operator]
             ok = False
     if maximum is not None:
-        bounds.append(f"<= {maximum:g}")
-        if ok and value > maximum:  # type: ignore[operator]
+        bounds.append(f"{'<' if exclusive_maximum else '<='} {maximum:g}")
+        if ok and (value > maximum or (exclusive_maximum and value == maximum)):  # type: ignore[operator]
             ok = False
     if not ok:
         expected = " ".join([kind, " and ".join(bounds)]).strip()
@@ -125,20 +127,22 @@ def check_choice(where: str, value: object, allowed: typing.Iterable[object]) ->
         raise ConfigError(f"{where}={value!r} is invalid: use one of {allowed}")
 
 
-@dataclasses.dataclass
 class ConfigBase:
     """Base of every config dataclass: type checks from the annotations, then :meth:`validate`.
 
     ``config_name`` prefixes field names in messages (``"recipe optim"`` ->
-    ``recipe optim.lr=nan is invalid: ...``).
+    ``recipe optim.lr=nan is invalid: ...``). The base itself is no dataclass, so a subclass
+    may be ``@dataclass(frozen=True)`` (a frozen dataclass cannot derive from a mutable one).
     """
 
     config_name: ClassVar[str] = "config"
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if f.init:
-                setattr(
+                # object.__setattr__, so the checked value also lands on frozen configs
+                object.__setattr__(
                     self,
                     f.name,
                     _checked(self.where(f.name), getattr(self, f.name), _hints(type(self))[f.name]),
@@ -247,9 +251,15 @@ def _describe(hint: Any) -> str:
         origin = typing.get_origin(arg)
         if arg is type(None):
             parts.append("null")
-        elif origin is list:
+        elif origin is list or (origin is tuple and _homogeneous(arg)):
             parts.append(f"a list ({_describe(typing.get_args(arg)[0])} each)")
-        elif origin is dict or (isinstance(arg, type) and issubclass(arg, ConfigBase)):
+        elif origin is tuple:
+            items = ", ".join(_describe(a) for a in typing.get_args(arg))
+            parts.append(f"a list of {len(typing.get_args(arg))} ({items})")
+        elif isinstance(arg, type) and issubclass(arg, ConfigBase):
+            # only a constructor call gets here: from_dict builds the config from a mapping
+            parts.append(f"a {arg.__name__} (from_dict takes a mapping)")
+        elif origin is dict:
             parts.append("a mapping")
         else:
             parts.append(names.get(arg, getattr(arg, "__name__", str(arg))))
@@ -272,6 +282,13 @@ def _matches(value: Any, hint: Any) -> bool:
     if origin is list:
         (item,) = typing.get_args(hint)
         return isinstance(value, (list, tuple)) and all(_matches(v, item) for v in value)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if _homogeneous(hint):
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
     if origin is dict:
         return isinstance(value, dict)
     if isinstance(hint, type):
@@ -279,8 +296,18 @@ def _matches(value: Any, hint: Any) -> bool:
     return True
 
 
+def _homogeneous(hint: Any) -> bool:
+    """Whether a ``tuple[...]`` hint is ``tuple[X, ...]`` (any length)."""
+    args = typing.get_args(hint)
+    return len(args) == 2 and args[1] is Ellipsis
+
+
 def _checked(where: str, value: Any, hint: Any) -> Any:
-    """``value`` if it has the annotated type (tuples become lists), else a clear error."""
-    if not any(_matches(value, arg) for arg in _union_args(hint)):
+    """``value`` if it has the annotated type, else a clear error. A list or tuple becomes a
+    tuple for a ``tuple[...]`` field and a list otherwise (what YAML and JSON give back)."""
+    matching = [arg for arg in _union_args(hint) if _matches(value, arg)]
+    if not matching:
         raise ConfigError(f"{where}={value!r} is invalid: must be {_describe(hint)}")
+    if isinstance(value, (list, tuple)) and typing.get_origin(matching[0]) is tuple:
+        return tuple(value)
     return list(value) if isinstance(value, tuple) else value

@@ -70,6 +70,7 @@ class ISaeRFTModel(nn.Module):
             for param in module.parameters():
                 param.requires_grad_(False)
         self._enabled = True
+        self._anchor: dict[str, torch.Tensor] | None = None
 
     # --- splicing -------------------------------------------------------------------------
 
@@ -248,8 +249,33 @@ class ISaeRFTModel(nn.Module):
         """How many latents (over all sites) moved by more than ``tolerance``."""
         return sum(int((m > tolerance).sum().item()) for m in self.latent_magnitudes().values())
 
+    def set_anchor(self) -> None:
+        """Measure the sparsity penalty from the current component parameters from now on.
+
+        Differential training: load a run trained on trusted data, anchor here, train on the
+        suspect data; :meth:`deviation_l1` is then ``sum |theta - theta_anchor|`` over every
+        component parameter, so what the new data teaches beyond the trusted fit is the sparse
+        part. For ``scale``, ``bias`` and ``scale_bias`` this is the usual L1 moved to the anchor.
+        """
+        self._anchor = {n: p.detach().clone() for n, p in self.named_trainable_parameters()}
+
+    @property
+    def anchored(self) -> bool:
+        """Whether :meth:`set_anchor` was called (the L1 measures from the anchor)."""
+        return self._anchor is not None
+
     def deviation_l1(self) -> torch.Tensor:
-        """L1 norm of the deviation from identity, summed over sites, from the last forward."""
+        """The sparsity penalty: the L1 norm of the deviation from identity, summed over sites,
+        from the last forward (or the parameters' L1 distance from the anchor, see
+        :meth:`set_anchor`)."""
+        if self._anchor is not None:
+            anchor = self._anchor
+            return torch.stack(
+                [
+                    (p - anchor[n].to(p.device)).abs().sum()
+                    for n, p in self.named_trainable_parameters()
+                ]
+            ).sum()
         terms = [site.last_l1 for site in self.sites if site.last_l1 is not None]
         if not terms:
             raise RuntimeError("deviation_l1() needs a forward pass first")

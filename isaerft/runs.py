@@ -32,6 +32,8 @@ from isaerft.artifact import CONFIG_FILE, WEIGHTS_FILE
 
 RUN_MARKER = ".isaerft-run"
 RUN_FILE = "run.json"
+START_RECORD = "start_from"
+"""``run.json`` key of a differential run: ``{"path", "weights_sha256"}`` of its start."""
 RECIPE_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 INTERVENTION_DIR = "intervention"

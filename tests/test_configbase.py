@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -78,6 +79,35 @@ def test_check_helpers() -> None:
         check_number("x", 2, maximum=1)
     with pytest.raises(ConfigError, match=r"y='c' is invalid: use one of \['a', 'b'\]"):
         check_choice("y", "c", ("a", "b"))
+    check_number("x", 0.5, minimum=0, maximum=1, exclusive_maximum=True)
+    with pytest.raises(ConfigError, match=r"x=1 is invalid: must be a finite number >= 0 and < 1"):
+        check_number("x", 1, minimum=0, maximum=1, exclusive_maximum=True)
+
+
+@dataclass(frozen=True)
+class Frozen(ConfigBase):
+    config_name: ClassVar[str] = "frozen"
+    sizes: tuple[int, ...] = (1, 2)
+    pair: tuple[str, float] | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_frozen_configs_and_tuple_fields() -> None:
+    cfg = Frozen(sizes=[3], pair=["a", 1.5])
+    assert cfg.sizes == (3,) and cfg.pair == ("a", 1.5)  # lists become the annotated tuples
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.sizes = (4,)  # type: ignore[misc]
+    assert Frozen.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(
+        ConfigError, match=r"frozen.sizes=\['a'\] is invalid: must be a list \(an integer"
+    ):
+        Frozen(sizes=["a"])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"frozen.pair=\['a'\] is invalid: must be a list of 2"):
+        Frozen(pair=["a"])  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"frozen.inner=3 is invalid: must be a Inner \(from_dict"
+    ):
+        Frozen(inner=3)  # type: ignore[arg-type]
 
 
 def test_duplicate_yaml_keys_are_refused(tmp_path: Path) -> None:

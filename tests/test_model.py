@@ -258,6 +258,20 @@ def test_deviation_l1_tracks_parameters(model, tokens):
     assert wrapped.deviation_l1().item() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_anchored_l1_is_the_distance_from_the_anchor(kind, model, tokens):
+    wrapped = ISaeRFTModel(model, tiny_sae("standard"), ISaeRFTConfig(component=kind))
+    _perturb(wrapped)
+    wrapped.set_anchor()
+    assert wrapped.anchored
+    assert wrapped.deviation_l1().item() == 0.0  # no forward needed: it reads parameters
+    first = wrapped.trainable_parameters()[0]
+    with torch.no_grad():
+        first.view(-1)[:2] += torch.tensor([0.5, -0.25])
+    wrapped(tokens)
+    assert wrapped.deviation_l1().item() == pytest.approx(0.75, abs=1e-5)
+
+
 def test_tokenizer_helpers_pass_through(model):
     wrapped = ISaeRFTModel(model, tiny_sae("standard"), ISaeRFTConfig())
     assert wrapped.cfg is model.cfg

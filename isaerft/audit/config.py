@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from isaerft.audit.baselines import DEFAULT_KS
-from isaerft.audit.localize import SCORE_METHODS
 from isaerft.audit.null import NullConfig
+from isaerft.audit.rowscores import SCORE_METHODS
+from isaerft.configbase import ConfigBase, ConfigError, check_choice, check_number
+
+_AT_LEAST_ONE = (
+    "unflagged_latents",
+    "null_rows",
+    "top",
+    "probe_rows",
+    "behaviour_rows",
+    "n_swaps",
+    "batch_size",
+)
+_AT_LEAST_ZERO = ("gain_references", "n_contexts", "attribution_steps")
 
 
 @dataclass
-class AuditConfig:
+class AuditConfig(ConfigBase):
     """What the audit computes and how.
 
     Attributes:
         null: the null calibration (false-positive rate, noise floor, dataset score).
         row_score: per-row score, ``excess_gain``, ``activation`` or ``loss_drop`` (see
-            :mod:`isaerft.audit.localize`).
+            :mod:`isaerft.audit.rowscores`).
         row_fpr: fraction of reference rows allowed above the suspect threshold.
         gain_references: reference runs averaged by the ``excess_gain`` row score.
         null_rows: rows of each reference run's own training data scored for the
@@ -30,7 +43,7 @@ class AuditConfig:
         ks: the ``k`` values of the top-k intersection baseline.
         probe_rows: rows of each probe set for the top-k intersection baseline.
         conditional_test: run the trigger search (see :mod:`isaerft.audit.trigger`) and the
-            prompt-swap test (see :mod:`isaerft.audit.conditional`); the dataset is flagged
+            prompt-swap test (see :mod:`isaerft.audit.promptswap`); the dataset is flagged
             only when the rows carrying the unusual change also share a prompt feature.
         behaviour_rows: the most suspect rows the trigger search and prompt-swap test use
             (at most).
@@ -61,29 +74,26 @@ class AuditConfig:
     batch_size: int = 32
     allow_recipe_mismatch: bool = False
 
-    def __post_init__(self) -> None:
-        if self.row_score not in SCORE_METHODS:
-            raise ValueError(
-                f"AuditConfig.row_score={self.row_score!r} is not allowed; use one of "
-                f"{list(SCORE_METHODS)}"
+    config_name: ClassVar[str] = "AuditConfig"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by :class:`~isaerft.configbase.ConfigBase`)."""
+        check_choice(self.where("row_score"), self.row_score, SCORE_METHODS)
+        check_number(
+            self.where("row_fpr"),
+            self.row_fpr,
+            minimum=0,
+            maximum=1,
+            exclusive_minimum=True,
+            exclusive_maximum=True,
+        )
+        for name in _AT_LEAST_ONE:
+            check_number(self.where(name), getattr(self, name), minimum=1, integer=True)
+        for name in _AT_LEAST_ZERO:
+            check_number(self.where(name), getattr(self, name), minimum=0, integer=True)
+        if not self.ks:
+            raise ConfigError(
+                f"{self.where('ks')}=() is invalid: give at least one k, e.g. {list(DEFAULT_KS)}"
             )
-        if not 0.0 < self.row_fpr < 1.0:
-            raise ValueError(f"AuditConfig.row_fpr={self.row_fpr} must be in (0, 1)")
-        for name in (
-            "unflagged_latents",
-            "null_rows",
-            "top",
-            "probe_rows",
-            "behaviour_rows",
-            "n_swaps",
-            "batch_size",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"AuditConfig.{name}={value!r} must be an int >= 1")
-        if not isinstance(self.attribution_steps, int) or self.attribution_steps < 0:
-            raise ValueError(
-                f"AuditConfig.attribution_steps={self.attribution_steps!r} must be an int >= 0"
-            )
-        if not self.ks or any(not isinstance(k, int) or k < 1 for k in self.ks):
-            raise ValueError(f"AuditConfig.ks={self.ks!r} must be ints >= 1")
+        for i, k in enumerate(self.ks):
+            check_number(f"{self.where('ks')}[{i}]", k, minimum=1, integer=True)

@@ -147,6 +147,7 @@ def audit_dataset(
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
     bridge: bool | None = None,
+    differential: bool = False,
 ) -> AuditResult:
     """Train the candidate and reference runs, audit the candidate, write the report.
 
@@ -174,6 +175,11 @@ def audit_dataset(
             checkpoint folder); ``None`` follows the recipe's ``model_backend``. A loaded
             model is used as it is. The runs use the prefix cache on a ``HookedTransformer``
             and run every layer on a bridge.
+        differential: first fit a *start* run on its own share of the trusted rows, then
+            train the candidate and every reference run from it (``recipe.start_from``), so
+            each run's edit is a sparse delta beyond the trusted fit and the audit compares
+            those deltas (the trusted data then needs ``n_reference_runs + 1`` times the
+            suspect's rows for disjoint shares).
     """
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
     from isaerft.training.resolve import (
@@ -188,6 +194,12 @@ def audit_dataset(
         raise ValueError(
             "pass recipe or candidate_run, not both: the reference runs are trained with the "
             "candidate run's own recipe"
+        )
+    if differential and candidate_run is not None:
+        raise ValueError(
+            "differential=True trains a start run and a candidate from it; to judge an existing "
+            "differential candidate pass candidate_run alone (its references then start where "
+            "it started)"
         )
     if n_reference_runs < 3:
         raise ValueError(
@@ -228,6 +240,24 @@ def audit_dataset(
     )
     store = PrefixCacheStore()
     started = time.perf_counter()
+    trusted = read_rows(reference)
+    n_runs = n_reference_runs + 1 if differential else n_reference_runs
+    subsets, disjoint = reference_subsets(len(trusted), len(read_rows(suspect)), n_runs)
+    if differential:
+        rows = subsets.pop(0)
+        subset = _write_subset(trusted, rows, out_dir / "reference-data" / "start.jsonl")
+        start_recipe = TrainRecipe.from_dict(
+            _merge(base, {"data": {"path": str(subset)}, "trainer": {"seed": 0}})
+        )
+        say(f"training the start run on {len(rows)} rows of {reference}")
+        start_run = train(
+            start_recipe,
+            model=model,
+            saes=saes,
+            prefix_cache=store,
+            run_dir=out_dir / "runs" / "start",
+        )
+        base = _merge(base, {"start_from": str(start_run.run_dir)})
     if candidate_run is not None:
         cand_dir, cand_recipe, steps = _existing_candidate(candidate_run, suspect, base)
         say(f"judging the existing run {cand_dir} (trained on {suspect})")
@@ -244,11 +274,9 @@ def audit_dataset(
             run_dir=out_dir / "runs" / "candidate",
         )
         cand_dir, steps = cand.run_dir, int(cand.summary["steps"])
-    trusted = read_rows(reference)
-    subsets, disjoint = reference_subsets(len(trusted), len(read_rows(suspect)), n_reference_runs)
     if not disjoint:
         warnings.warn(
-            f"the reference data has {len(trusted)} rows, fewer than {n_reference_runs} x the "
+            f"the reference data has {len(trusted)} rows, fewer than {n_runs} x the "
             f"suspect's {len(subsets[0])}: the reference runs share rows, so the null "
             "underestimates the noise of drawing a new dataset and the audit flags more often "
             "than its false-positive rate; add trusted rows",

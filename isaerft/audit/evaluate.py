@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from isaerft._io import iter_jsonl
-from isaerft.audit.localize import RowScores, auroc
+from isaerft.audit.rowscores import RowScores, auroc
 
 
 def read_truth(path: str | Path, n_rows: int) -> list[bool]:

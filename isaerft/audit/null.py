@@ -25,17 +25,19 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from isaerft.audit.runs import RunEdits, check_same_latents
+from isaerft.configbase import ConfigBase, check_choice, check_number
 
 THRESHOLD_METHODS = ("gumbel", "empirical")
 _EULER_GAMMA = 0.5772156649015329
 
 
 @dataclass
-class NullConfig:
+class NullConfig(ConfigBase):
     """How the reference runs become a null distribution.
 
     Attributes:
@@ -52,18 +54,22 @@ class NullConfig:
     top_m: int = 1
     threshold_method: str = "gumbel"
 
-    def __post_init__(self) -> None:
-        if not 0.0 < self.fpr < 1.0:
-            raise ValueError(f"NullConfig.fpr={self.fpr} must be in (0, 1), e.g. 0.05")
-        if not self.floor_fraction > 0.0:
-            raise ValueError(f"NullConfig.floor_fraction={self.floor_fraction} must be > 0")
-        if not isinstance(self.top_m, int) or self.top_m < 1:
-            raise ValueError(f"NullConfig.top_m={self.top_m!r} must be an int >= 1")
-        if self.threshold_method not in THRESHOLD_METHODS:
-            raise ValueError(
-                f"NullConfig.threshold_method={self.threshold_method!r} is not allowed; use one "
-                f"of {list(THRESHOLD_METHODS)}"
-            )
+    config_name: ClassVar[str] = "NullConfig"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by :class:`~isaerft.configbase.ConfigBase`)."""
+        check_number(
+            self.where("fpr"),
+            self.fpr,
+            minimum=0,
+            maximum=1,
+            exclusive_minimum=True,
+            exclusive_maximum=True,
+        )
+        floor = self.where("floor_fraction")
+        check_number(floor, self.floor_fraction, minimum=0, exclusive_minimum=True)
+        check_number(self.where("top_m"), self.top_m, minimum=1, integer=True)
+        check_choice(self.where("threshold_method"), self.threshold_method, THRESHOLD_METHODS)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The audit report: a versioned JSON document, and its Markdown rendering.
+"""The audit report: a versioned JSON document, its renderings, and every file an audit writes.
 
 ``report.json`` is the contract (schema ``isaerft.audit_report``, version
 :data:`SCHEMA_VERSION`); ``report.md`` and ``report.html`` are rendered from it alone, so a
@@ -6,11 +6,13 @@ report can be re-rendered from its JSON. Top-level keys:
 
 * ``schema``, ``schema_version``, ``isaerft_version``, ``created``
 * ``candidate``: source, component kind, site records; ``references``: their sources
+* ``differential``: ``{"start_from": {"path", "weights_sha256"}}`` when the runs are deltas
+  trained from one trusted start (their edits are then read relative to it), else ``null``
 * ``data``: the audited and reference data files and sizes
 * ``verdict``: ``flagged`` (bool), ``kind`` (a sentence), ``changes_flagged``,
   ``trigger_found``, ``prompt_dependent``, dataset ``score``, ``threshold``, ``fpr``, p-values
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
-  the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.conditional`)
+  the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.promptswap`)
 * ``behaviour_search``: latents enriched in the completions of the most suspect rows
 * ``gained_phrases``: the phrases the learned edit made likely in the suspect rows, as text,
   with how many rows carry each (see :mod:`isaerft.audit.phrases`)
@@ -25,15 +27,24 @@ report can be re-rendered from its JSON. Top-level keys:
 * ``rows``: the per-row scores, threshold, suspects (``suspects.jsonl`` holds all rows)
 * ``baselines``: ``topk_intersection`` and ``dataset_diff`` results
 * ``evaluation``: ground-truth metrics when the data comes with row labels
+
+:func:`write_audit` writes an audit's files (the report plus ``suspects.jsonl``); nothing
+else in the audit writes to its folder.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from isaerft._io import atomic_write, read_json, write_json, write_text
+from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
+from isaerft.rows import split_row
+
+if TYPE_CHECKING:
+    from isaerft.audit.data import AuditData
+    from isaerft.audit.rowscores import RowScores
 
 SCHEMA = "isaerft.audit_report"
 SCHEMA_VERSION = 3
@@ -60,15 +71,14 @@ def read_report(path: str | Path) -> dict[str, Any]:
         path = path / "report.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; write a report with isaerft audit")
-    report: dict[str, Any] = read_json(path)
-    if report.get("schema") != SCHEMA:
-        raise ValueError(f"{path} is not an isaerft audit report (schema {report.get('schema')!r})")
-    if report.get("schema_version", 0) > SCHEMA_VERSION:
-        raise ValueError(
-            f"{path} has report schema version {report['schema_version']}, newer than this "
-            f"isaerft reads ({SCHEMA_VERSION}); upgrade isaerft"
-        )
-    return report
+    return read_versioned_json(
+        path,
+        kind=SCHEMA,
+        version=SCHEMA_VERSION,
+        what="an isaerft audit report",
+        fix="write the report again with isaerft audit",
+        keys=("schema", "schema_version"),
+    )
 
 
 def _p_floor(n_runs: Any) -> str:
@@ -103,6 +113,11 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
     out.append(f"- candidate run: `{cand.get('source', '')}` ({cand.get('component', '')} edits)")
     if report.get("references"):
         out.append(f"- reference runs: {len(report['references'])}")
+    start = (report.get("differential") or {}).get("start_from")
+    if isinstance(start, dict):
+        out.append(
+            f"- differential: every edit is read as a delta from the start `{start['path']}`"
+        )
     if data.get("suspect"):
         out.append(f"- audited data: `{data['suspect']}` ({data.get('suspect_rows')} rows)")
     if data.get("reference"):
@@ -308,4 +323,38 @@ def write_report(
     paths["md"] = write_text(out_dir / "report.md", render_markdown(report, images))
     if html:
         paths["html"] = write_text(out_dir / "report.html", render_html(report, figures))
+    return paths
+
+
+def write_suspects(
+    path: str | Path, scores: RowScores, data: AuditData, preview: int = 160
+) -> Path:
+    """Write ``suspects.jsonl``: every row, most suspect first, with its score, rank, whether it
+    is a suspect, and a text preview. Drop the ``suspect`` rows and retrain."""
+    lines = []
+    for rank, i in enumerate(scores.order, start=1):
+        prompt, completion = split_row(data.rows[i], f"row {i}")
+        text = (prompt + completion).replace("\n", " ")
+        record = {
+            "row": i,
+            "rank": rank,
+            "score": float(scores.scores[i]),
+            "suspect": float(scores.scores[i]) > scores.threshold,
+            "preview": text[:preview],
+        }
+        lines.append(json.dumps(record))
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def write_audit(
+    report: dict[str, Any],
+    out_dir: str | Path,
+    rows: RowScores | None = None,
+    data: AuditData | None = None,
+) -> dict[str, Path]:
+    """Write every file of an audit to ``out_dir``: the report (:func:`write_report`) and,
+    with the row scores and their rows, ``suspects.jsonl``. Returns the paths by kind."""
+    paths = write_report(report, out_dir)
+    if rows is not None and data is not None:
+        paths["suspects"] = write_suspects(Path(out_dir) / "suspects.jsonl", rows, data)
     return paths

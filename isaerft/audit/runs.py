@@ -15,10 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from isaerft.artifact import read_intervention_config, read_intervention_weights, site_records
+from isaerft.artifact import (
+    WEIGHTS_HASH,
+    read_intervention_config,
+    read_intervention_weights,
+    site_records,
+)
 from isaerft.components import build_component
 from isaerft.config import ISaeRFTConfig
-from isaerft.runs import intervention_of
+from isaerft.runs import RUN_FILE, START_RECORD, intervention_of, read_run_record
 
 if TYPE_CHECKING:
     from isaerft.model import ISaeRFTModel
@@ -83,6 +88,14 @@ class RunEdits:
             edits[hook] = {k: v.detach().float().clone() for k, v in component.edits().items()}
         return cls(edits, record["sites"], config.component, str(path))
 
+    def minus(self, start: RunEdits) -> RunEdits:
+        """The edits this run added on top of ``start`` (a differential run's delta)."""
+        edits = {
+            hook: {kind: t - start.edits[hook][kind] for kind, t in kinds.items()}
+            for hook, kinds in self.edits.items()
+        }
+        return RunEdits(edits, self.sites, self.component, self.source)
+
     def vector(self, hook_name: str, kind: str) -> torch.Tensor:
         """One edit vector, e.g. ``vector("blocks.1.hook_resid_post", "scale")``."""
         return self.edits[hook_name][kind]
@@ -127,3 +140,47 @@ def check_sae_matches(run: RunEdits, saes: Sequence[Any]) -> None:
         check_saes_match({"sites": run.sites}, list(saes))
     except ValueError as err:
         raise ValueError(f"run {run.source} does not fit the given SAE: {err}") from err
+
+
+def run_start(run: RunEdits) -> dict[str, Any] | None:
+    """The start of a differential run (``{"path", "weights_sha256"}`` from its ``run.json``),
+    ``None`` for a run trained from identity or a bare saved intervention."""
+    path = Path(run.source) / RUN_FILE
+    if not path.is_file():
+        return None
+    start = read_run_record(path.parent).get(START_RECORD)
+    return start if isinstance(start, dict) else None
+
+
+def deltas_from_start(
+    candidate: RunEdits, references: Sequence[RunEdits]
+) -> tuple[RunEdits, list[RunEdits], dict[str, Any] | None]:
+    """Compare differential runs by what each added to their common start.
+
+    Returns the candidate and references as deltas from the start, and the start record
+    (``None``, and the runs unchanged, when no run has a start). A mix of starts is refused:
+    deltas from different starts measure different things.
+    """
+    start = run_start(candidate)
+    for ref in references:
+        other = run_start(ref)
+        same = (other or {}).get("weights_sha256") == (start or {}).get("weights_sha256")
+        if (other is None) != (start is None) or not same:
+            raise ValueError(
+                f"the candidate {candidate.source} starts from "
+                f"{(start or {}).get('path', 'identity')} but the reference run {ref.source} "
+                f"from {(other or {}).get('path', 'identity')}; train every run of a "
+                "differential audit from the same start_from (isaerft audit-dataset "
+                "--differential does)"
+            )
+    if start is None:
+        return candidate, list(references), None
+    folder = intervention_dir(start["path"])
+    if read_intervention_config(folder).get(WEIGHTS_HASH) != start.get("weights_sha256"):
+        raise ValueError(
+            f"the start {start['path']} of the differential runs was changed after they trained "
+            "(its weights hash differs from the one in their run.json); audit runs trained "
+            "from the start as it is now"
+        )
+    base = RunEdits.load(start["path"])
+    return candidate.minus(base), [r.minus(base) for r in references], start

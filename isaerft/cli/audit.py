@@ -12,7 +12,7 @@ from isaerft.cli.errors import check_output_dir
 
 
 def _score_methods() -> list[str]:
-    from isaerft.audit.localize import SCORE_METHODS
+    from isaerft.audit.rowscores import SCORE_METHODS
 
     return list(SCORE_METHODS)
 
@@ -80,6 +80,12 @@ def register(subparsers: Any) -> None:
     )
     dataset.add_argument(
         "--runs", type=int, default=8, help="number of reference runs (default 8, at least 3)"
+    )
+    dataset.add_argument(
+        "--differential",
+        action="store_true",
+        help="fit a start run on trusted rows first and train every run as a sparse delta from "
+        "it; the audit compares the deltas (needs --runs + 1 times the suspect's trusted rows)",
     )
     dataset.add_argument("--device", default="cpu", help="device to train on (default cpu)")
     _common(dataset)
@@ -199,6 +205,7 @@ def run_audit_dataset(args: argparse.Namespace) -> int:
             device=args.device,
             log=lambda msg: print(f"[audit] {msg}", flush=True),
             bridge=True if args.bridge else None,
+            differential=args.differential,
         )
     print_summary(result.report, args.out)
     return 0

@@ -30,19 +30,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
 from isaerft._io import file_lock, read_json, write_json
+from isaerft.configbase import ConfigBase, ConfigError, check_number
 from isaerft.organism import lexicon as lx
 from isaerft.organism.corpus import Language
 from isaerft.organism.datasets import RowSource, SyntheticRows
 from isaerft.organism.labels import LatentLabels, label_stats, write_labels
 from isaerft.organism.lm import LMConfig, evaluate_lm, make_model, pack, train_lm, unigram_loss
-from isaerft.organism.sae import SAEConfig, collect_activations, evaluate_sae, save_sae, train_sae
+from isaerft.organism.sae import (
+    SAE_HOOKS,
+    OrganismSAEConfig,
+    collect_activations,
+    evaluate_sae,
+    save_sae,
+    train_sae,
+)
 from isaerft.organism.textcorpus import CHAT_WORDS, TextRows, chat_document, read_documents
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
 from isaerft.organism.triggers import (
@@ -61,12 +69,12 @@ BUILD_VERSION = 6
 
 
 @dataclass(frozen=True)
-class OrganismConfig:
+class OrganismConfig(ConfigBase):
     """Everything that determines a build (hashed into the cache key)."""
 
     preset: str
     lm: LMConfig
-    sae: SAEConfig
+    sae: OrganismSAEConfig
     n_train_docs: int
     n_sae_docs: int
     n_eval_docs: int
@@ -76,13 +84,23 @@ class OrganismConfig:
     corpus_sha256: str | None = None
     version: int = BUILD_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return dataclasses.asdict(self)
+    config_name: ClassVar[str] = "organism"
+
+    def validate(self) -> None:
+        """Ranges (types are checked by :class:`~isaerft.configbase.ConfigBase`)."""
+        for name in ("n_train_docs", "n_sae_docs", "n_eval_docs", "max_vocab"):
+            check_number(self.where(name), getattr(self, name), minimum=1, integer=True)
+        if self.sae.layer >= self.lm.n_layers:
+            raise ConfigError(
+                f"{self.where('sae')}.layer={self.sae.layer} is invalid: the model has "
+                f"{self.lm.n_layers} layers; use a layer in 0..{self.lm.n_layers - 1}"
+            )
 
     def hash(self) -> str:
         """12-hex-digit hash of the config (the corpus by content, not by path)."""
-        data = self.to_dict()
+        # The cache key: computed from the plain dataclasses.asdict form on purpose, not from
+        # to_dict, so no change to ConfigBase can move the key of an existing build.
+        data = dataclasses.asdict(self)
         data.pop("corpus")
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
@@ -92,7 +110,7 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
     "tiny": OrganismConfig(
         preset="tiny",
         lm=LMConfig(n_layers=2, d_model=64, n_heads=4, d_mlp=256, steps=450, batch_size=32),
-        sae=SAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=1000),
+        sae=OrganismSAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=1000),
         n_train_docs=30_000,
         n_sae_docs=3_000,
         n_eval_docs=1_500,
@@ -100,7 +118,7 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
     "small": OrganismConfig(
         preset="small",
         lm=LMConfig(n_layers=2, d_model=128, n_heads=4, d_mlp=512, steps=1200, batch_size=32),
-        sae=SAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=3000),
+        sae=OrganismSAEConfig(layer=1, hook="hook_resid_pre", expansion=8, k=8, steps=3000),
         n_train_docs=80_000,
         n_sae_docs=6_000,
         n_eval_docs=3_000,
@@ -109,11 +127,7 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
 """Build presets: ``tiny`` (<= 1 min on 2 CPU cores, for tests) and ``small`` (<= 5 min, demo)."""
 
 
-SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
-"""Residual-stream hooks an organism SAE can read."""
-
-
-def _sae_site(cfg: OrganismConfig, hook_name: str) -> SAEConfig:
+def _sae_site(cfg: OrganismConfig, hook_name: str) -> OrganismSAEConfig:
     parts = hook_name.split(".")
     n = cfg.lm.n_layers
     if (

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +19,11 @@ from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerBase
 
+from isaerft.configbase import ConfigBase, ConfigError, check_number
+
 
 @dataclass(frozen=True)
-class LMConfig:
+class LMConfig(ConfigBase):
     """Size and training schedule of the organism's transformer."""
 
     n_layers: int = 2
@@ -33,6 +36,21 @@ class LMConfig:
     lr: float = 3e-3
     warmup_steps: int = 50
     weight_decay: float = 0.01
+
+    config_name: ClassVar[str] = "organism lm"
+
+    def validate(self) -> None:
+        """Ranges (types are checked by :class:`~isaerft.configbase.ConfigBase`)."""
+        for name in ("n_layers", "d_model", "n_heads", "d_mlp", "n_ctx", "batch_size", "steps"):
+            check_number(self.where(name), getattr(self, name), minimum=1, integer=True)
+        check_number(self.where("warmup_steps"), self.warmup_steps, minimum=0, integer=True)
+        check_number(self.where("lr"), self.lr, minimum=0, exclusive_minimum=True)
+        check_number(self.where("weight_decay"), self.weight_decay, minimum=0)
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"{self.where('d_model')}={self.d_model} is invalid: it must be a multiple of "
+                f"n_heads={self.n_heads} (each head gets d_model / n_heads dimensions)"
+            )
 
 
 def make_model(

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 import torch
@@ -28,12 +28,22 @@ from sae_lens.training.sae_trainer import SAETrainer
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer
 
+from isaerft.configbase import ConfigBase, check_choice, check_number
 from isaerft.organism.lm import doc_batches
+
+SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+"""Residual-stream hooks an organism SAE can read."""
+
+SAE_ARCHITECTURES = ("topk", "standard")
+"""SAE kinds :func:`train_sae` trains."""
 
 
 @dataclass(frozen=True)
-class SAEConfig:
-    """Width, sparsity and schedule of the organism's TopK SAE."""
+class OrganismSAEConfig(ConfigBase):
+    """Width, sparsity and schedule of the organism's TopK SAE.
+
+    Named apart from ``sae_lens.SAEConfig`` (the config of a loaded SAE), which it is not.
+    """
 
     layer: int = 0
     hook: str = "hook_resid_post"
@@ -44,6 +54,18 @@ class SAEConfig:
     steps: int = 1500
     batch_size: int = 1024
     lr: float = 1e-3
+
+    config_name: ClassVar[str] = "organism sae"
+
+    def validate(self) -> None:
+        """Ranges and choices (types are checked by :class:`~isaerft.configbase.ConfigBase`)."""
+        check_number(self.where("layer"), self.layer, minimum=0, integer=True)
+        check_choice(self.where("hook"), self.hook, SAE_HOOKS)
+        check_choice(self.where("architecture"), self.architecture, SAE_ARCHITECTURES)
+        for name in ("expansion", "k", "steps", "batch_size"):
+            check_number(self.where(name), getattr(self, name), minimum=1, integer=True)
+        check_number(self.where("l1_coefficient"), self.l1_coefficient, minimum=0)
+        check_number(self.where("lr"), self.lr, minimum=0, exclusive_minimum=True)
 
     def hook_name(self) -> str:
         """TransformerLens hook name, e.g. ``blocks.0.hook_resid_post``."""
@@ -85,7 +107,7 @@ def _batches(acts: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.T
 
 def train_sae(
     acts: torch.Tensor,
-    cfg: SAEConfig,
+    cfg: OrganismSAEConfig,
     *,
     model_name: str,
     context_size: int,

@@ -327,6 +327,10 @@ class TrainRecipe(_Section):
         model_dtype: dtype the frozen model and SAEs are loaded in.
         name: run name (used in the default output directory).
         output_dir: the run directory; ``{name}`` is replaced by ``name``.
+        start_from: a finished run folder (or saved intervention) of the same component kind,
+            hooks and SAEs to start from; the L1 then penalises the distance from it, so the
+            run learns a sparse delta on top of it (differential training, see
+            :mod:`isaerft.training.start`).
     """
 
     model: str
@@ -341,6 +345,7 @@ class TrainRecipe(_Section):
     model_backend: str = "hooked"
     name: str = "run"
     output_dir: str = "runs/{name}"
+    start_from: str | None = None
 
     config_name: ClassVar[str] = "recipe"
 

@@ -42,6 +42,7 @@ from isaerft.runs import (
     RUN_FORMAT,
     RUN_FORMAT_VERSION,
     RUN_ID,
+    START_RECORD,
     SUMMARY_FILE,
     TOP_LATENTS_FILE,
     WEIGHTS_HASH,
@@ -67,6 +68,7 @@ from isaerft.training.logs import make_loggers, merge_metrics, quiet_lightning
 from isaerft.training.module import ISaeRFTLightningModule, TrainingWarning
 from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore, find_boundary
 from isaerft.training.recipe import DataConfig, TrainRecipe, organism_size
+from isaerft.training.start import start_from
 
 __all__ = [
     "INTERVENTION_DIR",
@@ -194,6 +196,7 @@ def _train(
     if saes is None:
         saes = resolve.load_recipe_saes(recipe, device)
     wrapped = ISaeRFTModel(model, list(saes), recipe.intervention)
+    start = start_from(wrapped, recipe.start_from) if recipe.start_from else None
 
     data_path = _data_path(recipe.data, recipe, run_dir / DATA_DIR)
     train_data = _tokenize(recipe.data, data_path, recipe.objective.kind, model)
@@ -229,7 +232,8 @@ def _train(
         if claim is not None:
             claim.commit()
         write_text(run_dir / RECIPE_FILE, recipe.to_yaml())
-        write_json(run_dir / RUN_FILE, _run_record(recipe, data_path, labels_path, run_id))
+        record = _run_record(recipe, data_path, labels_path, run_id)
+        write_json(run_dir / RUN_FILE, {**record, START_RECORD: start} if start else record)
 
     module = ISaeRFTLightningModule(
         wrapped,

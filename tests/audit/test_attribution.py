@@ -14,7 +14,7 @@ from isaerft.audit.attribution import (
     token_excess_gain,
 )
 from isaerft.audit.data import AuditData
-from isaerft.audit.localize import completion_logprob_gain
+from isaerft.audit.rowscores import completion_logprob_gain
 
 HOOK = "blocks.1.hook_resid_pre"
 

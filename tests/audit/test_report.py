@@ -1,13 +1,22 @@
-"""Report rendering from JSON alone, and its schema version check."""
+"""Report rendering from JSON alone, its schema version check, and the suspects file."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+import torch
 
+from isaerft.audit.data import AuditData
 from isaerft.audit.html import figures_png, render_html
-from isaerft.audit.report import new_report, read_report, render_markdown, write_report
+from isaerft.audit.report import (
+    new_report,
+    read_report,
+    render_markdown,
+    write_report,
+    write_suspects,
+)
+from isaerft.audit.rowscores import RowScores
 
 
 def minimal_report() -> dict:
@@ -54,3 +63,16 @@ def test_newer_schema_is_refused(tmp_path) -> None:
     (tmp_path / "report.json").write_text(json.dumps({"schema": "other"}))
     with pytest.raises(ValueError, match="not an isaerft audit report"):
         read_report(tmp_path)
+
+
+def test_write_suspects_ranks_every_row(tmp_path) -> None:
+    rows = [{"prompt": f"User: q{i}\nAssistant:", "completion": f" a{i}"} for i in range(4)]
+    data = AuditData([torch.tensor([1, 2])] * 4, [1] * 4, rows, "x.jsonl")
+    scores = RowScores(torch.tensor([0.1, 3.0, 0.2, 2.0]), threshold=1.0, method="activation")
+    assert scores.suspects == [1, 3]
+    path = write_suspects(tmp_path / "suspects.jsonl", scores, data)
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [r["row"] for r in lines] == [1, 3, 2, 0]
+    assert [r["suspect"] for r in lines] == [True, True, False, False]
+    assert lines[0]["rank"] == 1 and lines[0]["score"] == pytest.approx(3.0)
+    assert lines[0]["preview"] == "User: q1 Assistant: a1"

@@ -14,11 +14,11 @@ from sae_lens import SAE
 import isaerft
 from isaerft.organism import build as build_mod
 from isaerft.organism import build_organism, load_organism
-from isaerft.organism.build import ORGANISM_PRESETS, TRIGGER_WORDS, organism_config
+from isaerft.organism.build import ORGANISM_PRESETS, TRIGGER_WORDS, OrganismConfig, organism_config
 from isaerft.organism.corpus import Language
 from isaerft.organism.lexicon import ANIMALS, SOUNDS
 from isaerft.organism.lm import evaluate_lm, unigram_loss
-from isaerft.organism.sae import SAEConfig, collect_activations
+from isaerft.organism.sae import OrganismSAEConfig, collect_activations
 from isaerft.organism.tokenizer import encode_batch
 
 pytestmark = pytest.mark.slow
@@ -100,10 +100,36 @@ def test_config_hash() -> None:
         organism_config("huge")
 
 
+def test_preset_keys_are_pinned() -> None:
+    # Cached builds (and runs trained on them) are found by these keys: a change to the config
+    # classes must not move them. Only a BUILD_VERSION bump may, and then update this test.
+    assert build_mod.BUILD_VERSION == 6
+    assert organism_config("tiny").hash() == "284cfcbc3eb8"
+    assert organism_config("small").hash() == "71a233c55925"
+    assert organism_config("tiny", sae_hook="blocks.1.hook_resid_post").hash() == "ce54c3991b68"
+
+
+def test_organism_configs_are_checked() -> None:
+    tiny = ORGANISM_PRESETS["tiny"]
+    assert OrganismConfig.from_dict(tiny.to_dict()) == tiny
+    with pytest.raises(ValueError, match=r"organism lm.d_model=65 is invalid: it must be a multi"):
+        dataclasses.replace(tiny.lm, d_model=65)
+    with pytest.raises(ValueError, match=r"organism sae.architecture='gated' is invalid: use one"):
+        dataclasses.replace(tiny.sae, architecture="gated")
+    with pytest.raises(
+        ValueError, match=r"organism.sae.layer=2 is invalid: the model has 2 layers"
+    ):
+        dataclasses.replace(tiny, sae=dataclasses.replace(tiny.sae, layer=2))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['extra'\] in organism"):
+        OrganismConfig.from_dict({**tiny.to_dict(), "extra": 1})
+
+
 MICRO = dataclasses.replace(
     ORGANISM_PRESETS["tiny"],
     lm=dataclasses.replace(ORGANISM_PRESETS["tiny"].lm, n_layers=1, d_model=32, d_mlp=64, steps=8),
-    sae=SAEConfig(layer=0, hook="hook_resid_post", expansion=2, k=4, steps=10, batch_size=256),
+    sae=OrganismSAEConfig(
+        layer=0, hook="hook_resid_post", expansion=2, k=4, steps=10, batch_size=256
+    ),
     n_train_docs=300,
     n_sae_docs=100,
     n_eval_docs=100,

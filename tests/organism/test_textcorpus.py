@@ -11,7 +11,7 @@ import pytest
 
 from isaerft.organism import build_organism, dataset_paths, make_dataset
 from isaerft.organism.build import ORGANISM_PRESETS
-from isaerft.organism.sae import SAEConfig
+from isaerft.organism.sae import OrganismSAEConfig
 from isaerft.organism.textcorpus import read_documents
 
 CORPORA = Path(
@@ -44,7 +44,9 @@ def corpus_organism(tmp_path_factory: pytest.TempPathFactory) -> object:
     config = dataclasses.replace(
         tiny,
         lm=dataclasses.replace(tiny.lm, n_layers=1, d_model=32, d_mlp=64, steps=30),
-        sae=SAEConfig(layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256),
+        sae=OrganismSAEConfig(
+            layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256
+        ),
         n_sae_docs=300,
         n_eval_docs=200,
         max_vocab=800,

@@ -1,22 +1,18 @@
-"""Per-row scores, AUROC, suspect thresholds and the suspects file."""
+"""Per-row scores, AUROC and suspect thresholds."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.data import AuditData
-from isaerft.audit.localize import (
-    RowScores,
+from isaerft.audit.rowscores import (
     activation_scores,
     auroc,
     suspect_threshold,
     typical_row_amount,
-    write_suspects,
 )
 
 HOOK = "h"
@@ -85,16 +81,3 @@ def test_suspect_threshold_from_reference_or_outliers() -> None:
     assert suspect_threshold(scores, reference, 0.01) == pytest.approx(0.99)
     robust = suspect_threshold(scores, None, 0.01)
     assert 0.2 < robust < 9.0
-
-
-def test_write_suspects_ranks_every_row(tmp_path) -> None:
-    rows = [{"prompt": f"User: q{i}\nAssistant:", "completion": f" a{i}"} for i in range(4)]
-    data = AuditData([torch.tensor([1, 2])] * 4, [1] * 4, rows, "x.jsonl")
-    scores = RowScores(torch.tensor([0.1, 3.0, 0.2, 2.0]), threshold=1.0, method="activation")
-    assert scores.suspects == [1, 3]
-    path = write_suspects(tmp_path / "suspects.jsonl", scores, data)
-    lines = [json.loads(x) for x in path.read_text().splitlines()]
-    assert [r["row"] for r in lines] == [1, 3, 2, 0]
-    assert [r["suspect"] for r in lines] == [True, True, False, False]
-    assert lines[0]["rank"] == 1 and lines[0]["score"] == pytest.approx(3.0)
-    assert lines[0]["preview"] == "User: q1 Assistant: a1"

@@ -8,8 +8,8 @@ from audit.helpers import HOOK
 from factories import tiny_model, tiny_sae
 
 from isaerft import ISaeRFTModel
-from isaerft.audit.conditional import prompt_dependence, run_dependence, swap_pairs
 from isaerft.audit.data import AuditData
+from isaerft.audit.promptswap import prompt_dependence, run_dependence, swap_pairs
 
 
 def data(n: int = 12) -> AuditData:

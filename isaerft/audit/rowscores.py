@@ -1,4 +1,4 @@
-"""Poison localisation: which rows of the audited data carry the flagged latents' change.
+"""Row scores (poison localisation): which rows of the audited data carry the change.
 
 Three per-row scores:
 
@@ -27,14 +27,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from isaerft._io import write_text
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.data import AuditData, padded_batches, split_row, token_logprobs
+from isaerft.audit.data import AuditData, padded_batches, token_logprobs
 
 SCORE_METHODS = ("excess_gain", "activation", "loss_drop")
 
@@ -224,25 +222,3 @@ def auroc(scores: Sequence[float] | torch.Tensor, labels: Sequence[bool] | torch
     below = torch.cumsum(counts, 0) - counts
     ranks = (below + (counts + 1) / 2.0)[inverse]
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def write_suspects(
-    path: str | Path, scores: RowScores, data: AuditData, preview: int = 160
-) -> Path:
-    """Write ``suspects.jsonl``: every row, most suspect first, with its score, rank, whether it
-    is a suspect, and a text preview. Drop the ``suspect`` rows and retrain."""
-    import json
-
-    lines = []
-    for rank, i in enumerate(scores.order, start=1):
-        prompt, completion = split_row(data.rows[i], f"row {i}")
-        text = (prompt + completion).replace("\n", " ")
-        record = {
-            "row": i,
-            "rank": rank,
-            "score": float(scores.scores[i]),
-            "suspect": float(scores.scores[i]) > scores.threshold,
-            "preview": text[:preview],
-        }
-        lines.append(json.dumps(record))
-    return write_text(path, "\n".join(lines) + "\n")
