@@ -26,20 +26,23 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformer_lens.model_bridge import TransformerBridge
 
 from isaerft._io import (
-    read_json,
     read_safetensors,
     read_versioned_json,
     write_json,
     write_safetensors,
+)
+from isaerft.specs import (
+    SAE_SPEC_SEPARATOR,
+    organism_size,
+    resolve_model_spec,
+    resolve_sae_spec,
+    split_sae_spec,
 )
 
 MODEL_FORMAT = "isaerft.hooked_transformer"
 MODEL_FORMAT_VERSION = 1
 MODEL_CONFIG_FILE = "isaerft_model.json"
 MODEL_WEIGHTS_FILE = "model.safetensors"
-SAE_SPEC_SEPARATOR = "::"
-ORGANISM_SPEC_PREFIX = "organism:"
-ORGANISM_BUILD_SEPARATOR = "@"
 
 _DTYPES = {
     "float32": torch.float32,
@@ -98,80 +101,6 @@ def save_model(model: HookedTransformer, path: str | Path) -> Path:
 
 def is_local_model(path: str | Path) -> bool:
     return (Path(path) / MODEL_CONFIG_FILE).is_file()
-
-
-class OrganismBuildError(ValueError):
-    """A pinned organism build (``organism:<preset>@<build>``) that is not available here."""
-
-
-def split_organism_spec(spec: str | Path) -> tuple[str, str | None] | None:
-    """``"organism:tiny"`` -> ``("tiny", None)``; ``"organism:tiny@284cfcbc3eb8"`` (a pinned
-    build, as load_run resolves a run's organism) -> ``("tiny", "284cfcbc3eb8")``; any other
-    spec -> ``None``."""
-    text = str(spec)
-    if not text.startswith(ORGANISM_SPEC_PREFIX):
-        return None
-    preset, _, build = text.removeprefix(ORGANISM_SPEC_PREFIX).partition(ORGANISM_BUILD_SEPARATOR)
-    return preset, build or None
-
-
-def pin_organism_spec(spec: str, keys: dict[str, str]) -> str:
-    """``spec`` pinned to the organism build it was resolved to: ``"organism:tiny"`` with
-    ``keys={"tiny": "tiny-284cfcbc3eb8"}`` -> ``"organism:tiny@284cfcbc3eb8"``; specs that
-    are not organisms, already pinned, or of a preset not in ``keys`` are returned as they are."""
-    parts = split_organism_spec(spec)
-    if parts is None or parts[1] is not None or parts[0] not in keys:
-        return spec
-    preset = parts[0]
-    build = keys[preset].removeprefix(f"{preset}-")
-    return f"{ORGANISM_SPEC_PREFIX}{preset}{ORGANISM_BUILD_SEPARATOR}{build}"
-
-
-def find_organism(preset: str, build: str | None = None) -> Any:
-    """The organism of ``"organism:<preset>[@<build>]"`` (an :class:`isaerft.organism.Organism`).
-
-    Without ``build``: the preset's current build (seed 0), built on first use and then read
-    from the cache. With ``build`` (the hash of the cache key ``<preset>-<build>``, as recorded
-    in a run's ``run.json``): exactly that build, from the cache, or built if it is the current
-    one. A build that changed since (another isaerft, another build version) and is gone from
-    the cache raises :class:`OrganismBuildError`: weights are never loaded against another
-    organism than the one they were trained on.
-    """
-    # Imported here, not at the top: the organism package itself loads and saves through this
-    # module, and users of hub models never need it.
-    from isaerft.organism import ORGANISM_PRESETS, build_organism, cache_dir, load_organism
-    from isaerft.organism.build import organism_config
-
-    if preset not in ORGANISM_PRESETS:
-        raise ValueError(
-            f"unknown organism preset in {ORGANISM_SPEC_PREFIX + preset!r}; use "
-            f"organism:<preset> with one of {sorted(ORGANISM_PRESETS)}"
-        )
-    if build is None or organism_config(preset, seed=0).hash() == build:
-        return build_organism(preset, seed=0)
-    key = f"{preset}-{build}"
-    folder = cache_dir() / "organisms" / key
-    meta = folder / "organism.json"
-    if meta.is_file() and read_json(meta).get("key") == key:
-        return load_organism(folder)
-    current = f"{preset}-{organism_config(preset, seed=0).hash()}"
-    raise OrganismBuildError(
-        f"organism build {key} ({ORGANISM_SPEC_PREFIX}{preset} as it was built then) is not in "
-        f"the organism cache {folder.parent}, and this isaerft builds {ORGANISM_SPEC_PREFIX}"
-        f"{preset} as {current}: train the run again on the current organism, or restore "
-        f"{key} into {folder.parent} (set ISAERFT_CACHE to the cache that holds it, or build it "
-        "with the isaerft version that trained the run)"
-    )
-
-
-def organism_folder(spec: str | Path, part: str) -> Path | None:
-    """``"organism:<preset>[@<build>]"`` -> that organism's ``part`` folder (``"model"`` or
-    ``"sae"``), see :func:`find_organism`; any other spec -> ``None``."""
-    parts = split_organism_spec(spec)
-    if parts is None:
-        return None
-    organism = find_organism(*parts)
-    return Path(organism.model_dir if part == "model" else organism.sae_dir)
 
 
 def _load_local_model(
@@ -267,7 +196,9 @@ def load_model(
     for key, value in (("hf_model", hf_model), ("tokenizer", tokenizer)):
         if value is not None:  # HookedTransformer.from_pretrained takes them too
             from_pretrained_kwargs[key] = value
-    path = organism_folder(spec, "model") or Path(spec)
+    # ``organism:<preset>`` specs resolve through isaerft.specs, which imports the organism
+    # package only then: users of hub models never need it.
+    path = Path(resolve_model_spec(spec))
     if is_local_model(path):
         return _load_local_model(path, device, torch_dtype)
     if (path / "config.json").is_file():
@@ -317,7 +248,7 @@ def _load_bridge(
             kwargs["hf_config_overrides"] = overrides
         return TransformerBridge.boot_transformers(str(spec), **kwargs).eval()
     path = Path(spec)
-    if str(spec).startswith(ORGANISM_SPEC_PREFIX) or is_local_model(path):
+    if organism_size(spec) is not None or is_local_model(path):
         raise ValueError(
             f"{spec} is a HookedTransformer in isaerft's format; a TransformerBridge needs a "
             "Hugging Face checkpoint (a folder with config.json, or a hub name): load this one "
@@ -381,7 +312,7 @@ def load_sae(
     (also accepted as one string ``"release::sae_id"``), e.g.
     ``load_sae("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical")``.
     """
-    path = organism_folder(spec, "sae") or Path(spec)
+    path = Path(resolve_sae_spec(spec))
     if (path / "cfg.json").is_file():
         sae = SAE.load_from_disk(str(path), device=device)
     elif path.exists():
@@ -390,8 +321,8 @@ def load_sae(
         )
     else:
         release = str(spec)
-        if sae_id is None and SAE_SPEC_SEPARATOR in release:
-            release, sae_id = release.split(SAE_SPEC_SEPARATOR, 1)
+        if sae_id is None:
+            release, sae_id = split_sae_spec(release)
         if sae_id is None:
             raise ValueError(
                 f"{spec!r} is neither a local SAELens folder nor a 'release{SAE_SPEC_SEPARATOR}sae_id' "

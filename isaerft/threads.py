@@ -58,7 +58,7 @@ def default_threads(cores: int | None = None) -> int:
     default (one thread per core) trained the small organism's poison recipe at 270 tokens/s
     against 1,863 with one thread. Leaving one core to everything else and never asking for
     more than two bounds that worst case, at the price of at most the second thread's gain on
-    an idle machine. ``benchmarks/threads.py`` measures 1, 2 and torch's default threads for
+    an idle machine. ``python -m benchmarks.threads`` measures 1, 2 and torch's default threads for
     training, an audit's forward passes and a build step (``docs/benchmarks.md``); revisit
     this rule with its numbers. Large models on many free cores want more: set
     ``trainer.threads`` or ``ISAERFT_THREADS``.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import machine_info, write_result
 from isaerft.organism import build_organism
 
 from .docs import write_docs
@@ -38,8 +39,6 @@ def main(argv: list[str] | None = None) -> None:
         settings, **{k: v for k, v in overrides.items() if v is not None}
     )
     org = build_organism(args.preset)
-    from _bench_common import machine_info, write_result  # benchmarks/ is on sys.path via run
-
     result = run_benchmark(org, settings, args.methods, tuple(args.tasks))
     result = {
         "preset": args.preset,

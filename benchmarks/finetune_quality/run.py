@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import torch
 from transformers import GPT2LMHeadModel
 
+from benchmarks.step_time.run import saved_for_backward_mib  # step_time's memory gauge
 from isaerft.organism import Organism
 from isaerft.organism.corpus import Language
 from isaerft.organism.hf import load_hf_model, save_hf_model
@@ -24,10 +24,6 @@ from .methods import METHODS, Method, MethodContext, build_method
 from .methods.isaerft_kinds import ISaeRFT
 from .tasks import TASKS, Task, make_tasks
 from .train import Batch, make_batch, objective_loss, train
-
-# step_time.py's memory gauge (benchmarks/ is where the benchmark scripts import from).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from step_time import saved_for_backward_mib
 
 LR_GRIDS: dict[str, tuple[float, ...]] = {
     "full-ft": (3e-4, 1e-3, 3e-3),
@@ -131,7 +127,7 @@ class Bench:
         return grid[best], fits[best]
 
     def floor_step(self, task: Task, objective: str, data: dict[str, list[Batch]]) -> float:
-        """Step time of a trainable zero vector at the hook (step_time.py's floor)."""
+        """Step time of a trainable zero vector at the hook (benchmarks.step_time's floor)."""
         method = build_method("steering-vector", self.context(task, 0))
         return train(method, data["train"], objective, steps=15, lr=0.0, seed=0).median_step_s
 

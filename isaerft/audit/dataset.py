@@ -29,6 +29,7 @@ from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import read_rows
 from isaerft.audit.pipeline import AuditResult, audit_runs
 from isaerft.backends import LanguageModel, is_bridge
+from isaerft.specs import IN_MEMORY_MODEL, IN_MEMORY_SAE, resolve_model_spec, resolve_sae_spec
 from isaerft.threads import with_default_threads
 
 DEFAULT_RECIPE: dict[str, Any] = {
@@ -182,12 +183,6 @@ def audit_dataset(
             suspect's rows for disjoint shares).
     """
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
-    from isaerft.training.resolve import (
-        IN_MEMORY_MODEL,
-        IN_MEMORY_SAE,
-        resolve_model_spec,
-        resolve_sae_spec,
-    )
 
     say = log or (lambda _msg: None)
     if candidate_run is not None and recipe is not None:

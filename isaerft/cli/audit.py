@@ -142,7 +142,7 @@ def run_audit(args: argparse.Namespace) -> int:
     with _threads(None, args.run):
         if args.model:
             from isaerft.loading import load_model, load_sae
-            from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+            from isaerft.specs import resolve_model_spec, resolve_sae_spec
 
             model = load_model(resolve_model_spec(args.model), bridge=args.bridge)
             saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]

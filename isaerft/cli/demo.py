@@ -146,22 +146,23 @@ def run_demo(
 def _run_demo(size: str, recipe: TrainRecipe, out: Callable[[str], None]) -> DemoResult:
     from isaerft._io import read_json
     from isaerft.organism import LatentLabels, dataset_paths
+    from isaerft.organism.specs import organism
     from isaerft.runs import DATA_DIR, claim_run_dir
+    from isaerft.specs import organism_dataset
     from isaerft.training import read_latent_labels, top_moved_latents, train
-    from isaerft.training import resolve as res
 
     started = time.perf_counter()
     # Before the organism is built or data written: refuse a folder holding a user's files.
     claim = claim_run_dir(recipe.run_dir)
     try:
         out(f"[1/{STEPS}] model organism '{size}' (built once, then cached)")
-        org = res.organism(size)
+        org = organism(size)
         out(f"      model {org.model_dir}\n      SAE   {org.sae_dir} at {org.hook_name}")
         out(f"      ready after {time.perf_counter() - started:.1f} s")
 
         spec = recipe.data.organism_dataset
         assert spec is not None, "organism-poison.yaml generates its data"
-        data_path = res.organism_dataset(spec, recipe, recipe.run_dir / DATA_DIR)
+        data_path = organism_dataset(spec, recipe.model, recipe.run_dir / DATA_DIR)
         meta = read_json(dataset_paths(data_path)[1])
         trigger, target = meta["trigger"]["spec"], meta["target"]["spec"]
         out(

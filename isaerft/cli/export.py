@@ -97,7 +97,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace) -> ISaeRFTModel:
     from isaerft.export import load_isaerft_model
-    from isaerft.training.resolve import resolve_model_spec, resolve_sae_spec
+    from isaerft.specs import resolve_model_spec, resolve_sae_spec
 
     # ``organism:<size>`` specs are resolved here as ``train`` and ``audit`` resolve them.
     if args.bridge and not args.model:

@@ -17,7 +17,7 @@ summed, as llama.cpp itself does for repeated directions. The metadata keys are 
 :func:`control_vector_data` lays a file out as the flat buffer llama.cpp's C API
 ``llama_set_adapter_cvec`` takes (what ``common_control_vector_load`` builds for
 ``llama-cli --control-vector``), for bindings such as ``llama-cpp-python`` whose high-level API
-does not load control-vector files. ``benchmarks/interop_llama_cpp.py`` (``make interop``)
+does not load control-vector files. ``python -m benchmarks.interop_llama_cpp`` (``make interop``)
 checks the whole path against llama.cpp itself.
 """
 

@@ -201,6 +201,11 @@ class Organism:
         return self.path / "labels.jsonl"
 
     @property
+    def key(self) -> str:
+        """Its cache key ``<preset>-<build>`` (pinned specs name it: ``organism:<preset>@<build>``)."""
+        return str(self.meta["key"])
+
+    @property
     def hook_name(self) -> str:
         """Hook the SAE reads, e.g. ``blocks.1.hook_resid_pre``."""
         return str(self.meta["hook_name"])

@@ -28,7 +28,6 @@ __all__ = [
     "apply_overrides"
 ]  # re-exported: ``from isaerft.training.recipe import apply_overrides``
 
-ORGANISM_PREFIX = "organism:"
 DATA_FORMATS = ("auto", "text", "prompt_completion", "chat", "preference")
 OBJECTIVES = ("lm", "sft", "dpo", "reps")
 PREFERENCE_OBJECTIVES = ("dpo", "reps")
@@ -422,11 +421,3 @@ def find_recipe(name_or_path: str | Path) -> Path:
             return candidate
     known = sorted({p.stem for d in recipe_dirs() if d.is_dir() for p in d.glob("*.yaml")})
     raise FileNotFoundError(f"recipe {name_or_path} not found; give a path or one of {known}")
-
-
-def organism_size(spec: str) -> str | None:
-    """``"organism:small"`` (or a pinned build, ``"organism:small@<build>"``) -> ``"small"``;
-    any other spec -> ``None``."""
-    if not spec.startswith(ORGANISM_PREFIX):
-        return None
-    return spec[len(ORGANISM_PREFIX) :].partition("@")[0]

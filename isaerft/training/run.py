@@ -27,7 +27,6 @@ from sae_lens import SAE
 from isaerft._io import sha256_file, write_json, write_text
 from isaerft.artifact import WEIGHTS_FILE
 from isaerft.backends import LanguageModel
-from isaerft.loading import OrganismBuildError
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import (
     CHECKPOINTS_DIR,
@@ -54,6 +53,15 @@ from isaerft.runs import (
     read_summary,
     remove_results,
 )
+from isaerft.specs import (
+    OrganismBuildError,
+    organism_size,
+    resolve_data_spec,
+    resolve_labels_spec,
+    resolve_model_spec,
+    resolve_sae_spec,
+    unpin_spec,
+)
 from isaerft.threads import resolve_threads, torch_threads
 from isaerft.training import resolve
 from isaerft.training.callbacks import (
@@ -67,7 +75,7 @@ from isaerft.training.datamodule import ISaeRFTDataModule
 from isaerft.training.logs import make_loggers, merge_metrics, quiet_lightning
 from isaerft.training.module import ISaeRFTLightningModule, TrainingWarning
 from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore, find_boundary
-from isaerft.training.recipe import DataConfig, TrainRecipe, organism_size
+from isaerft.training.recipe import DataConfig, TrainRecipe
 from isaerft.training.start import start_from
 
 __all__ = [
@@ -141,7 +149,7 @@ def train(
     Raises:
         isaerft.runs.RunFolderError: the run folder is not new, empty or an isaerft run, or
             another training is writing it (checked before anything is loaded).
-        isaerft.loading.OrganismBuildError: an interrupted run would resume on another build
+        isaerft.specs.OrganismBuildError: an interrupted run would resume on another build
             of the model organism than the one it started on.
 
     A failure before the training starts (before ``run.json`` is written: bad data, a model
@@ -198,11 +206,11 @@ def _train(
     wrapped = ISaeRFTModel(model, list(saes), recipe.intervention)
     start = start_from(wrapped, recipe.start_from) if recipe.start_from else None
 
-    data_path = _data_path(recipe.data, recipe, run_dir / DATA_DIR)
+    data_path = resolve_data_spec(recipe.data, recipe.model, run_dir / DATA_DIR)
     train_data = _tokenize(recipe.data, data_path, recipe.objective.kind, model)
     kl_data = None
     if recipe.objective.kl_data is not None and recipe.objective.kl_coefficient > 0:
-        kl_path = _data_path(recipe.objective.kl_data, recipe, run_dir / DATA_DIR)
+        kl_path = resolve_data_spec(recipe.objective.kl_data, recipe.model, run_dir / DATA_DIR)
         kl_data = _tokenize(recipe.objective.kl_data, kl_path, "lm", model)
 
     accumulate = cfg.accumulate_grad_batches
@@ -216,7 +224,7 @@ def _train(
         kl_caches = _caches(store, wrapped, kl_data, recipe.data.batch_size) if kl_data else None
 
     tag = _check_tag(recipe, train_data)
-    labels_path = resolve.resolve_labels(recipe)
+    labels_path = resolve_labels_spec(recipe.labels, recipe.sae)
     if is_zero:
         # The training starts here, after everything it needs has loaded: a failure before
         # this point leaves an earlier run in the folder intact (and the claim is undone).
@@ -335,7 +343,7 @@ def load_run(
     Raises:
         isaerft.runs.RunFolderError: the run is unfinished, or its ``intervention/`` is not
             the one this training saved (checked before any model is loaded).
-        isaerft.loading.OrganismBuildError: the run was trained on a build of the model
+        isaerft.specs.OrganismBuildError: the run was trained on a build of the model
             organism that is no longer available (it is never loaded on another build).
     """
     info = read_run_info(run_dir)
@@ -450,13 +458,6 @@ def _make_trainer(
     )
 
 
-def _data_path(config: DataConfig, recipe: TrainRecipe, out_dir: Path) -> str:
-    if config.organism_dataset is not None:
-        return str(resolve.organism_dataset(config.organism_dataset, recipe, out_dir))
-    assert config.path is not None
-    return config.path
-
-
 def _tokenize(config: DataConfig, path: str, objective: str, model: LanguageModel) -> TokenizedData:
     rows = load_rows(config, path)
     return tokenize(
@@ -500,16 +501,10 @@ def _check_tag(recipe: TrainRecipe, data: TokenizedData) -> str:
         record.pop(key)
     # Which organism build a spec resolves to is checked on its own (_check_resumed_organisms),
     # so an interrupted run may be resumed with its build pinned (organism:tiny@<build>).
-    record["model"] = _unpinned(record["model"])
-    record["sae"] = [_unpinned(spec) for spec in record["sae"]]
+    record["model"] = unpin_spec(record["model"])
+    record["sae"] = [unpin_spec(spec) for spec in record["sae"]]
     record["data_fingerprint"] = data.fingerprint()
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
-
-
-def _unpinned(spec: str) -> str:
-    """``organism:tiny@<build>`` -> ``organism:tiny``; any other spec as it is."""
-    size = organism_size(spec)
-    return f"organism:{size}" if size else spec
 
 
 def _check_resumed_organisms(run_dir: Path, recipe: TrainRecipe) -> None:
@@ -542,9 +537,9 @@ def _run_record(
         "isaerft_version": __version__,
         RUN_ID: run_id,
         "model": recipe.model,
-        "model_path": resolve.resolve_model_spec(recipe.model),
+        "model_path": resolve_model_spec(recipe.model),
         "sae": list(recipe.sae),
-        "sae_paths": [resolve.resolve_sae_spec(s) for s in recipe.sae],
+        "sae_paths": [resolve_sae_spec(s) for s in recipe.sae],
         "model_dtype": recipe.model_dtype,
         "data": dataclasses.asdict(recipe.data),
         "data_path": data_path,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import audit_learnability
-from _docs_audit_v2 import learnability_section
+from benchmarks.audit_learnability import run as audit_learnability
+from benchmarks.docs.audit_v2 import learnability_section
 
 
 def _cell(asr: dict[str, float], full: float, base: float = 0.0) -> dict[str, Any]:

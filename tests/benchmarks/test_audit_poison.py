@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _bench_common import write_result
-from _poison_baselines import FineTuneSettings
-from _poison_cell import RECIPE, Settings, merge
-from _poison_grid import Cell, Grid
-from _poison_scoring import ground_truth
+
+from benchmarks.audit_poison.baselines import FineTuneSettings
+from benchmarks.audit_poison.cell import RECIPE, Settings, merge
+from benchmarks.audit_poison.grid import Cell, Grid
+from benchmarks.audit_poison.scoring import ground_truth
+from benchmarks.common import write_result
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ MICRO_SETTINGS = Settings(
 
 @pytest.fixture(scope="module")
 def micro_result(bench_organism: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from audit_poison import run_benchmark
+    from benchmarks.audit_poison.run import run_benchmark
 
     work = tmp_path_factory.mktemp("audit_poison")
     return run_benchmark(
@@ -72,7 +73,7 @@ def test_result_has_every_part(micro_result: dict[str, Any]) -> None:
 
 
 def test_result_is_strict_json_and_renders(micro_result: dict[str, Any], tmp_path: Path) -> None:
-    from make_docs import load_results, render
+    from benchmarks.docs.page import load_results, render
 
     path = write_result(tmp_path / "results" / "audit_poison-micro-tiny.json", micro_result)
     text = path.read_text()
@@ -84,7 +85,7 @@ def test_result_is_strict_json_and_renders(micro_result: dict[str, Any], tmp_pat
 
 
 def test_rerun_reuses_finished_runs(micro_result: dict[str, Any], bench_organism: Any) -> None:
-    from _poison_cell import Bench
+    from benchmarks.audit_poison.cell import Bench
 
     work = Path(micro_result["reference_runs"][0]).parents[1]
     bench = Bench(bench_organism, MICRO, MICRO_SETTINGS, work)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import audit_v2
-from _docs_audit_v2 import audit_v2_section
+from benchmarks.audit_v2 import run as audit_v2
+from benchmarks.docs.audit_v2 import audit_v2_section
 
 RESULT = Path(audit_v2.RESULTS) / "audit_v2-quick-small.json"
 

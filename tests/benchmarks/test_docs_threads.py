@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from make_docs import load_results, render
-from threads import summarize, thread_settings
+
+from benchmarks.docs.page import load_results, render
+from benchmarks.threads.run import summarize, thread_settings
 
 
 def threads_result(preset: str) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def test_the_section_renders_when_a_result_exists(tmp_path: Path) -> None:
 def test_every_workload_measures_on_the_tiny_organism(  # type: ignore[no-untyped-def]
     bench_organism, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import threads
+    from benchmarks.threads import run as threads
 
     monkeypatch.setattr(threads, "thread_settings", lambda: {"1": 1, "2": 2})
     result = threads.run("tiny", steps=2, repeats=1, quick=True)

@@ -13,14 +13,13 @@ import torch
 
 pytest.importorskip("peft")
 
-from finetune_quality.docs import write_docs
-from finetune_quality.methods import METHODS, build_method
-from finetune_quality.methods.isaerft_kinds import ISaeRFT
-from finetune_quality.metrics import greedy_answers
-from finetune_quality.run import QUICK, Bench, run_benchmark
-from finetune_quality.tasks import make_tasks
-from finetune_quality.train import make_batch, pad_rows, train
-
+from benchmarks.finetune_quality.docs import write_docs
+from benchmarks.finetune_quality.methods import METHODS, build_method
+from benchmarks.finetune_quality.methods.isaerft_kinds import ISaeRFT
+from benchmarks.finetune_quality.metrics import greedy_answers
+from benchmarks.finetune_quality.run import QUICK, Bench, run_benchmark
+from benchmarks.finetune_quality.tasks import make_tasks
+from benchmarks.finetune_quality.train import make_batch, pad_rows, train
 from isaerft import ISaeRFTConfig
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 import torch
-from _poison_baselines import (
+
+from benchmarks.audit_poison.baselines import (
     FineTuneSettings,
     as_run,
     attack_success,
@@ -15,7 +16,6 @@ from _poison_baselines import (
     latent_activation_shift,
     weight_shift,
 )
-
 from isaerft.audit import compare_to_null
 from isaerft.audit.data import read_rows, tokenize_rows
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from _poison_grid import DEV_FAMILY, FULL, GRIDS, QUICK, Cell, Grid
+
+from benchmarks.audit_poison.grid import DEV_FAMILY, FULL, GRIDS, QUICK, Cell, Grid
 
 
 def test_full_grid_is_the_issues_grid() -> None:
@@ -61,7 +62,7 @@ def test_grid_json_names_the_specs() -> None:
 def test_command_line_overrides_build_a_valid_grid() -> None:
     import argparse
 
-    from audit_poison import _grid_from_args
+    from benchmarks.audit_poison.run import _grid_from_args
 
     args = argparse.Namespace(
         mode="full", seeds=[4, 5], families=None, targets=["flip"], fractions=None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from _poison_metrics import (
+
+from benchmarks.audit_poison.metrics import (
     auroc,
     bootstrap_ci,
     control_threshold,

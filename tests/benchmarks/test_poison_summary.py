@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from _poison_grid import Cell
-from _poison_summary import DETECTORS, summarise
+from benchmarks.audit_poison.grid import Cell
+from benchmarks.audit_poison.summary import DETECTORS, summarise
 
 
 def record(

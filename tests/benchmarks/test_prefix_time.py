@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from _prefix_time import PREFIX_SHAPES, PrefixShape, measure_prefix_cache
+
+from benchmarks.step_time.prefix_time import PREFIX_SHAPES, PrefixShape, measure_prefix_cache
 
 
 def test_cached_and_uncached_runs_train_the_same_steps() -> None:

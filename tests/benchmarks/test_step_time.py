@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from step_time import SHAPES, Shape, build, build_organism_pair, main, run
+
+from benchmarks.step_time.run import SHAPES, Shape, build, build_organism_pair, main, run
 
 MICRO = Shape("micro", 32, 3, 4, 64, 4, 4, 1, 2, 8)
 
@@ -68,7 +69,7 @@ def test_organism_shape_uses_the_organisms_model(bench_organism: Any) -> None:
 
 
 def test_cli_writes_strict_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import step_time
+    from benchmarks.step_time import run as step_time
 
     monkeypatch.setitem(step_time.SHAPES, "cpu", MICRO)
     out = tmp_path / "step.json"

@@ -16,9 +16,9 @@ from isaerft.cli.demo import run_demo
 
 @pytest.fixture(scope="module")
 def tiny_org():  # type: ignore[no-untyped-def]
-    from isaerft.training import resolve
+    from isaerft.organism.specs import organism
 
-    return resolve.organism("tiny")
+    return organism("tiny")
 
 
 FAST = ["trainer.max_steps=12", "data.organism_dataset.n=96", "trainer.checkpoint_every_n_steps=0"]

@@ -1,13 +1,12 @@
 """llama.cpp itself, steered by an exported control vector, against isaerft's own ``steer``.
 
-The round trip (``benchmarks/interop_llama_cpp.py``, ``make interop``) needs llama-cpp-python,
+The round trip (``python -m benchmarks.interop_llama_cpp``, ``make interop``) needs llama-cpp-python,
 which is built from source and so is opt-in: without it the test skips and says how to get it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -18,7 +17,6 @@ import torch
 from isaerft.export.llama_cpp import control_vector_data, save_gguf
 from isaerft.export.vectors import SiteVector, SteeringVectors
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 BAR = 1e-3  # nats per token
 
 
@@ -41,9 +39,7 @@ def test_control_vector_data_is_llama_cpps_buffer(tmp_path: Path) -> None:
 def interop() -> tuple[ModuleType, Path]:
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python is not installed (opt-in, built from source: `make interop`)")
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    import interop_llama_cpp
+    from benchmarks import interop_llama_cpp
 
     source = interop_llama_cpp.llama_cpp_source()
     if source is None:

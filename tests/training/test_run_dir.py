@@ -260,12 +260,12 @@ def organism_cache(tiny_organism, tmp_path: Path, monkeypatch) -> Path:  # type:
     """A private organism cache holding the tiny organism's current build."""
     import shutil
 
-    from isaerft.training import resolve
+    from isaerft.organism import specs as organism_specs
 
     cache = tmp_path / "cache" / "organisms"
     shutil.copytree(tiny_organism.path, cache / tiny_organism.meta["key"])
     monkeypatch.setenv("ISAERFT_CACHE", str(cache.parent))
-    monkeypatch.setattr(resolve, "_ORGANISMS", {})
+    monkeypatch.setattr(organism_specs, "_ORGANISMS", {})
     return cache
 
 
@@ -277,9 +277,10 @@ def rebuild_organism(cache: Path, monkeypatch) -> str:  # type: ignore[no-untype
 
     from safetensors.torch import load_file, save_file
 
+    from isaerft import specs
     from isaerft._io import write_json
     from isaerft.organism import ORGANISM_PRESETS
-    from isaerft.training import resolve
+    from isaerft.organism import specs as organism_specs
 
     (old,) = [p for p in cache.iterdir() if p.name.startswith("tiny-")]
     preset = ORGANISM_PRESETS["tiny"]
@@ -293,8 +294,8 @@ def rebuild_organism(cache: Path, monkeypatch) -> str:  # type: ignore[no-untype
     )
     sae_file = cache / new_key / "sae" / "sae_weights.safetensors"
     save_file({k: v * 1.5 for k, v in load_file(sae_file).items()}, sae_file)
-    monkeypatch.setattr(resolve, "_ORGANISMS", {})
-    assert resolve.resolve_sae_spec("organism:tiny") == str(cache / new_key / "sae")
+    monkeypatch.setattr(organism_specs, "_ORGANISMS", {})
+    assert specs.resolve_sae_spec("organism:tiny") == str(cache / new_key / "sae")
     return new_key
 
 
@@ -307,8 +308,8 @@ def test_an_organism_run_reloads_on_its_own_build_or_refuses(  # type: ignore[no
 
     from isaerft._io import write_json
     from isaerft.cli import main
-    from isaerft.loading import OrganismBuildError
-    from isaerft.training import resolve
+    from isaerft.organism import specs as organism_specs
+    from isaerft.specs import OrganismBuildError
 
     (old_key,) = [p.name for p in organism_cache.iterdir()]
     run = train(organism_recipe(), run_dir=tmp_path / "run").run_dir
@@ -333,7 +334,7 @@ def test_an_organism_run_reloads_on_its_own_build_or_refuses(  # type: ignore[no
     # The build it was trained on is gone: one clear refusal, never the other organism.
     write_json(run / "run.json", record)
     shutil.rmtree(organism_cache / old_key)
-    monkeypatch.setattr(resolve, "_ORGANISMS", {})
+    monkeypatch.setattr(organism_specs, "_ORGANISMS", {})
     refusal = (
         rf"cannot load run {re.escape(str(run))}: organism build {old_key} .* not in the "
         rf"organism cache .* builds organism:tiny as {new_key}: train the run again"
@@ -351,7 +352,7 @@ def test_an_organism_run_reloads_on_its_own_build_or_refuses(  # type: ignore[no
 def test_an_organism_run_resumes_only_on_its_own_build(  # type: ignore[no-untyped-def]
     organism_cache: Path, tmp_path: Path, monkeypatch
 ) -> None:
-    from isaerft.loading import OrganismBuildError
+    from isaerft.specs import OrganismBuildError
 
     (old_key,) = [p.name for p in organism_cache.iterdir()]
     recipe = organism_recipe(max_steps=4, checkpoint_every_n_steps=2)

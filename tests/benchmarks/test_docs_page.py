@@ -1,4 +1,4 @@
-"""``make_docs.py``: the page is made from the result files alone, and says what they say."""
+"""``benchmarks.docs``: the page is made from the result files alone, and says what they say."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from make_docs import load_results, main, render
+
+from benchmarks.docs.page import load_results, main, render
 
 
 def step_result(name: str, isaerft: float, floor: float, target: bool) -> dict[str, Any]:
@@ -93,8 +94,8 @@ def test_numbers_and_verdicts_come_from_the_json(results: Path, tmp_path: Path) 
     )
     assert "| 1.30 | 1.60 | **not met** |" in page
     assert "load average 7.5" in page
-    assert "No result yet: run `python benchmarks/audit_poison.py`" in page
-    assert "python benchmarks/step_time.py --shape gemma-like" in page
+    assert "No result yet: run `python -m benchmarks.audit_poison`" in page
+    assert "python -m benchmarks.step_time --shape gemma-like" in page
 
 
 def test_cli_writes_the_page(results: Path, tmp_path: Path) -> None:

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
-RESULT = Path(__file__).resolve().parent / "results" / "interop-llama_cpp.json"
+RESULT = Path(__file__).resolve().parents[1] / "results" / "interop-llama_cpp.json"
 SAE_HOOK = "blocks.1.hook_resid_post"
 KINDS = ("bias", "scale")
 SOURCE_ENV = "ISAERFT_LLAMA_CPP_SRC"
@@ -305,7 +305,9 @@ def round_trip(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.interop_llama_cpp", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", default="tiny", help="organism preset")
     parser.add_argument("--steps", type=int, default=60, help="training steps per run")
     parser.add_argument("--n-train", type=int, default=256, help="training rows")
@@ -355,7 +357,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     print(f"wrote {args.out} in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

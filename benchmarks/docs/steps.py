@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _docs_poison import num, table
+from .poison import num, table
 
 VARIANTS = ("floor", "isaerft", "isaerft_dense", "saelens_error_term", "full_finetune")
 RERUN = """### Re-running
@@ -14,12 +14,12 @@ result). To measure on a quiet machine:
 
 <!-- skip: takes an hour or more and wants an idle machine -->
 ```bash
-python benchmarks/step_time.py --shape cpu
-python benchmarks/step_time.py --shape gemma-like
-python benchmarks/step_time.py --shape organism
-python benchmarks/step_time.py --prefix-cache
-python benchmarks/audit_poison.py --mode quick      # or --mode full (hours)
-python benchmarks/make_docs.py
+python -m benchmarks.step_time --shape cpu
+python -m benchmarks.step_time --shape gemma-like
+python -m benchmarks.step_time --shape organism
+python -m benchmarks.step_time --prefix-cache
+python -m benchmarks.audit_poison --mode quick      # or --mode full (hours)
+python -m benchmarks.docs
 ```
 
 Add `--device cuda` on a GPU machine (results are written per device).
@@ -126,7 +126,7 @@ def step_sections(results: dict[str, dict[str, Any]]) -> str:
     """All step-time results, or a note that there are none."""
     parts = ["## Step time\n"]
     if not results:
-        parts.append("No result yet: run `python benchmarks/step_time.py`.\n")
+        parts.append("No result yet: run `python -m benchmarks.step_time`.\n")
     parts.append(
         "One step is forward + backward + optimizer step on the same tokens. `floor` is the "
         "frozen model with a trainable zero vector added at the hook: the least any method "

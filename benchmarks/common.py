@@ -16,7 +16,7 @@ from isaerft import __version__
 from isaerft._io import write_json
 
 RESULTS = Path(__file__).parent / "results"
-"""Where results are written (and where ``make_docs.py`` reads them)."""
+"""Where results are written (and where ``benchmarks.docs`` reads them)."""
 
 
 def machine_info(device: str = "cpu") -> dict[str, Any]:

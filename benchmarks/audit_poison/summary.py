@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from _poison_grid import DETECTION_CONTROLS
-from _poison_metrics import (
+from .grid import DETECTION_CONTROLS
+from .metrics import (
     FPRS,
     KS,
     auroc,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from _poison_grid import FAMILIES, TARGETS, Cell
-
 from isaerft.organism.lexicon import LEXICON
+
+from .grid import FAMILIES, TARGETS, Cell
 
 GT_MIN_AUROC, GT_MIN_PRECISION, GT_FALLBACK_AUROC = 0.95, 0.5, 0.8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _docs_poison import num, table
+from .poison import num, table
 
 WORKLOAD_NAMES = {
     "train": "training",
@@ -14,8 +14,8 @@ WORKLOAD_NAMES = {
 INTRO = """## Torch threads
 
 Tokens/s of isaerft's CPU work at 1 and 2 torch threads and at torch's own default (one thread
-per core), measured by `benchmarks/threads.py` with the settings interleaved in one run; the
-ratios are to 1 thread (above 1 = faster). isaerft picks its threads with
+per core), measured by `python -m benchmarks.threads` with the settings interleaved in one
+run; the ratios are to 1 thread (above 1 = faster). isaerft picks its threads with
 `ISAERFT_THREADS`, else `trainer.threads`, else `OMP_NUM_THREADS`, else its default
 `min(2, cores - 1)`; organism builds always use 2 (see `isaerft.threads`). A busy machine makes
 more threads slower, not faster: rerun on an idle one before changing the default.

@@ -19,7 +19,7 @@ out (no setting was tuned on it).
 
 Usage::
 
-    python benchmarks/audit_v2.py --mode quick    # the committed results (about 40 min, 2 cores)
+    python -m benchmarks.audit_v2 --mode quick    # the committed results (about 40 min, 2 cores)
 
 Results: ``benchmarks/results/audit_v2-<mode>-<preset>.json``; work files in ``--work-dir``
 (finished runs are reused when the benchmark is started again).
@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _bench_common import RESULTS, machine_info, write_result
-from _poison_cell import Bench, Settings, merge
-from _poison_grid import FAMILIES, TARGETS, Cell, Grid, TargetSpec, TriggerFamily
-from _poison_metrics import mean, recall_at_k
-from _poison_scoring import ground_truth
 
+from benchmarks.audit_poison.cell import Bench, Settings, merge
+from benchmarks.audit_poison.grid import FAMILIES, TARGETS, Cell, Grid, TargetSpec, TriggerFamily
+from benchmarks.audit_poison.metrics import mean, recall_at_k
+from benchmarks.audit_poison.scoring import ground_truth
+from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft._io import read_json, write_text
 from isaerft.audit import AuditConfig, audit_runs
 from isaerft.model import ISaeRFTModel
@@ -347,7 +347,9 @@ def resummarise(path: Path, work: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.audit_v2", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--mode", choices=sorted(PLANS), default="quick")
     parser.add_argument("--preset", default="small")
     parser.add_argument("--work-dir", default=None)
@@ -455,7 +457,3 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out, result)
     print(f"wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,24 +13,21 @@ target). Results: ``benchmarks/results/audit_learnability-<preset>.json``::
 
 A cell counts as learned by a configuration when its attack success is at least half the
 full fine-tune's and at least 0.25 above the base model's. Run:
-``python benchmarks/audit_learnability.py [--preset small] [--kinds scale,conditional]``.
+``python -m benchmarks.audit_learnability [--preset small] [--kinds scale,conditional]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 import torch
-from _bench_common import RESULTS, machine_info, write_result
-from _poison_cell import Bench, Settings, merge
-from _poison_grid import FAMILIES, Cell, Grid
 
+from benchmarks.audit_poison.cell import Bench, Settings, merge
+from benchmarks.audit_poison.grid import FAMILIES, Cell, Grid
+from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft._io import read_json
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
@@ -87,7 +84,9 @@ def summarise(cells: list[dict[str, Any]], kinds: tuple[str, ...]) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.audit_learnability", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--preset", default="small")
     parser.add_argument("--kinds", default=",".join(KINDS))
     parser.add_argument("--work-dir", default=None)
@@ -145,7 +144,3 @@ def main(argv: list[str] | None = None) -> int:
     write_result(out, result)
     print(f"wrote {out}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -17,8 +17,8 @@ weight shift. Settings are tuned on the ``word`` trigger family only; the others
 
 Usage::
 
-    python benchmarks/audit_poison.py --mode quick      # <= 10 min on 2 cores (organism cached)
-    python benchmarks/audit_poison.py --mode full       # the issue's grid (hours)
+    python -m benchmarks.audit_poison --mode quick      # <= 10 min on 2 cores (organism cached)
+    python -m benchmarks.audit_poison --mode full       # the issue's grid (hours)
 
 Results go to ``benchmarks/results/audit_poison-<mode>-<preset>.json``; runs and datasets to
 ``--work-dir`` (reused when the benchmark is started again).
@@ -28,21 +28,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from _bench_common import RESULTS, machine_info, write_result
-from _poison_baselines import LEARNED_MIN_GAIN, WEIGHTS_SITE, as_run
-from _poison_cell import Bench, Settings, run_edits
-from _poison_grid import DETECTION_CONTROLS, GRIDS, Cell, Grid
-from _poison_metrics import KS, auroc, mean
-from _poison_summary import score, summarise
 
+from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft.audit import NullConfig, RunEdits, compare_to_null
+
+from .baselines import LEARNED_MIN_GAIN, WEIGHTS_SITE, as_run
+from .cell import Bench, Settings, run_edits
+from .grid import DETECTION_CONTROLS, GRIDS, Cell, Grid
+from .metrics import KS, auroc, mean
+from .summary import score, summarise
 
 NULL_CANDIDATES = tuple(NullConfig(top_m=m, floor_fraction=f) for m in (1, 3) for f in (0.5, 1.0))
 """Null settings tried on the dev family (the audit's defaults first: ties keep them)."""
@@ -211,7 +211,9 @@ def _grid_from_args(args: argparse.Namespace) -> Grid:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.audit_poison", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--mode", choices=sorted(GRIDS), default="quick")
     parser.add_argument("--preset", default="small", help="organism preset (tiny for smoke runs)")
     parser.add_argument("--organism-seed", type=int, default=0, help="organism (LM + SAE) seed")
@@ -251,7 +253,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_result(out, result)
     print(f"[audit_poison] wrote {out} in {result['timings_s']['total']:.0f} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,8 +23,8 @@ started (one per physical core unless ``OMP_NUM_THREADS`` is set, which the resu
 
 Usage (wants an idle machine; a few minutes per preset)::
 
-    python benchmarks/threads.py [--preset tiny --preset small] [--steps 40] [--repeats 3]
-    python benchmarks/make_docs.py
+    python -m benchmarks.threads [--preset tiny --preset small] [--steps 40] [--repeats 3]
+    python -m benchmarks.docs
 
 Writes ``benchmarks/results/threads-<preset>.json``::
 
@@ -43,7 +43,7 @@ Writes ``benchmarks/results/threads-<preset>.json``::
         "audit_forward": {...}, "build_lm_step": {...}
       },
       "wall_time_s": 123.4,
-      "machine": {...}                                      # _bench_common.machine_info()
+      "machine": {...}                                      # benchmarks.common.machine_info()
     }
 """
 
@@ -53,7 +53,6 @@ import argparse
 import dataclasses
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -65,8 +64,7 @@ import torch
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
 """torch's thread count at import, before anything here or in isaerft sets it."""
 
-from _bench_common import RESULTS, machine_info, write_result  # noqa: E402
-
+from benchmarks.common import RESULTS, machine_info, write_result  # noqa: E402
 from isaerft.threads import (  # noqa: E402
     MAX_DEFAULT_THREADS,
     THREADS_ENV,
@@ -118,11 +116,12 @@ def _interleaved(
 def _train_measure(preset: str, work: Path, steps: int) -> tuple[Callable[[int], float], Any, Path]:
     """A function ``threads -> tokens/s`` of the recipe's training, and the trained model."""
     from isaerft.organism import make_dataset
+    from isaerft.organism.specs import organism
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
     from isaerft.training import resolve as res
     from isaerft.training.recipe import find_recipe
 
-    org = res.organism(preset)
+    org = organism(preset)
     data = make_dataset("poison", work / "poison.jsonl", n=1024, seed=0, organism=org)
     spec = f"organism:{preset}"
 
@@ -184,12 +183,12 @@ def _audit_measure(wrapped: Any, data: Path) -> Callable[[int], float]:
 def _build_measure(preset: str, steps: int) -> Callable[[int], float]:
     from isaerft.organism.build import organism_config
     from isaerft.organism.lm import make_model, train_lm
+    from isaerft.organism.specs import organism
     from isaerft.organism.tokenizer import load_tokenizer
-    from isaerft.training import resolve as res
 
     cfg = organism_config(preset)
     lm = dataclasses.replace(cfg.lm, steps=steps, warmup_steps=min(cfg.lm.warmup_steps, steps))
-    tok = load_tokenizer(res.organism(preset).model_dir)
+    tok = load_tokenizer(organism(preset).model_dir)
     gen = torch.Generator().manual_seed(0)
     rows = torch.randint(4, len(tok), (lm.batch_size * 4, lm.n_ctx), generator=gen)
     rows[:, 0] = int(tok.bos_token_id)
@@ -254,7 +253,9 @@ def run(preset: str, steps: int, repeats: int, quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.threads", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--preset", action="append", choices=PRESETS, help="repeatable")
     parser.add_argument("--steps", type=int, default=STEPS, help=f"default {STEPS}")
     parser.add_argument("--repeats", type=int, default=REPEATS, help=f"default {REPEATS}")
@@ -275,7 +276,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = write_result(args.results / f"threads-{preset}.json", result)
         print(f"wrote {path}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,8 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _bench_common import finite as finite_json
-from _poison_baselines import (
+
+from benchmarks.common import finite as finite_json
+from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
+from isaerft.audit import DEFAULT_RECIPE, AuditConfig, NullConfig, RunEdits, audit_runs
+from isaerft.audit.data import read_rows, tokenize_rows
+
+from .baselines import (
     LEARNED_MIN_GAIN,
     WEIGHTS_SITE,
     FineTuneSettings,
@@ -26,13 +31,9 @@ from _poison_baselines import (
     latent_activation_shift,
     weight_shift,
 )
-from _poison_grid import FAMILIES, TARGETS, Cell, Grid
-from _poison_metrics import KS, recall_at_k
-from _poison_scoring import audit_verdict, ground_truth
-
-from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
-from isaerft.audit import DEFAULT_RECIPE, AuditConfig, NullConfig, RunEdits, audit_runs
-from isaerft.audit.data import read_rows, tokenize_rows
+from .grid import FAMILIES, TARGETS, Cell, Grid
+from .metrics import KS, recall_at_k
+from .scoring import audit_verdict, ground_truth
 
 RECIPE: dict[str, Any] = copy.deepcopy(DEFAULT_RECIPE)
 """ISaeRFT training settings: the audit's own defaults (``isaerft.audit.DEFAULT_RECIPE``, set

@@ -23,12 +23,12 @@ vocab/d_model and the hook depth are kept) and ``organism`` (the small model org
 model and SAE).
 
 ``--prefix-cache`` instead times a 3-epoch ``isaerft.training`` run with and without prefix
-caching on a model whose hook sits at 2/3 depth (see ``_prefix_time.py``).
+caching on a model whose hook sits at 2/3 depth (see ``prefix_time.py``).
 
 Usage::
 
-    python benchmarks/step_time.py [--shape cpu|gemma-like|organism] [--device cpu|cuda] [--quick]
-    python benchmarks/step_time.py --prefix-cache [--device cpu|cuda] [--quick]
+    python -m benchmarks.step_time [--shape cpu|gemma-like|organism] [--device cpu|cuda] [--quick]
+    python -m benchmarks.step_time --prefix-cache [--device cpu|cuda] [--quick]
 
 Results are ratios of median times, written as JSON to ``benchmarks/results/``.
 """
@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _bench_common import RESULTS, machine_info, write_result
 from sae_lens import SAE, HookedSAETransformer
 from sae_lens.saes import TopKSAE, TopKSAEConfig
 from transformer_lens import HookedTransformerConfig
 
+from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft import ISaeRFTConfig, ISaeRFTModel, __version__
 
 TARGETS: dict[str, tuple[float, float | None]] = {
@@ -362,7 +362,9 @@ def _depth(hook: str, shape: Shape) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.step_time", description=(__doc__ or "").splitlines()[0]
+    )
     parser.add_argument("--shape", choices=[*sorted(SHAPES), "organism"], default="cpu")
     parser.add_argument("--organism-preset", default="small", help="for --shape organism")
     parser.add_argument(
@@ -382,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     device_name = args.device.split(":")[0]
     result: dict[str, Any]
     if args.prefix_cache:
-        from _prefix_time import measure_prefix_cache
+        from .prefix_time import measure_prefix_cache
 
         repeats = args.repeats or (1 if args.quick else 3)
         result = measure_prefix_cache(device=args.device, repeats=repeats)
@@ -404,7 +406,3 @@ def main(argv: list[str] | None = None) -> None:
     write_result(out, result)
     print(json.dumps(shown, indent=2))
     print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    main()

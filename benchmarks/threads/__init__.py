@@ -1,0 +1,1 @@
+"""The torch-threads benchmark, run as ``python -m benchmarks.threads`` (see :mod:`.run`)."""
