@@ -199,7 +199,10 @@ def spec_keys(specs: Iterable[str]) -> dict[str, str]:
     for spec in specs:
         parts = split_spec(spec)
         if parts is not None:
-            keys[parts[1]] = str(scheme_resolver(parts[0])(parts[1], parts[2]).key)
+            key = str(scheme_resolver(parts[0])(parts[1], parts[2]).key)
+            # Keyed by the name the build carries (``<name>-<build>``), which is not always
+            # the one asked for (a resolver may serve another build, as the doc tests do).
+            keys[key.rsplit("-", 1)[0] if "-" in key else parts[1]] = key
     return keys
 
 
@@ -209,6 +212,8 @@ def pin_spec(spec: str, keys: dict[str, str]) -> str:
     scheme, already pinned, or of a name not in ``keys`` are returned as they are."""
     parts = split_spec(spec)
     if parts is None or parts[2] is not None or parts[1] not in keys:
+        return spec
+    if not keys[parts[1]].startswith(f"{parts[1]}-"):
         return spec
     scheme, name, _ = parts
     build = keys[name].removeprefix(f"{name}-")

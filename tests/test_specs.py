@@ -138,3 +138,13 @@ def test_parsing_a_spec_imports_no_organism() -> None:
         "assert 'isaerft.organism' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_resolver_serving_another_build_does_not_pin_the_asked_name(registry: None) -> None:
+    # A resolver may hand back another name's build (the doc tests serve tiny for small): the
+    # key says which, so "zoo:small" is never pinned to a "tiny-..." build.
+    register_spec_scheme("zoo", lambda name, build: Target(Path("/z"), "tiny", build))
+    keys = spec_keys(["zoo:small"])
+    assert keys == {"tiny": "tiny-current"}
+    assert pin_spec("zoo:small", keys) == "zoo:small"
+    assert pin_spec("zoo:small", {"small": "tiny-current"}) == "zoo:small"
