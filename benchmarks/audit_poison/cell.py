@@ -170,6 +170,20 @@ class Bench:
         train(recipe, model=self.model, saes=[self.sae], prefix_cache=self.store, run_dir=run_dir)
         return run_dir
 
+    def audit(self, run_dir: Path, refs: list[Path], data: Path, config: AuditConfig) -> Any:
+        """``audit_runs`` of ``run_dir`` against ``refs`` on ``data``, with the benchmark's
+        model, SAE, labels and trusted rows."""
+        return audit_runs(
+            run_dir,
+            refs,
+            data=data,
+            reference_data=self.trusted,
+            labels=self.org.labels_path,
+            model=self.model,
+            saes=[self.sae],
+            config=config,
+        )
+
     def finetune_stats(
         self, data: Path, seed: int, out: Path, attack: Cell | None
     ) -> dict[str, Any]:
@@ -269,16 +283,7 @@ class Bench:
         data = self.cell_data(cell)
         meta = read_json(data.with_name(f"{cell.id}.meta.json"))
         config = AuditConfig(**{**asdict(self.settings.audit), "null": null})
-        result = audit_runs(
-            run_dir,
-            refs,
-            data=data,
-            reference_data=self.trusted,
-            labels=self.org.labels_path,
-            model=self.model,
-            saes=[self.sae],
-            config=config,
-        )
+        result = self.audit(run_dir, refs, data, config)
         comparison = result.comparison
         assert comparison is not None, "3 or more reference runs always give a null"
         report = result.report

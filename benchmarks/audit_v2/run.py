@@ -43,7 +43,7 @@ from benchmarks.audit_poison.metrics import mean, recall_at_k
 from benchmarks.audit_poison.scoring import ground_truth
 from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft._io import read_json, write_text
-from isaerft.audit import AuditConfig, audit_runs
+from isaerft.audit import AuditConfig
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
 
@@ -233,16 +233,7 @@ def _evaluate(
             "full_finetune_learned": stats["attack"]["learned"],
         }
     started = time.perf_counter()
-    result = audit_runs(
-        run_dir,
-        refs,
-        data=data,
-        reference_data=bench.trusted,
-        labels=bench.org.labels_path,
-        model=bench.model,
-        saes=[bench.sae],
-        config=AuditConfig(baselines=False),
-    )
+    result = bench.audit(run_dir, refs, data, AuditConfig(baselines=False))
     report = result.report
     truth = ground_truth(bench.labels, cell)
     implicated = [e["index"] for e in report.get("implicated_latents") or []]

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sae_lens import SAE
 
@@ -31,6 +31,9 @@ from isaerft.audit.pipeline import AuditResult, audit_runs
 from isaerft.backends import LanguageModel, is_bridge
 from isaerft.specs import IN_MEMORY_MODEL, IN_MEMORY_SAE, resolve_model_spec, resolve_sae_spec
 from isaerft.threads import with_default_threads
+
+if TYPE_CHECKING:
+    from isaerft.training import RunResult, TrainRecipe
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "intervention": {"component": "scale", "l1_coefficient": 1e-4},
@@ -234,6 +237,19 @@ def audit_dataset(
         },
     )
     store = PrefixCacheStore()
+
+    def run(
+        recipe_base: dict[str, Any], data: str | Path, trainer: dict[str, Any], name: str
+    ) -> tuple[TrainRecipe, RunResult]:
+        """Train one run of the audit (``recipe_base`` with its data and trainer overrides)."""
+        recipe = TrainRecipe.from_dict(
+            _merge(recipe_base, {"data": {"path": str(data)}, "trainer": trainer})
+        )
+        result = train(
+            recipe, model=model, saes=saes, prefix_cache=store, run_dir=out_dir / "runs" / name
+        )
+        return recipe, result
+
     started = time.perf_counter()
     trusted = read_rows(reference)
     n_runs = n_reference_runs + 1 if differential else n_reference_runs
@@ -241,33 +257,15 @@ def audit_dataset(
     if differential:
         rows = subsets.pop(0)
         subset = _write_subset(trusted, rows, out_dir / "reference-data" / "start.jsonl")
-        start_recipe = TrainRecipe.from_dict(
-            _merge(base, {"data": {"path": str(subset)}, "trainer": {"seed": 0}})
-        )
         say(f"training the start run on {len(rows)} rows of {reference}")
-        start_run = train(
-            start_recipe,
-            model=model,
-            saes=saes,
-            prefix_cache=store,
-            run_dir=out_dir / "runs" / "start",
-        )
+        _, start_run = run(base, subset, {"seed": 0}, "start")
         base = _merge(base, {"start_from": str(start_run.run_dir)})
     if candidate_run is not None:
         cand_dir, cand_recipe, steps = _existing_candidate(candidate_run, suspect, base)
         say(f"judging the existing run {cand_dir} (trained on {suspect})")
     else:
-        cand_recipe = TrainRecipe.from_dict(
-            _merge(base, {"data": {"path": str(suspect)}, "trainer": {"seed": 0}})
-        )
         say(f"training the candidate run on {suspect}")
-        cand = train(
-            cand_recipe,
-            model=model,
-            saes=saes,
-            prefix_cache=store,
-            run_dir=out_dir / "runs" / "candidate",
-        )
+        cand_recipe, cand = run(base, suspect, {"seed": 0}, "candidate")
         cand_dir, steps = cand.run_dir, int(cand.summary["steps"])
     if not disjoint:
         warnings.warn(
@@ -281,20 +279,8 @@ def audit_dataset(
     ref_dirs = []
     for r, rows in enumerate(subsets, start=1):
         subset = _write_subset(trusted, rows, out_dir / "reference-data" / f"subset-{r:02d}.jsonl")
-        ref_recipe = TrainRecipe.from_dict(
-            _merge(
-                base,
-                {"data": {"path": str(subset)}, "trainer": {"seed": r, "max_steps": steps}},
-            )
-        )
         say(f"training reference run {r}/{n_reference_runs} on {len(rows)} rows of {reference}")
-        result = train(
-            ref_recipe,
-            model=model,
-            saes=saes,
-            prefix_cache=store,
-            run_dir=out_dir / "runs" / f"reference-{r:02d}",
-        )
+        _, result = run(base, subset, {"seed": r, "max_steps": steps}, f"reference-{r:02d}")
         ref_dirs.append(result.run_dir)
     train_seconds = time.perf_counter() - started
     say("auditing")

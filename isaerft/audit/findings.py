@@ -124,11 +124,12 @@ def row_weights(inputs: AuditInputs) -> dict[str, dict[int, float]]:
     return out
 
 
-def behaviour_rows(scores: RowScores, limit: int, minimum: int = 5) -> list[int]:
+def behaviour_rows(inputs: AuditInputs, scores: RowScores, minimum: int = 5) -> list[int] | None:
     """The rows the trigger search, gained tokens and prompt-swap test use: the suspects, at
-    least ``minimum`` and at most ``limit`` of the highest-scoring rows."""
-    n = min(limit, max(minimum, len(scores.suspects)))
-    return scores.order[:n]
+    least ``minimum`` and at most ``config.behaviour_rows`` of the highest-scoring rows;
+    ``None`` when they would be every row (nothing ordinary left to contrast them with)."""
+    n = min(inputs.config.behaviour_rows, max(minimum, len(scores.suspects)))
+    return scores.order[:n] if n < len(scores.scores) else None
 
 
 def has_prompts(data: AuditData) -> bool:
@@ -143,10 +144,10 @@ def gained_evidence(inputs: AuditInputs, rows: RowScores | None) -> Gained | Non
     data, config = inputs.data, inputs.config
     if data is None or rows is None:
         return None
-    suspects = behaviour_rows(rows, config.behaviour_rows)
-    ordinary = ordinary_rows(rows.order, len(suspects), config.behaviour_rows)
-    if len(suspects) >= len(data.suspect):
+    suspects = behaviour_rows(inputs, rows)
+    if suspects is None:
         return None
+    ordinary = ordinary_rows(rows.order, len(suspects), config.behaviour_rows)
     gains = token_excess_gain(
         data.tuned, data.references[: config.gain_references],
         data.suspect.subset([*suspects, *ordinary]), config.batch_size,
@@ -173,8 +174,8 @@ def trigger_search(
         return None
     if part == "prompt" and (not config.conditional_test or not has_prompts(data.suspect)):
         return None
-    behaviour = behaviour_rows(rows, config.behaviour_rows)
-    if len(behaviour) >= len(data.suspect):
+    behaviour = behaviour_rows(inputs, rows)
+    if behaviour is None:
         return None
     return search_trigger(
         data.codes,
@@ -194,8 +195,8 @@ def prompt_swap_test(inputs: AuditInputs, rows: RowScores | None) -> PromptDepen
         return None
     if not config.conditional_test or len(data.references) < 2 or not has_prompts(data.suspect):
         return None
-    behaviour = behaviour_rows(rows, config.behaviour_rows)
-    if len(behaviour) >= len(data.suspect):
+    behaviour = behaviour_rows(inputs, rows)
+    if behaviour is None:
         return None
     return prompt_dependence(
         data.tuned,
