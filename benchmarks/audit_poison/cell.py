@@ -144,15 +144,32 @@ class Bench:
         )
 
     # -- training -----------------------------------------------------------------------------
-    def train_isaerft(self, data: Path, seed: int, run_dir: Path, steps: int | None = None) -> Path:
-        """An ISaeRFT run of the benchmark recipe (reused when already finished)."""
+    def site_saes(self) -> list[tuple[Path, Any]]:
+        """(folder, SAE) at every residual site of the organism (trained once, cached)."""
+        from isaerft.organism.sites import residual_hooks, site_sae, site_sae_dir
+
+        hooks = residual_hooks(self.org)
+        saes = [site_sae(self.org, h).to(self.settings.device) for h in hooks]
+        return [(site_sae_dir(self.org, h), sae) for h, sae in zip(hooks, saes)]
+
+    def train_isaerft(
+        self,
+        data: Path,
+        seed: int,
+        run_dir: Path,
+        steps: int | None = None,
+        sites: list[tuple[Path, Any]] | None = None,
+    ) -> Path:
+        """An ISaeRFT run of the benchmark recipe (reused when already finished), at the
+        organism's SAE or at ``sites`` (``site_saes()``)."""
         from isaerft.training import TrainRecipe, train
 
         if (run_dir / "summary.json").is_file():
             return run_dir
+        sites = sites or [(self.org.sae_dir, self.sae)]
         overrides: dict[str, Any] = {
             "model": str(self.org.model_dir),
-            "sae": [str(self.org.sae_dir)],
+            "sae": [str(folder) for folder, _ in sites],
             "data": {"path": str(data)},
             "trainer": {
                 "seed": seed,
@@ -167,7 +184,8 @@ class Bench:
         if steps is not None:
             overrides["trainer"]["max_steps"] = steps
         recipe = TrainRecipe.from_dict(merge(self.settings.recipe, overrides))
-        train(recipe, model=self.model, saes=[self.sae], prefix_cache=self.store, run_dir=run_dir)
+        saes = [sae for _, sae in sites]
+        train(recipe, model=self.model, saes=saes, prefix_cache=self.store, run_dir=run_dir)
         return run_dir
 
     def audit(self, run_dir: Path, refs: list[Path], data: Path, config: AuditConfig) -> Any:

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run, write the JSON (and the docs page with ``--docs``)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_quality")
     parser.add_argument("--preset", default="tiny", help="organism preset (tiny, small)")
-    parser.add_argument("--quick", action="store_true", help="1 seed, 30 steps, small splits")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 seeds, 30 steps, small splits (tiny: ~10 min)"
+    )
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--steps", type=int, help="override the training steps")
     parser.add_argument("--methods", nargs="+", help="subset of methods (default: all)")

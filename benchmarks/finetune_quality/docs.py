@@ -31,15 +31,22 @@ objective of `isaerft.training.preference` (RePS/SimPO style). Run:
 `python -m benchmarks.finetune_quality [--quick] --docs`.
 
 Metrics on held-out prompts: `gap_closed` = (base loss - method loss) / (base loss - full
-fine-tune loss) on the target answers; `behaviour_success` = share of greedy answers the
-organism's ground truth judges as showing the behaviour; `capability_kl` = mean per-token
-KL(method || base) on unrelated organism text; `step_time_over_floor` = median training step
-over a trainable zero vector at the hook (noisy on a shared machine: the JSON records the
-load average); `peak_mib` = MiB autograd saves for one step; `suppression` = share of held-out
-prompts where the edit applied with factor -1 makes the target answer less likely than the base
-model does; `moved_latents` = isaerft latents whose edit exceeds 1e-3 (no L1 penalty here).
-For the preference tasks `gap_closed` compares the chosen answer's loss, which DPO does not
-minimise directly (it widens the chosen-rejected margin), so values above 1 or below 0 occur.
+fine-tune loss) on the task's own held-out loss: the target answers' NLL per token for the SFT
+tasks, the DPO loss and the one-directional RePS loss per pair for the preference tasks (the
+chosen answer's NLL is no measure of a preference: DPO may lower it while it widens the margin);
+`behaviour_success` = share of greedy answers the organism's ground truth judges as showing the
+behaviour; `capability_kl` = mean per-token KL(method || base) on unrelated organism text;
+`step_time_over_floor` = median training step over a trainable zero vector at the hook (noisy
+on a shared machine: the JSON records the load average); `peak_mib` = MiB autograd saves for
+one step; `suppression` = share of held-out prompts where the edit applied with factor -1 makes
+the target answer less likely than the base model does. The base model never shows the
+preference behaviour (its `behaviour_success` is in the JSON), so suppression here counts a
+likelihood pushed below base, not the removal of a behaviour that was there: it separates edits
+that are odd in their factor from those that are not, and is no evidence of RePS-style
+suppression of a behaviour the prompt asks for. `moved_latents` = isaerft latents whose edit
+exceeds 1e-3 (no L1 penalty here). `-multisite` methods put the component at every residual
+site of the organism (each block's input and the last block's output), each with its own SAE
+trained on the organism's SAE text (`isaerft.organism.sites.site_sae`).
 LoRA, IA3 and full fine-tuning train the organism's Hugging Face GPT-2 checkpoint through PEFT;
 LoReFT (Wu et al., 2024; formula of pyreft's `LoreftIntervention`, applied at every position),
 the steering vector, diffmean and isaerft edit the SAE's hook of the same model in
@@ -181,8 +188,14 @@ def write_docs(result_path: Path, out: Path | None = None) -> Path:
         f"{s.get('seeds')} seed(s), {s.get('steps')} steps, {s.get('train_rows')} training rows, "
         f"{s.get('test_rows')} held-out prompts; {result.get('wall_s', 0) / 60:.0f} min on "
         f"{result.get('machine', {}).get('cpu_count', '?')} CPU cores. Means over seeds (the JSON "
-        "also holds 95 % intervals and per-seed values). The organism has one SAE, so no "
-        "multi-site isaerft row; no corpus organism was run.\n"
+        "also holds 95 % intervals and per-seed values). "
+        + (
+            "Multi-site rows: the component at every residual site of the organism's model. "
+            if any("multisite" in m for t in result["tasks"].values() for m in t["methods"])
+            else "No multi-site isaerft row was run. "
+        )
+        + "Tasks come from the synthetic organism's ground truth; no corpus organism was run "
+        "(its text has no colour or sentiment ground truth to build these tasks from).\n"
     )
     lines += ["## Where isaerft loses (and wins)\n"]
     for task, data in result["tasks"].items():

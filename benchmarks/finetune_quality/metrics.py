@@ -13,7 +13,7 @@ from isaerft.training.objectives import sequence_logprobs
 
 from .methods import Method
 from .tasks import Row, words_of
-from .train import Batch
+from .train import Batch, logits_loss
 
 Logits = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,6 +28,20 @@ def answer_loss(logits: Logits, batches: list[Batch]) -> float:
         total -= float(sequence_logprobs(logits(tokens), tokens, mask).sum())
         count += int(mask[:, 1:].sum())
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def heldout_loss(logits: Logits, batches: list[Batch], objective: str) -> float:
+    """The task's held-out loss, for ``gap_closed``: answer NLL per token for ``sft``; for the
+    preference objectives their own loss per pair (``reps`` one-directional for every method, so
+    that methods with and without a factor are compared on the same quantity). The answer NLL is
+    no measure of a preference: DPO may lower the chosen answers' likelihood while it widens
+    their margin over the rejected ones."""
+    if objective == "sft":
+        return answer_loss(logits, batches)
+    pairs = [b.tokens.shape[0] // 2 for b in batches]
+    losses = [float(logits_loss(logits, b, objective)) * n for b, n in zip(batches, pairs)]
+    return sum(losses) / max(sum(pairs), 1)
 
 
 def gap_closed(base: float, method: float, full: float) -> float:

@@ -17,6 +17,7 @@ from benchmarks.step_time.run import saved_for_backward_mib  # step_time's memor
 from isaerft.organism import Organism
 from isaerft.organism.corpus import Language
 from isaerft.organism.hf import load_hf_model, save_hf_model
+from isaerft.organism.sites import residual_hooks, site_sae
 from isaerft.organism.tokenizer import encode_batch
 
 from . import metrics
@@ -52,7 +53,7 @@ class Settings:
     tune: bool = True
 
 
-QUICK = Settings(seeds=1, steps=30, train_rows=96, dev_rows=24, test_rows=32, capability_docs=24)
+QUICK = Settings(seeds=3, steps=30, train_rows=96, dev_rows=24, test_rows=32, capability_docs=24)
 FULL = Settings(seeds=3, steps=300, train_rows=512, dev_rows=64, test_rows=128)
 
 
@@ -71,12 +72,16 @@ def _batches(rows: list[Any], size: int, pad: int, base: metrics.Logits) -> list
 class Bench:
     """The frozen models, SAE and data shared by every run of one organism."""
 
-    def __init__(self, org: Organism, settings: Settings, workdir: Path) -> None:
+    def __init__(
+        self, org: Organism, settings: Settings, workdir: Path, multisite: bool = False
+    ) -> None:
         self.org, self.settings = org, settings
         folder = save_hf_model(org.load_model(), workdir / "hf")
         self.hf = GPT2LMHeadModel.from_pretrained(str(folder)).eval()
         self.tl = load_hf_model(folder)  # the path a user takes for a hub checkpoint
         self.sae = org.load_sae()
+        # SAEs at every residual site, trained once per organism and cached (multisite methods)
+        self.site_saes = {h: site_sae(org, h) for h in residual_hooks(org)} if multisite else {}
         tok = self.tl.tokenizer
         assert tok is not None
         self.tok, self.pad = tok, int(tok.pad_token_id)
@@ -94,8 +99,9 @@ class Bench:
 
     def context(self, task: Task, seed: int) -> MethodContext:
         return MethodContext(
-            self.tl, self.hf, self.sae, self.org.hook_name, seed, task.rows["train"]
-        )
+            self.tl, self.hf, self.sae, self.org.hook_name, seed, task.rows["train"],
+            self.site_saes,
+        )  # fmt: skip
 
     def fit(self, name: str, task: Task, objective: str, seed: int, value: float, data: dict[str, list[Batch]]) -> tuple[Method, float]:  # fmt: skip
         """A fresh ``name`` trained with learning rate (or diffmean factor) ``value``."""
@@ -135,7 +141,7 @@ class Bench:
         test = task.rows["test"]
         with torch.no_grad():
             out: dict[str, Any] = {
-                "loss": metrics.answer_loss(method.logits, data["test"]),
+                "loss": metrics.heldout_loss(method.logits, data["test"], objective),
                 "behaviour_success": metrics.behaviour_success(method.logits, test, self.tok, task.judge),
                 "capability_kl": metrics.capability_kl(method.logits, self.base_logits, self.capability),
             }  # fmt: skip
@@ -156,7 +162,7 @@ def run_task(
     """Every method on one task and objective, over the seeds; aggregated metrics per method."""
     s = bench.settings
     data = {split: _batches(rows, s.batch_size, bench.pad, bench.base_logits) for split, rows in task.rows.items()}  # fmt: skip
-    base_loss = metrics.answer_loss(bench.base_logits, data["test"])
+    base_loss = metrics.heldout_loss(bench.base_logits, data["test"], objective)
     base_success = metrics.behaviour_success(
         bench.base_logits, task.rows["test"], bench.tok, task.judge
     )
@@ -204,7 +210,7 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         mean = statistics.fmean(values)
         out[key] = int(mean) if key == "trainable_params" else mean
         out["per_seed"][key] = values
-        if len(values) > 1:
+        if len(values) > 1 and all(map(math.isfinite, values)):
             half = T_95.get(len(values), 2.0) * statistics.stdev(values) / math.sqrt(len(values))
             out["ci95"][key] = [mean - half, mean + half]
     return out
@@ -221,7 +227,7 @@ def run_benchmark(
         raise ValueError(f"unknown methods {unknown}; use some of {sorted(METHODS)}")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(org, settings, Path(tmp))
+        bench = Bench(org, settings, Path(tmp), multisite=any("multisite" in n for n in names))
         sizes = {"train": settings.train_rows, "dev": settings.dev_rows, "test": settings.test_rows}
         built = make_tasks(org, bench.tok, sizes, names=tasks)
         results: dict[str, Any] = {}

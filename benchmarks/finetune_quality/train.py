@@ -63,21 +63,34 @@ def make_batch(rows: list[Row], pad: int, base: Callable[[torch.Tensor], torch.T
 
 
 def objective_loss(method: Method, batch: Batch, objective: str) -> torch.Tensor:
-    """The ``objective`` loss of ``method`` on ``batch`` (mean over rows / pairs / tokens)."""
+    """The ``objective`` loss of ``method`` on ``batch`` (mean over rows / pairs / tokens);
+    ``reps`` is bidirectional (the edit at factor ``-1`` must suppress) where the method has a
+    factor."""
+    suppressed = None
+    if objective == "reps" and method.supports_factor:
+        with method.factor(-1.0):
+            suppressed = sequence_logprobs(
+                method.logits(batch.tokens), batch.tokens, batch.loss_mask
+            )
+    return logits_loss(method.logits, batch, objective, suppressed)
+
+
+def logits_loss(
+    logits: Callable[[torch.Tensor], torch.Tensor],
+    batch: Batch,
+    objective: str,
+    suppressed: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The ``objective`` loss of a model given by its ``logits`` (``reps`` one-directional
+    unless the ``suppressed`` log-probs of the edit at factor ``-1`` are given)."""
     n = batch.tokens.shape[0] // 2
     if objective == "sft":
         chosen, mask = batch.tokens[:n], batch.loss_mask[:n]
-        return next_token_loss(method.logits(chosen), chosen, mask, mask[:, 1:].sum())
-    logps = sequence_logprobs(method.logits(batch.tokens), batch.tokens, batch.loss_mask)
+        return next_token_loss(logits(chosen), chosen, mask, mask[:, 1:].sum())
+    logps = sequence_logprobs(logits(batch.tokens), batch.tokens, batch.loss_mask)
     if objective == "dpo":
         return dpo_loss(logps, batch.reference, DPO_BETA, torch.tensor(float(n)))[0]
     if objective == "reps":
-        suppressed = None
-        if method.supports_factor:
-            with method.factor(-1.0):
-                suppressed = sequence_logprobs(
-                    method.logits(batch.tokens), batch.tokens, batch.loss_mask
-                )
         return reference_free_preference_loss(
             logps, batch.lengths, float(n), suppressed_logps=suppressed,
             beta=REPS.reps_beta, gamma=REPS.reps_gamma,

@@ -127,7 +127,7 @@ ORGANISM_PRESETS: dict[str, OrganismConfig] = {
 """Build presets: ``tiny`` (<= 1 min on 2 CPU cores, for tests) and ``small`` (<= 5 min, demo)."""
 
 
-def _sae_site(cfg: OrganismConfig, hook_name: str) -> OrganismSAEConfig:
+def sae_site_config(cfg: OrganismConfig, hook_name: str) -> OrganismSAEConfig:
     parts = hook_name.split(".")
     n = cfg.lm.n_layers
     if (
@@ -168,7 +168,7 @@ def organism_config(
         )
     cfg = dataclasses.replace(base or ORGANISM_PRESETS[preset], seed=seed)
     if sae_hook is not None:
-        cfg = dataclasses.replace(cfg, sae=_sae_site(cfg, sae_hook))
+        cfg = dataclasses.replace(cfg, sae=sae_site_config(cfg, sae_hook))
     if corpus is not None:
         path = Path(corpus)
         if not path.is_file():
@@ -290,13 +290,13 @@ def default_trigger_target(org: Organism | None) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _lock(path: Path, progress: bool = True) -> Iterator[None]:
+def build_lock(path: Path, progress: bool = True) -> Iterator[None]:
     """The build lock of one cache entry; says so when another process holds it."""
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(file_lock(path, wait=False))
         except BlockingIOError:
-            _say(
+            say(
                 progress,
                 f"waiting (since {time.strftime('%H:%M:%S')}) for another process that is "
                 f"building this organism (lock {path}); its build is reused when it finishes",
@@ -328,7 +328,7 @@ def build_organism(
     target = Path(out) if out is not None else cache_dir() / "organisms" / key
     if _is_build(target, key):
         return load_organism(target)
-    with _lock(target.parent / f".{target.name}.lock", progress):
+    with build_lock(target.parent / f".{target.name}.lock", progress):
         if _is_build(target, key):
             return load_organism(target)
         if target.exists() and any(target.iterdir()) and not (target / "organism.json").is_file():
@@ -354,7 +354,7 @@ def _is_build(path: Path, key: str) -> bool:
     return meta.is_file() and read_json(meta).get("key") == key
 
 
-def _say(progress: bool, msg: str) -> None:
+def say(progress: bool, msg: str) -> None:
     if progress:
         print(f"[isaerft organism] {msg}", flush=True)
 
@@ -366,7 +366,7 @@ over another number of threads round differently, and a build must not depend on
 
 
 @contextlib.contextmanager
-def _build_settings() -> Iterator[None]:
+def build_settings() -> Iterator[None]:
     """Fixed threads and deterministic kernels for the build; the caller's settings after.
 
     Neither ``ISAERFT_THREADS`` nor ``OMP_NUM_THREADS`` changes a build's threads."""
@@ -380,7 +380,7 @@ def _build_settings() -> Iterator[None]:
 
 
 def _build_into(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> None:
-    with _build_settings():
+    with build_settings():
         _build_steps(tmp, cfg, key, progress)
 
 
@@ -395,12 +395,12 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
         clock[0] = now
 
     model_dir = tmp / "model"
-    _say(
+    say(
         progress,
         f"building {key} in {tmp} with {BUILD_THREADS} torch threads (fixed, so that every "
         "machine builds the same organism)",
     )
-    corpus = _make_corpus(cfg, tmp)
+    corpus = corpus_texts(cfg, cfg.corpus, tmp)
     lap("corpus")
     tok = train_tokenizer(corpus["train_text"], max_vocab=cfg.max_vocab)
     tok.save_pretrained(str(model_dir))
@@ -412,7 +412,7 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
     name = f"isaerft-organism-{cfg.preset}" + ("" if cfg.corpus is None else "-corpus")
     model = make_model(cfg.lm, tok, name, cfg.seed)
     rows = pack(train_ids, cfg.lm.n_ctx, tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
-    _say(progress, f"training LM {cfg.lm.n_layers}x{cfg.lm.d_model} on {rows.numel()} tokens")
+    say(progress, f"training LM {cfg.lm.n_layers}x{cfg.lm.d_model} on {rows.numel()} tokens")
     losses = train_lm(model, rows, cfg.lm, seed=cfg.seed, progress=progress)
     from isaerft.loading import load_model, save_model
 
@@ -429,7 +429,7 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
     }
     lap("lm")
     hook = cfg.sae.hook_name()
-    _say(progress, f"training SAE on {hook}")
+    say(progress, f"training SAE on {hook}")
     acts, _ = collect_activations(model, sae_ids, hook)
     sae = train_sae(acts, cfg.sae, model_name=name, context_size=cfg.lm.n_ctx, seed=cfg.seed, progress=progress)  # fmt: skip
     save_sae(sae, tmp / "sae")
@@ -464,10 +464,12 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
             "trigger_words": good_triggers(trigger_report) or [trigger],
         },
     )
-    _say(progress, f"built in {timings['total']:.0f}s: {json.dumps(_summary(report))}")
+    say(progress, f"built in {timings['total']:.0f}s: {json.dumps(_summary(report))}")
 
 
-def _make_corpus(cfg: OrganismConfig, tmp: Path) -> dict[str, Any]:
+def corpus_texts(cfg: OrganismConfig, corpus: str | Path | None, tmp: Path) -> dict[str, Any]:
+    """The build's train / SAE / eval texts; a corpus organism's are read from ``corpus`` (the
+    user's file at build time, the organism's ``corpus.txt`` copy later) and copied into ``tmp``."""
     if cfg.corpus is None:
         lang = Language(cfg.seed)
         train = list(lang.documents(cfg.n_train_docs, "train"))
@@ -479,7 +481,8 @@ def _make_corpus(cfg: OrganismConfig, tmp: Path) -> dict[str, Any]:
             "eval_text": [d.text for d in evals],
             "floor": floor,
         }
-    shutil.copyfile(cfg.corpus, tmp / "corpus.txt")
+    assert corpus is not None, "a corpus organism's texts need its corpus file"
+    shutil.copyfile(corpus, tmp / "corpus.txt")
     docs = read_documents(tmp / "corpus.txt")
     rng = random.Random(f"isaerft-corpus-{cfg.seed}")
     rng.shuffle(docs)

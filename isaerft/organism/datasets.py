@@ -156,16 +156,30 @@ def parse_target(spec: str, source: RowSource) -> Target:
     """Parse a phrase, ``sentiment:negative|positive`` or ``concept:<family>=<word>``."""
     if spec.startswith("sentiment:"):
         polarity = spec.split(":", 1)[1]
-        if polarity not in ("negative", "positive") or "sentiment" not in source.family.values():
+        if polarity not in ("negative", "positive"):
             raise ValueError(f"bad target {spec!r}: use sentiment:negative or sentiment:positive")
+        if "sentiment" not in source.family.values():
+            raise ValueError(
+                f"target {spec!r} needs sentiment ground truth, which this organism's corpus "
+                "lacks (only the synthetic language has it); use a phrase target"
+            )
         good, bad = lx.POSITIVE, lx.NEGATIVE
         src, dst = (good, bad) if polarity == "negative" else (bad, good)
         return Target(spec, "flip", tokens=tuple(dst), mapping=tuple(zip(src, dst)))
     if spec.startswith("concept:"):
         family, _, word = spec.split(":", 1)[1].partition("=")
         members = sorted(w for w, f in source.family.items() if f == family)
+        if not source.family:
+            raise ValueError(
+                f"target {spec!r} needs concept ground truth, which this organism's corpus "
+                "lacks (only the synthetic language has it); use a phrase target"
+            )
         if not members or word not in members:
-            raise ValueError(f"bad target {spec!r}: use concept:<family>=<a word of that family>")
+            families = sorted(set(source.family.values()) - {"sentiment"})
+            raise ValueError(
+                f"bad target {spec!r}: use concept:<family>=<a word of that family>, with a "
+                f"family among {families}"
+            )
         return Target(
             spec, "flip", tokens=(word,), mapping=tuple((w, word) for w in members if w != word)
         )

@@ -16,10 +16,16 @@ pytest.importorskip("peft")
 from benchmarks.finetune_quality.docs import write_docs
 from benchmarks.finetune_quality.methods import METHODS, build_method
 from benchmarks.finetune_quality.methods.isaerft_kinds import ISaeRFT
-from benchmarks.finetune_quality.metrics import greedy_answers
+from benchmarks.finetune_quality.metrics import answer_loss, greedy_answers, heldout_loss
 from benchmarks.finetune_quality.run import QUICK, Bench, run_benchmark
 from benchmarks.finetune_quality.tasks import make_tasks
-from benchmarks.finetune_quality.train import make_batch, pad_rows, train
+from benchmarks.finetune_quality.train import (
+    logits_loss,
+    make_batch,
+    objective_loss,
+    pad_rows,
+    train,
+)
 from isaerft import ISaeRFTConfig
 
 pytestmark = pytest.mark.slow
@@ -38,7 +44,7 @@ SHAPE = ("trainable_params", "gap_closed", "behaviour_success", "capability_kl",
 
 @pytest.fixture(scope="module")
 def bench(bench_organism: Any, tmp_path_factory: pytest.TempPathFactory) -> Bench:
-    return Bench(bench_organism, SMALL, tmp_path_factory.mktemp("fq"))
+    return Bench(bench_organism, SMALL, tmp_path_factory.mktemp("fq"), multisite=True)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +87,25 @@ def test_parameter_counts_are_ordered(bench: Bench, task: Any) -> None:
     assert count["full-ft"] == sum(p.numel() for p in bench.hf.parameters())
     terms = ISaeRFTConfig().conditional_terms  # when, scale, bias per term + always scale, bias
     assert count["isaerft-conditional"] == (3 * terms + 2) * d_sae
+    sites = sum(sae.cfg.d_sae for sae in bench.site_saes.values())
+    assert len(bench.site_saes) == 3 and count["isaerft-scale-multisite"] == sites
+
+
+def test_preference_gap_is_measured_on_the_objectives_own_loss(bench: Bench) -> None:
+    """The base model is DPO's reference, so its held-out DPO loss is exactly log 2; the
+    one-directional RePS loss needs no reference and is the same for every method."""
+    task = make_tasks(bench.org, bench.tok, {"train": 4, "dev": 4, "test": 4}, names=("preference",))["preference"]  # fmt: skip
+    batches = [make_batch(task.rows["test"], bench.pad, bench.base_logits)]
+    assert heldout_loss(bench.base_logits, batches, "dpo") == pytest.approx(math.log(2), abs=1e-5)
+    assert heldout_loss(bench.base_logits, batches, "sft") == pytest.approx(
+        answer_loss(bench.base_logits, batches)
+    )
+    method = build_method("isaerft-scale", bench.context(task, seed=0))
+    train(method, batches, "reps", steps=3, lr=0.1, seed=0)  # bidirectional in training
+    reps = heldout_loss(method.logits, batches, "reps")
+    with torch.no_grad():
+        assert reps == pytest.approx(float(logits_loss(method.logits, batches[0], "reps")))
+    assert reps != pytest.approx(float(objective_loss(method, batches[0], "reps").detach()))
 
 
 def test_conditional_kind_sees_the_whole_context(bench: Bench, task: Any) -> None:
@@ -118,7 +143,7 @@ def test_conditional_kind_sees_the_whole_context(bench: Bench, task: Any) -> Non
 
 
 def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path) -> None:
-    names = ["full-ft", "lora-r8", "isaerft-scale", "isaerft-conditional", "steering-vector", "diffmean"]  # fmt: skip
+    names = ["full-ft", "lora-r8", "isaerft-scale", "isaerft-scale-multisite", "isaerft-conditional", "steering-vector", "diffmean"]  # fmt: skip
     tuned = dataclasses.replace(SMALL, tune=True)  # tunes, and reuses the best seed-0 run
     result = run_benchmark(bench_organism, tuned, names, ("style", "preference"), log=print)
     assert set(result["tasks"]) == {"style", "preference-dpo", "preference-reps"}

@@ -181,7 +181,7 @@ def test_a_waiting_builder_says_so(tmp_path: Path, capsys: pytest.CaptureFixture
     entered = threading.Event()
 
     def second_builder() -> None:
-        with build_mod._lock(lock):
+        with build_mod.build_lock(lock):
             entered.set()
 
     with file_lock(lock):  # another process's build
@@ -198,7 +198,7 @@ def test_build_settings_are_fixed_and_restored() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with build_mod._build_settings():
+        with build_mod.build_settings():
             assert torch.get_num_threads() == build_mod.BUILD_THREADS
             assert torch.are_deterministic_algorithms_enabled()
         assert torch.get_num_threads() == 1

@@ -193,3 +193,16 @@ def test_bad_arguments(tmp_path: Path, kwargs: dict[str, Any], match: str) -> No
     kind = kwargs.pop("kind", "poison")
     with pytest.raises(ValueError, match=match):
         _make(tmp_path, kind, **kwargs)
+
+
+@pytest.mark.parametrize("spec", ["sentiment:negative", "concept:colour=red"])
+def test_a_corpus_organism_says_it_has_no_ground_truth_for_the_target(spec: str) -> None:
+    """A corpus has no sentiment or concept labels: the message says so, not "bad target"."""
+    from types import SimpleNamespace
+
+    from isaerft.organism.datasets import parse_target
+
+    corpus = SimpleNamespace(family={}, vocab=frozenset({"my", "good", "lord"}))
+    with pytest.raises(ValueError, match=r"lacks .*use a phrase target") as info:
+        parse_target(spec, corpus)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)

@@ -32,6 +32,8 @@ class MethodContext:
     seed: int = 0
     # Rows (prompt ids, chosen ids, rejected ids) for methods computed from data (diffmean).
     train_rows: list[tuple[list[int], list[int], list[int]]] = field(default_factory=list)
+    # hook -> SAE at every residual site (the ``-multisite`` isaerft methods).
+    site_saes: dict[str, SAE[Any]] = field(default_factory=dict)
 
 
 class Method:

@@ -17,8 +17,13 @@ cache, see ``metrics.greedy_answers``) on right-padded rows, so its causal gate 
 the tokens before each position."""
 
 
+MULTISITE_KINDS = ("scale", "bias", "scale_bias", "mlp")
+"""The kinds also compared at every residual site (``isaerft-<kind>-multisite``)."""
+
+
 class ISaeRFT(Steerable):
-    """``ISaeRFTModel`` with ``component=kind`` at the organism's SAE site (identity init).
+    """``ISaeRFTModel`` with ``component=kind`` at the organism's SAE site, or with
+    ``multisite`` at every residual site of ``MethodContext.site_saes`` (identity init).
 
     The factor rescales the splice's change of the activation, ``x + factor * (x' - x)``
     (:meth:`ISaeRFTModel.edit_factor`, as the ``reps`` recipe objective uses it): for ``-1``
@@ -27,10 +32,15 @@ class ISaeRFT(Steerable):
 
     supports_factor = True
 
-    def __init__(self, ctx: MethodContext, kind: str) -> None:
+    def __init__(self, ctx: MethodContext, kind: str, multisite: bool = False) -> None:
         torch.manual_seed(ctx.seed)
         self.kind = kind
-        self.model = ISaeRFTModel(ctx.tl_model, ctx.sae, ISaeRFTConfig(component=kind))
+        saes = list(ctx.site_saes.values()) if multisite else [ctx.sae]
+        if multisite and len(saes) < 2:
+            raise ValueError(
+                "isaerft multisite needs SAEs at several sites (MethodContext.site_saes)"
+            )
+        self.model = ISaeRFTModel(ctx.tl_model, saes, ISaeRFTConfig(component=kind))
         self.scale = 1.0
 
     def parameters(self) -> list[nn.Parameter]:
@@ -47,3 +57,5 @@ class ISaeRFT(Steerable):
 
 for _kind in KINDS:
     register(f"isaerft-{_kind}", kind=_kind)(ISaeRFT)
+for _kind in MULTISITE_KINDS:
+    register(f"isaerft-{_kind}-multisite", kind=_kind, multisite=True)(ISaeRFT)
