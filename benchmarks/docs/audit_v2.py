@@ -106,9 +106,17 @@ def learnability_section(name: str, result: dict[str, Any]) -> str:
         f"## Learnability map — `{name}`",
         "",
         f"Organism `{result['preset']}`, the audit's default recipe with each component kind at "
-        f"the organism's one SAE site, and a full fine-tune; attack success on held-out trigger "
+        f"the organism's SAE site"
+        + (
+            " (and, as `<kind>-multisite`, at every residual site, an SAE per site)"
+            if any("multisite" in k for k in kinds)
+            else ""
+        )
+        + ", and a full fine-tune; attack success on held-out trigger "
         f"prompts. Development case: `{dev['family']}` / `{dev['target']}`; the rest is held "
-        f"out. {result['rule'][0].upper()}{result['rule'][1:]}. Wall time {result['wall_time_s'] / 60:.0f} min.",
+        f"out. {result['rule'][0].upper()}{result['rule'][1:]}. Wall time of the last "
+        f"invocation {result['wall_time_s'] / 60:.0f} min (configurations saved by earlier "
+        "invocations are reused, not retrained).",
         "",
         "| trigger / target | poison | base | full FT | " + " | ".join(kinds) + " |",
         "|---|---|---|---|" + "---|" * len(kinds),
