@@ -65,7 +65,7 @@ def cell_record(bench: Bench, cell: Cell, configs: tuple[str, ...]) -> dict[str,
         }
     for config in (c for c in configs if c not in record["asr"]):
         kind, _, where = config.partition("-")
-        sites = bench.site_saes() if where == "multisite" else [(bench.org.sae_dir, bench.sae)]
+        sites = bench.site_saes if where == "multisite" else [(bench.org.sae_dir, bench.sae)]
         run_dir = bench.work / "runs" / cell.id / config
         recipe = merge(bench.settings.recipe, {"intervention": {"component": kind}})
         bench.settings.recipe, saved = recipe, bench.settings.recipe

@@ -9,6 +9,7 @@ benchmark picks up where it stopped.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,8 +145,10 @@ class Bench:
         )
 
     # -- training -----------------------------------------------------------------------------
+    @functools.cached_property
     def site_saes(self) -> list[tuple[Path, Any]]:
-        """(folder, SAE) at every residual site of the organism (trained once, cached)."""
+        """(folder, SAE) at every residual site of the organism (trained once and cached on
+        disk; loaded once per benchmark run, not once per cell)."""
         from isaerft.organism.sites import residual_hooks, site_sae, site_sae_dir
 
         hooks = residual_hooks(self.org)
@@ -161,7 +164,7 @@ class Bench:
         sites: list[tuple[Path, Any]] | None = None,
     ) -> Path:
         """An ISaeRFT run of the benchmark recipe (reused when already finished), at the
-        organism's SAE or at ``sites`` (``site_saes()``)."""
+        organism's SAE or at ``sites`` (``site_saes``)."""
         from isaerft.training import TrainRecipe, train
 
         if (run_dir / "summary.json").is_file():

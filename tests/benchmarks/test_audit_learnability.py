@@ -75,7 +75,7 @@ def test_a_multisite_configuration_is_added_to_a_saved_cell(
         and 0 <= record["asr"]["scale-multisite"] <= 1
     )
     assert single.stat().st_mtime_ns == before
-    saes = [sae for _, sae in bench.site_saes()]
+    saes = [sae for _, sae in bench.site_saes]
     run = tmp_path / "runs" / cell.id / "scale-multisite" / INTERVENTION_DIR
     model = ISaeRFTModel.from_pretrained(bench.model, saes, run)
     assert [s.hook_name for s in model.sites] == residual_hooks(bench_organism)
