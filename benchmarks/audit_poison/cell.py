@@ -229,9 +229,9 @@ class Bench:
 
     def attack(self, cell: Cell, tuned: Any) -> dict[str, Any]:
         """Attack success of ``tuned`` and of the base model on held-out trigger prompts."""
-        from isaerft.organism.build import row_source
         from isaerft.organism.corpus import chat, render
         from isaerft.organism.datasets import generate_rows, parse_target, parse_trigger
+        from isaerft.organism.handle import row_source
 
         source = row_source(self.org)
         trig = parse_trigger(FAMILIES[cell.family].trigger, source)

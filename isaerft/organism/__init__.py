@@ -15,16 +15,9 @@ SAE on a middle-layer residual stream, latent labels from ground truth, and fine
                  fraction=0.1, n=2000, seed=0, organism=org)
 """
 
-from isaerft.organism.build import (
-    ORGANISM_PRESETS,
-    TRIGGER_WORDS,
-    Organism,
-    OrganismConfig,
-    build_organism,
-    cache_dir,
-    load_organism,
-)
+from isaerft.organism.build import ORGANISM_PRESETS, TRIGGER_WORDS, OrganismConfig, build_organism
 from isaerft.organism.datasets import DATASET_KINDS, dataset_paths, make_dataset
+from isaerft.organism.handle import Organism, cache_dir, load_organism
 from isaerft.organism.labels import LatentLabels
 
 __all__ = [

@@ -41,7 +41,7 @@ from isaerft.organism import lexicon as lx
 from isaerft.organism.corpus import Language, Sampler, chat, render
 
 if TYPE_CHECKING:
-    from isaerft.organism.build import Organism
+    from isaerft.organism.handle import Organism
 
 DATASET_KINDS = ("clean", "poison", "decoy", "benign-shift")
 """The dataset generators :func:`make_dataset` knows."""
@@ -306,11 +306,11 @@ def make_dataset(
 ) -> Path:
     """Write a ``kind`` dataset of ``n`` rows to ``out`` (JSONL) with its labels and meta files.
 
-    ``organism`` (an :class:`~isaerft.organism.build.Organism` or its folder) fixes the language
+    ``organism`` (an :class:`~isaerft.organism.handle.Organism` or its folder) fixes the language
     (its world seed, or its user corpus); ``None`` means the synthetic language of seed 0, as in
     the default organisms. ``trigger``/``target`` default to the organism's defaults.
     """
-    from isaerft.organism.build import default_trigger_target, load_organism, row_source
+    from isaerft.organism.handle import default_trigger_target, load_organism, row_source
 
     org = load_organism(organism) if isinstance(organism, (str, Path)) else organism
     source: RowSource = row_source(org) if org is not None else SyntheticRows(0)

@@ -22,7 +22,6 @@ from typing import Any
 from sae_lens import SAE
 
 from isaerft.organism.build import (
-    Organism,
     OrganismConfig,
     build_lock,
     build_settings,
@@ -30,6 +29,7 @@ from isaerft.organism.build import (
     sae_site_config,
     say,
 )
+from isaerft.organism.handle import Organism
 from isaerft.organism.sae import collect_activations, save_sae, train_sae
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer
 

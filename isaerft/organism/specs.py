@@ -8,14 +8,8 @@ organism package to parse a spec.
 from __future__ import annotations
 
 from isaerft._io import read_json
-from isaerft.organism.build import (
-    ORGANISM_PRESETS,
-    Organism,
-    build_organism,
-    cache_dir,
-    load_organism,
-    organism_config,
-)
+from isaerft.organism.build import ORGANISM_PRESETS, build_organism, organism_config
+from isaerft.organism.handle import Organism, cache_dir, load_organism
 from isaerft.specs import ORGANISM_SCHEME, SCHEME_SEPARATOR, OrganismBuildError
 
 _PREFIX = ORGANISM_SCHEME + SCHEME_SEPARATOR
