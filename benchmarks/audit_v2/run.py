@@ -139,7 +139,7 @@ def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> N
     """The corpus case (the organism's default trigger and target unless given) as the
     ``corpus`` family and target; their ground-truth latents are those of the trigger word and
     of the target's words."""
-    from isaerft.organism.build import default_trigger_target
+    from isaerft.organism.handle import default_trigger_target
 
     default_trigger, default_target = default_trigger_target(org)
     trigger, target = trigger or default_trigger, target or default_target
@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "component": settings.recipe["intervention"]["component"],
         "differential": args.differential,
+        "only": args.only,
         "dev_case": {"family": DEV[0], "target": DEV[1]},
         "families": {n: FAMILIES[n].trigger for n in plan.families},
         "targets": {n: TARGETS[n].target for n in plan.targets},
@@ -444,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped_cells": skipped,
         "wall_time_s": time.perf_counter() - started,
     }
+    # A subset run shares the work dir (its runs are reused) but never overwrites the full result.
+    suffix += f"-only-{args.only}" if args.only else ""
     out = Path(args.out or RESULTS / f"audit_v2-{plan.name}-{args.preset}{suffix}.json")
     write_result(out, result)
     print(f"wrote {out}")

@@ -28,6 +28,12 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         else ""
     )
     built = f" built on the text corpus `{corpus}`" if corpus else ""
+    subset = (
+        f" Only the cells whose id contains `{result['only']}` were run (no clean, decoy or "
+        "benign-shift datasets), so this section has no false-positive rates."
+        if result.get("only")
+        else ""
+    )
     lines = [
         f"## Audit v2 — `{name}`",
         "",
@@ -35,7 +41,7 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         f"Organism `{result['preset']}`{built}; triggers {result['families']}, targets "
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
-        f"held out. Wall time {result['wall_time_s'] / 60:.0f} min on "
+        f"held out.{subset} Wall time {result['wall_time_s'] / 60:.0f} min on "
         f"{result['machine'].get('cpu_count')} cores (load average "
         f"{_num(result['machine'].get('load_average_1m'), 1)} at the start).",
         "",
@@ -73,6 +79,8 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
             f"{detection['word_phrase_families_at_1pct_flagged']} |"
         )
     for kind, entry in detection["false_positive_rate"].items():
+        if entry["flagged"] == "0/0":  # a subset run (``--only``) has no such datasets
+            continue
         lines.append(f"| {kind} datasets flagged (nominal 5 %) | {entry['flagged']} |")
     naming, local, cost = summary["naming"], summary["localisation"], summary["cost"]
     lines += [

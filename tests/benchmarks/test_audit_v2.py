@@ -52,3 +52,14 @@ def test_committed_result_renders() -> None:
     page = audit_v2_section(RESULT.stem, result)
     assert "### Learnability map" in page and "| word/phrase | 1 % | dev |" in page
     assert "clean datasets flagged" in page
+
+
+def test_subset_result_says_so_and_has_no_empty_false_positive_rows() -> None:
+    result = json.loads(RESULT.read_text(encoding="utf-8"))
+    assert "only-" not in RESULT.stem and not result.get("only")
+    result["only"] = "flip"
+    for entry in result["summary"]["detection"]["false_positive_rate"].values():
+        entry.update(flagged="0/0", rate=None)
+    page = audit_v2_section("subset", result)
+    assert "Only the cells whose id contains `flip` were run" in page
+    assert "datasets flagged (nominal" not in page
