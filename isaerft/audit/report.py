@@ -310,7 +310,8 @@ def write_report(
     With ``image_dir`` (relative to ``out_dir``), the plots are also saved there as PNGs and
     referenced from ``report.md``.
     """
-    from isaerft.audit.html import figures_png, render_html
+    from isaerft.audit.figures import figures_png
+    from isaerft.audit.html import render_html
 
     out_dir = Path(out_dir)
     paths = {"json": write_json(out_dir / "report.json", report)}

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from isaerft.audit.data import AuditData
-from isaerft.audit.html import figures_png, render_html
+from isaerft.audit.figures import figures_png
+from isaerft.audit.html import render_html
 from isaerft.audit.report import (
     new_report,
     read_report,
