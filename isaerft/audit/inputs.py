@@ -179,8 +179,8 @@ def _load_models(
 ) -> tuple[LanguageModel, list[SAE[Any]]]:
     if model is not None and saes is not None:
         return model, list(saes)
+    from isaerft.training.record import read_run_info
     from isaerft.training.resolve import load_recipe_model, load_recipe_saes
-    from isaerft.training.run import read_run_info
 
     run_dir = Path(run.source)
     if not (run_dir / "run.json").is_file():

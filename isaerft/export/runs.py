@@ -47,7 +47,7 @@ def load_isaerft_model(
     explicit = model_spec is not None or bool(sae_specs)
     if not explicit and (run / RUN_FILE).is_file():
         # Imported here: training (Lightning) is needed only to open a training run.
-        from isaerft.training.run import load_run
+        from isaerft.training.record import load_run
 
         return load_run(run, device=device)[0]
     folder = intervention_folder(run)

@@ -14,7 +14,8 @@ from isaerft.training.datamodule import ISaeRFTDataModule
 from isaerft.training.module import ISaeRFTLightningModule, NonFiniteLossError
 from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore
 from isaerft.training.recipe import TrainRecipe
-from isaerft.training.run import RunInfo, RunResult, load_run, read_run_info, train
+from isaerft.training.record import RunInfo, load_run, read_run_info
+from isaerft.training.run import RunResult, train
 
 # Everything else (the recipe's sections, tokenising, prefix boundaries, the top-latents
 # logger) is importable from its module: isaerft.training.recipe, .data, .prefix_cache, ...
