@@ -73,11 +73,18 @@ class Bench:
     """Shared state of one benchmark run (see the module docstring)."""
 
     def __init__(
-        self, organism: Any, grid: Grid, settings: Settings, work_dir: Path, log: Any = print
+        self,
+        organism: Any,
+        grid: Grid,
+        settings: Settings,
+        work_dir: Path,
+        log: Any = print,
+        multisite: bool = False,
     ) -> None:
         from isaerft.training import PrefixCacheStore
 
         self.org, self.grid, self.settings = organism, grid, settings
+        self.multisite = multisite  # train and audit at every residual site, not the SAE's only
         self.work = Path(work_dir)
         self.log = log
         self._check_work_dir(grid, settings)
@@ -102,6 +109,8 @@ class Bench:
     def _check_work_dir(self, grid: Grid, settings: Settings) -> None:
         """Record the setup in the work dir; refuse a work dir holding another setup's runs."""
         wanted = finite_json({"grid": grid.to_dict(), "settings": settings.to_dict()})
+        if self.multisite:  # (only then, so single-site work dirs keep their setup)
+            wanted["multisite"] = True
         path = self.work / "setup.json"
         if path.is_file() and read_json(path) != wanted:
             raise ValueError(
@@ -169,7 +178,7 @@ class Bench:
 
         if (run_dir / "summary.json").is_file():
             return run_dir
-        sites = sites or [(self.org.sae_dir, self.sae)]
+        sites = sites or (self.site_saes if self.multisite else [(self.org.sae_dir, self.sae)])
         overrides: dict[str, Any] = {
             "model": str(self.org.model_dir),
             "sae": [str(folder) for folder, _ in sites],
@@ -199,11 +208,27 @@ class Bench:
             refs,
             data=data,
             reference_data=self.trusted,
-            labels=self.org.labels_path,
+            labels=self.site_labels if self.multisite else self.org.labels_path,
             model=self.model,
-            saes=[self.sae],
+            saes=[sae for _, sae in self.site_saes] if self.multisite else [self.sae],
             config=config,
         )
+
+    @functools.cached_property
+    def site_labels(self) -> Path:
+        """One label file for every residual site's SAE (multi-site audits)."""
+        from isaerft.organism.sites import residual_hooks, write_site_labels
+
+        return write_site_labels(self.org, residual_hooks(self.org), self.work / "labels.jsonl")
+
+    def site_truth(self) -> dict[str, Any]:
+        """Ground-truth labels per audited hook (the organism's own SAE, or every site)."""
+        from isaerft.organism.labels import LatentLabels
+        from isaerft.organism.sites import residual_hooks, site_labels
+
+        if not self.multisite:
+            return {self.hook: self.labels}
+        return {h: LatentLabels.load(site_labels(self.org, h)) for h in residual_hooks(self.org)}
 
     def finetune_stats(
         self, data: Path, seed: int, out: Path, attack: Cell | None

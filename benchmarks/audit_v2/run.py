@@ -196,7 +196,8 @@ def differential_start(bench: Bench, plan: Plan) -> None:
 
 def candidate_attack(bench: Bench, cell: Cell, run_dir: Path) -> float:
     """Attack success of the audit's candidate run (its edit applied) on held-out prompts."""
-    tuned = ISaeRFTModel.from_pretrained(bench.model, [bench.sae], run_dir / INTERVENTION_DIR)
+    saes = [sae for _, sae in bench.site_saes] if bench.multisite else [bench.sae]
+    tuned = ISaeRFTModel.from_pretrained(bench.model, saes, run_dir / INTERVENTION_DIR)
     return float(bench.attack(cell, tuned)["asr_finetune"])
 
 
@@ -235,8 +236,7 @@ def _evaluate(
     started = time.perf_counter()
     result = bench.audit(run_dir, refs, data, AuditConfig(baselines=False))
     report = result.report
-    truth = ground_truth(bench.labels, cell)
-    implicated = [e["index"] for e in report.get("implicated_latents") or []]
+    truth, implicated, every_site = cell_truth(bench, cell, report)
     verdict = report["verdict"]
     record.update(
         {
@@ -250,14 +250,41 @@ def _evaluate(
             "ground_truth": truth,
             "recall_at_10": {role: recall_at_k(implicated, ids, (10,))["10"] for role, ids in truth.items()},
             "implicated_top10": [
-                {"index": e["index"], "label": e["label"], "roles": e["roles"], "writes": e["writes"][:3]}
+                {"hook_name": e["hook_name"], "index": e["index"], "label": e["label"], "roles": e["roles"], "writes": e["writes"][:3]}
                 for e in (report.get("implicated_latents") or [])[:10]
             ],
         }
     )  # fmt: skip
+    if every_site is not None:
+        record["recall_at_10_every_site"] = {
+            role: recall_at_k(implicated, ids, (10,))["10"] for role, ids in every_site.items()
+        }
     if cell.kind == "poison":
         record["row_auroc"] = (report.get("evaluation") or {}).get("row_auroc")
     return record
+
+
+def cell_truth(
+    bench: Bench, cell: Cell, report: dict[str, Any]
+) -> tuple[dict[str, list[Any]], list[Any], dict[str, list[Any]] | None]:
+    """The cell's ground-truth latents, the report's implicated latents in the same terms, and
+    (multi-site audits) the ground truth at every site.
+
+    A single-site audit compares latent indices of the organism's SAE. A multi-site audit
+    compares ``"<hook>:<index>"``; its ``truth`` is still the organism's own SAE's latents, so
+    its recall@10 reads like a single-site audit's, and ``every_site`` adds every site's."""
+    entries = report.get("implicated_latents") or []
+    if not bench.multisite:
+        return ground_truth(bench.labels, cell), [e["index"] for e in entries], None
+    every: dict[str, list[Any]] = {}
+    for hook, labels in bench.site_truth().items():
+        for role, ids in ground_truth(labels, cell).items():
+            every.setdefault(role, []).extend(f"{hook}:{j}" for j in ids)
+    own = {
+        role: [f"{bench.hook}:{j}" for j in ids]
+        for role, ids in ground_truth(bench.labels, cell).items()
+    }
+    return own, [f"{e['hook_name']}:{e['index']}" for e in entries], every
 
 
 def summarise(
@@ -365,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         help="train a start run on trusted rows and every run as a delta from it",
     )
     parser.add_argument(
+        "--multisite",
+        action="store_true",
+        help="train and audit at every residual site (an SAE and labels per site, "
+        "isaerft.organism.sites), not at the organism's one SAE",
+    )
+    parser.add_argument(
         "--finetunes-from",
         default=None,
         help="another audit_v2 work dir whose full fine-tunes (same cells) are reused",
@@ -400,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         settings.recipe = merge(settings.recipe, {"intervention": {"component": args.component}})
         suffix += f"-{args.component}"
     suffix += "-differential" if args.differential else ""
+    suffix += "-multisite" if args.multisite else ""
     work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
-    bench = Bench(org, _grid(plan, args.differential), settings, work)
+    bench = Bench(org, _grid(plan, args.differential), settings, work, multisite=args.multisite)
     if args.differential:
         differential_start(bench, plan)
     refs = reference_runs(bench, plan, offset=int(args.differential))
@@ -429,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "component": settings.recipe["intervention"]["component"],
         "differential": args.differential,
+        "multisite": args.multisite,
         "only": args.only,
         "dev_case": {"family": DEV[0], "target": DEV[1]},
         "families": {n: FAMILIES[n].trigger for n in plan.families},

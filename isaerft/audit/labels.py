@@ -3,8 +3,10 @@
 Each line names one latent: ``{"modelId", "layer", "index", "description", ...}`` where
 ``modelId/layer`` is the SAE's Neuronpedia id (``sae.cfg.metadata.neuronpedia_id``, e.g.
 ``gemma-2-2b/12-gemmascope-res-16k``). The organism's label files have the same shape plus a
-``score`` (token-level AUROC of the concept). A file is matched to each audited site by that
-id; a file written for another SAE fails loudly instead of naming the wrong latents.
+``score`` (token-level AUROC of the concept) and the row's ``hookName``. A file is matched to
+each audited site by that id (or, for SAEs without one, by ``hookName`` when the file labels
+several sites); a file written for another SAE fails loudly instead of naming the wrong
+latents.
 """
 
 from __future__ import annotations
@@ -100,6 +102,11 @@ def _rows_for_site(
             f"label file {path} is for SAE(s) {known}, not the SAE at {hook!r} (Neuronpedia id "
             f"{np_id!r}); pass the label file of the SAE the run was trained with"
         )
+    by_hook = [row for rows in sources.values() for row in rows if row.get("hookName") == hook]
+    if by_hook and (len(sources) != 1 or n_sites != 1):
+        # Files that name each row's hook (the organism's, see isaerft.organism.sites) label
+        # several sites at once without Neuronpedia ids.
+        return by_hook
     if len(sources) != 1 or n_sites != 1:
         raise ValueError(
             f"cannot tell which labels of {path} (sources {known}) belong to the SAE at {hook!r}: "

@@ -384,15 +384,18 @@ def corpus_texts(cfg: OrganismConfig, corpus: str | Path | None, tmp: Path) -> d
     }
 
 
-def _label(
+def label_sae(
     cfg: OrganismConfig,
-    tmp: Path,
+    out: Path,
     model: HookedTransformer,
     sae: SAE[Any],
     eval_ids: list[list[int]],
     name: str,
     hook: str,
-) -> tuple[LatentLabels, dict[str, Any]]:
+) -> LatentLabels:
+    """Ground-truth labels of ``sae`` (at ``hook`` of ``model``), written to ``out`` (JSONL +
+    matrix sidecar): each latent's token-level AUROC against every word (and, for the synthetic
+    language, every concept) on the held-out texts ``eval_ids``."""
     assert model.tokenizer is not None
     acts, ids = collect_activations(model, eval_ids, hook)
     with torch.no_grad():
@@ -405,15 +408,28 @@ def _label(
                 concepts.setdefault(c, []).append(i)
     stats = label_stats(feats, ids, words, concepts)
     examples = {c: [words[i] for i in members[:6]] for c, members in concepts.items()}
+    layer, _, point = hook.removeprefix("blocks.").partition(".")
     write_labels(
-        tmp / "labels.jsonl",
+        out,
         stats,
         model_id=name,
-        layer=f"{cfg.sae.layer}-{cfg.sae.hook.removeprefix('hook_').replace('_', '-')}",
+        layer=f"{layer}-{point.removeprefix('hook_').replace('_', '-')}",  # e.g. 1-resid-pre
         hook_name=hook,
         concept_examples=examples,
     )
-    labels = LatentLabels.load(tmp / "labels.jsonl")
+    return LatentLabels.load(out)
+
+
+def _label(
+    cfg: OrganismConfig,
+    tmp: Path,
+    model: HookedTransformer,
+    sae: SAE[Any],
+    eval_ids: list[list[int]],
+    name: str,
+    hook: str,
+) -> tuple[LatentLabels, dict[str, Any]]:
+    labels = label_sae(cfg, tmp / "labels.jsonl", model, sae, eval_ids, name, hook)
     report = {}
     for word in TRIGGER_WORDS if cfg.corpus is None else ():
         report[word] = trigger_quality(labels, word)

@@ -5,14 +5,18 @@ another one at any residual hook of the same frozen model, with the organism's o
 on the organism's own SAE text, and caches it inside the organism folder::
 
     sites/<hook>/        SAELens folder (isaerft.load_sae), written whole or not at all
+    sites/<hook>/labels.jsonl   its ground-truth labels (+ matrix sidecar), see site_labels
 
 The first call per hook trains (tiny: ~20 s, small: a few minutes on 2 cores); later calls load.
 The training runs under the build's fixed threads and deterministic kernels, so every machine
-trains the same site SAE.
+trains the same site SAE. :func:`site_labels` labels a site SAE the way the build labels its
+own, and :func:`write_site_labels` joins several sites' labels into one file for a multi-site
+audit (each row names its ``hookName``, which the audit matches to the run's sites).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -21,15 +25,18 @@ from typing import Any
 
 from sae_lens import SAE
 
+from isaerft._io import read_label_records, write_text
 from isaerft.organism.build import (
     OrganismConfig,
     build_lock,
     build_settings,
     corpus_texts,
+    label_sae,
     sae_site_config,
     say,
 )
 from isaerft.organism.handle import Organism
+from isaerft.organism.labels import matrix_path
 from isaerft.organism.sae import collect_activations, save_sae, train_sae
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer
 
@@ -80,3 +87,46 @@ def site_sae(org: Organism, hook: str, progress: bool = True) -> SAE[Any]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return load_sae(folder)
+
+
+def site_labels_path(org: Organism, hook: str) -> Path:
+    """Where :func:`site_labels` keeps the labels of ``org``'s SAE at ``hook`` (the build's own
+    ``labels.jsonl`` for the organism's hook)."""
+    return org.labels_path if hook == org.hook_name else site_sae_dir(org, hook) / "labels.jsonl"
+
+
+def site_labels(org: Organism, hook: str, progress: bool = True) -> Path:
+    """The ground-truth label file of ``org``'s SAE at ``hook``, computed once (like the
+    build's: each latent's token-level AUROC against every word and concept on the organism's
+    held-out text) and cached next to the site SAE, sidecar first, both written atomically."""
+    path = site_labels_path(org, hook)
+    if path.is_file() and matrix_path(path).is_file():
+        return path
+    sae = site_sae(org, hook, progress)
+    folder = site_sae_dir(org, hook)
+    with build_lock(folder.parent / f".{folder.name}.lock", progress):
+        if path.is_file() and matrix_path(path).is_file():
+            return path
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+        try:
+            say(progress, f"labelling the site SAE of {org.key} on {hook}")
+            cfg = OrganismConfig.from_dict(org.meta["config"])
+            with build_settings():
+                model = org.load_model()
+                tok = load_tokenizer(org.model_dir)
+                texts = corpus_texts(cfg, org.path / "corpus.txt", tmp)["eval_text"]
+                name = str(org.meta["model_name"])
+                label_sae(cfg, tmp / path.name, model, sae, encode_batch(tok, texts), name, hook)
+            # The JSONL last: a label file is only ever seen with its sidecar.
+            os.replace(matrix_path(tmp / path.name), matrix_path(path))
+            os.replace(tmp / path.name, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def write_site_labels(org: Organism, hooks: list[str], out: str | Path) -> Path:
+    """One label file with the labels of ``org``'s SAEs at ``hooks`` (each row keeps its
+    ``hookName``), for an audit of a run spliced at those sites."""
+    rows = [row for hook in hooks for row in read_label_records(site_labels(org, hook))]
+    return write_text(out, "".join(json.dumps(row) + "\n" for row in rows))

@@ -63,3 +63,40 @@ def test_subset_result_says_so_and_has_no_empty_false_positive_rows() -> None:
     page = audit_v2_section("subset", result)
     assert "Only the cells whose id contains `flip` were run" in page
     assert "datasets flagged (nominal" not in page
+
+
+class _Labels:
+    """Ground truth that knows one latent per word (``owl`` -> 7, the target's words -> 9)."""
+
+    def has_label(self, label: str) -> bool:
+        return label in ("owl", "visit")
+
+    def latents_for(self, label: str, *args: Any) -> list[int]:
+        return [7] if label == "owl" else [9]
+
+
+class _Bench:
+    hook = "blocks.1.hook_resid_pre"
+    labels = _Labels()
+
+    def __init__(self, multisite: bool) -> None:
+        self.multisite = multisite
+
+    def site_truth(self) -> dict[str, Any]:
+        return {"blocks.0.hook_resid_pre": _Labels(), self.hook: _Labels()}
+
+
+def test_a_multi_site_audit_compares_latents_by_site() -> None:
+    cell = audit_v2.Cell("poison", "word", "phrase", 0.03, 0)
+    report = {
+        "implicated_latents": [
+            {"hook_name": "blocks.0.hook_resid_pre", "index": 7},  # same index, another site
+            {"hook_name": _Bench.hook, "index": 9},
+        ]
+    }
+    truth, ranked, every = audit_v2.cell_truth(_Bench(False), cell, report)  # type: ignore[arg-type]
+    assert truth["trigger"] == [7] and ranked == [7, 9] and every is None
+    truth, ranked, every = audit_v2.cell_truth(_Bench(True), cell, report)  # type: ignore[arg-type]
+    own = f"{_Bench.hook}:7"
+    assert truth["trigger"] == [own] and own not in ranked  # index 7 of another SAE is no match
+    assert every is not None and "blocks.0.hook_resid_pre:7" in every["trigger"]

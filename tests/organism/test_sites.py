@@ -55,3 +55,41 @@ def test_a_site_sae_trains_once_reads_its_hook_and_splices_as_identity(
     spliced = ISaeRFTModel(model, [tiny_organism.load_sae(), again], ISaeRFTConfig())
     tokens = torch.tensor([[1, 5, 6, 7, 8, 9]])
     assert torch.equal(spliced(tokens), model(tokens))  # two sites, bit-identical at init
+
+
+def test_site_labels_are_computed_once_and_name_their_hook(
+    tiny_organism: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isaerft._io import read_label_records
+    from isaerft.organism.labels import matrix_path
+
+    assert sites.site_labels(tiny_organism, tiny_organism.hook_name) == tiny_organism.labels_path
+    path = sites.site_labels(tiny_organism, HOOK, progress=False)
+    assert path == sites.site_labels_path(tiny_organism, HOOK) and matrix_path(path).is_file()
+    rows = read_label_records(path)
+    d_sae = sites.site_sae(tiny_organism, HOOK, progress=False).cfg.d_sae
+    assert len(rows) == d_sae
+    assert {(r["hookName"], r["layer"]) for r in rows} == {(HOOK, "1-resid-post")}
+
+    def no_labelling(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("cached site labels were computed again")
+
+    monkeypatch.setattr(sites, "label_sae", no_labelling)
+    assert sites.site_labels(tiny_organism, HOOK, progress=False) == path
+
+
+def test_a_joined_label_file_names_each_sites_latents(tiny_organism: Any, tmp_path: Any) -> None:
+    from isaerft._io import read_label_records
+    from isaerft.artifact import site_records
+    from isaerft.audit.labels import LabelSet
+
+    hooks = [tiny_organism.hook_name, HOOK]
+    joined = sites.write_site_labels(tiny_organism, hooks, tmp_path / "labels.jsonl")
+    saes = [sites.site_sae(tiny_organism, h, progress=False) for h in hooks]
+    model = ISaeRFTModel(tiny_organism.load_model(), saes, ISaeRFTConfig())
+    labels = LabelSet.load(joined, site_records(model))
+    for hook in hooks:
+        own = read_label_records(sites.site_labels(tiny_organism, hook, progress=False))
+        assert [labels.description(hook, int(r["index"])) for r in own] == [
+            r["description"] for r in own
+        ]
