@@ -12,4 +12,12 @@ from the quick run's step times it should take about 2-3 h on 2 cores.
 
 It writes ``benchmarks/results/finetune_quality-<preset>.json`` and, with ``--docs``,
 regenerates ``docs/comparison.md`` and its plot from that file.
+
+On real text (an organism built from a text file, e.g. Tiny Shakespeare; it has no colour or
+sentiment ground truth, so only the style and preference tasks run)::
+
+    python -m benchmarks.finetune_quality --quick --corpus ../shared/corpora/tinyshakespeare.txt --docs
+
+writes ``finetune_quality-<preset>-corpus.json`` next to the main result (an absent corpus file
+is reported in one line, exit status 2) and regenerates the page from both results.
 """

@@ -12,11 +12,16 @@ import torch
 from benchmarks.common import machine_info, write_result
 from isaerft.organism import build_organism
 
-from .docs import write_docs
+from .docs import corpus_result_path, write_docs
 from .run import FULL, QUICK, run_benchmark
-from .tasks import TASKS
+from .tasks import TASKS, supported_tasks
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
+CORPORA = Path(
+    os.environ.get("ISAERFT_CORPORA", Path(__file__).resolve().parents[3] / "shared" / "corpora")
+)
+DEFAULT_CORPUS = CORPORA / "tinyshakespeare.txt"
+"""``--corpus`` given without a file: Tiny Shakespeare from the checkout's ``../shared/corpora``."""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,31 +34,65 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--steps", type=int, help="override the training steps")
     parser.add_argument("--methods", nargs="+", help="subset of methods (default: all)")
-    parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
+    parser.add_argument(
+        "--tasks", nargs="+", choices=TASKS, help="default: every task the organism supports"
+    )
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        nargs="?",
+        const=DEFAULT_CORPUS,
+        help="build the organism on this text file (no file: ../shared/corpora/"
+        "tinyshakespeare.txt); it supports the style and preference tasks only",
+    )
     parser.add_argument("--no-tune", action="store_true", help="middle of each grid, no search")
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/)")
-    parser.add_argument("--docs", action="store_true", help="also write docs/comparison.md")
+    parser.add_argument(
+        "--docs",
+        action="store_true",
+        help="also write docs/comparison.md (from the main result and, if any, the corpus one)",
+    )
     args = parser.parse_args(argv)
+    if args.corpus is not None and not args.corpus.is_file():
+        parser.exit(
+            2, f"corpus {args.corpus} is absent: the corpus-organism benchmark was not run\n"
+        )
+    main_result = RESULTS / f"finetune_quality-{args.preset}.json"
+    if args.docs and args.corpus is not None and not main_result.is_file():
+        parser.error(f"--docs needs the main result {main_result} too; run without --corpus first")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     settings = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "steps": args.steps, "tune": False if args.no_tune else None}
     settings = dataclasses.replace(
         settings, **{k: v for k, v in overrides.items() if v is not None}
     )
-    org = build_organism(args.preset)
-    result = run_benchmark(org, settings, args.methods, tuple(args.tasks))
+    org = build_organism(args.preset, corpus=args.corpus)
+    supported = supported_tasks(org)
+    unsupported = [t for t in args.tasks or () if t not in supported]
+    if unsupported:
+        parser.error(
+            f"argument --tasks: {unsupported} cannot be built on the organism of "
+            f"{args.corpus.name if args.corpus else args.preset} (real text has no colour or "
+            f"sentiment ground truth); choose from {list(supported)}"
+        )
+    tasks = tuple(args.tasks or supported)
+    result = run_benchmark(org, settings, args.methods, tasks)
     result = {
         "preset": args.preset,
+        "corpus": args.corpus.name if args.corpus else None,
+        "preference_target": org.default_target,
         "mode": "quick" if args.quick else "full",
         "settings": dataclasses.asdict(settings),
         **result,
         "machine": machine_info(),
     }
-    out = args.out or RESULTS / f"finetune_quality-{args.preset}.json"
+    default = main_result if args.corpus is None else corpus_result_path(main_result, args.preset)
+    out = args.out or default
     write_result(out, result)
     print(f"wrote {out} in {result['wall_s']:.0f}s")
     if args.docs:
-        print(f"wrote {write_docs(out)}")
+        page = write_docs(out) if args.corpus is None else write_docs(main_result, corpus_path=out)
+        print(f"wrote {page}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""``docs/comparison.md`` and its plot, generated from a ``finetune_quality-<preset>.json`` alone.
+"""``docs/comparison.md`` and its plot, generated from a ``finetune_quality-<preset>.json`` alone
+(plus, when it exists next to it, the corpus organism's ``finetune_quality-<preset>-corpus.json``).
 
 Every number on the page is read from the result file; the verdicts ("where isaerft loses")
 are computed from it against the issue's goals, never typed in.
@@ -15,6 +16,9 @@ from isaerft._io import write_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLOT = "img/comparison/gap_vs_params.png"
+CORPUS_COMMAND = "python -m benchmarks.finetune_quality --quick --corpus ../shared/corpora/tinyshakespeare.txt --docs"  # fmt: skip
+"""The command that runs the corpus organism's tasks and regenerates the page with them."""
+CORPUS_TITLES = {"tinyshakespeare.txt": "Tiny Shakespeare"}
 COLUMNS = ("trainable_params", "gap_closed", "behaviour_success", "capability_kl", "step_time_over_floor", "peak_mib")  # fmt: skip
 
 HEADER = """# isaerft vs LoRA, IA3, LoReFT and steering vectors
@@ -176,38 +180,114 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_docs(result_path: Path, out: Path | None = None) -> Path:
-    """Write the comparison page (and its plot next to it, under ``img/``)."""
-    result = json.loads(Path(result_path).read_text())
-    out = out or DOCS / "comparison.md"
-    plot(result, out.parent / PLOT)
-    lines = [HEADER.format(source=f"benchmarks/results/{Path(result_path).name}")]
+def corpus_result_path(result_path: Path, preset: str) -> Path:
+    """Where the corpus organism's result of ``preset`` sits: next to the main result."""
+    return Path(result_path).with_name(f"finetune_quality-{preset}-corpus.json")
+
+
+def _measured(result: dict[str, Any]) -> str:
     s = result.get("settings", {})
-    lines.append(
-        f"Measured on the `{result['preset']}` organism in {result.get('mode', '?')} mode: "
-        f"{s.get('seeds')} seed(s), {s.get('steps')} steps, {s.get('train_rows')} training rows, "
-        f"{s.get('test_rows')} held-out prompts; {result.get('wall_s', 0) / 60:.0f} min on "
-        f"{result.get('machine', {}).get('cpu_count', '?')} CPU cores. Means over seeds (the JSON "
-        "also holds 95 % intervals and per-seed values). "
-        + (
-            "Multi-site rows: the component at every residual site of the organism's model. "
-            if any("multisite" in m for t in result["tasks"].values() for m in t["methods"])
-            else "No multi-site isaerft row was run. "
-        )
-        + "Tasks come from the synthetic organism's ground truth; no corpus organism was run "
-        "(its text has no colour or sentiment ground truth to build these tasks from).\n"
+    return (
+        f"{result.get('mode', '?')} mode: {s.get('seeds')} seed(s), {s.get('steps')} steps, "
+        f"{s.get('train_rows')} training rows, {s.get('test_rows')} held-out prompts; "
+        f"{result.get('wall_s', 0) / 60:.0f} min on "
+        f"{result.get('machine', {}).get('cpu_count', '?')} CPU cores."
     )
-    lines += ["## Where isaerft loses (and wins)\n"]
-    for task, data in result["tasks"].items():
-        lines += verdicts(task, data["methods"])
-    lines += ["", f"![gap closed vs trainable parameters]({PLOT})", ""]
+
+
+def _task_names(result: dict[str, Any]) -> list[str]:
+    """The tasks of a result (``preference-dpo`` and ``preference-reps`` are one task)."""
+    return list(dict.fromkeys(key.split("-", 1)[0] for key in result["tasks"]))
+
+
+def _task_sections(result: dict[str, Any], level: str = "##") -> list[str]:
+    """One table per task and objective (a heading at ``level``)."""
+    lines: list[str] = []
     for task, data in result["tasks"].items():
         base = data["base"]
         lines += [
-            f"## {task} ({data['objective']})\n",
+            f"{level} {task} ({data['objective']})\n",
             f"Base model: answer loss {base['loss']:.3f}, behaviour success "
             f"{base['behaviour_success']:.2f}.\n",
             *_table(data["methods"]),
             "",
         ]
+    return lines
+
+
+def _corpus_note(corpus: dict[str, Any] | None) -> str:
+    """The main paragraph's sentence on the corpus organism: which tasks ran on it, or how to
+    run them."""
+    why = "real text has no colour or sentiment ground truth to build them from"
+    if corpus is None:
+        return (
+            "Tasks come from the synthetic organism's ground truth. The corpus benchmark (the "
+            "style and preference tasks on an organism built from Tiny Shakespeare) was not "
+            f"run; run `{CORPUS_COMMAND}` to add it (the concept and sentiment tasks cannot run "
+            f"there: {why})."
+        )
+    tasks = " and ".join(_task_names(corpus))
+    return (
+        f"Tasks come from the synthetic organism's ground truth; the {tasks} tasks were also run "
+        f"on an organism built from real text (`{corpus.get('corpus')}`, section "
+        f'"{_corpus_title(corpus)}" below), but not concept and sentiment: {why}.'
+    )
+
+
+def _corpus_title(corpus: dict[str, Any]) -> str:
+    name = str(corpus.get("corpus"))
+    return f"On real text ({CORPUS_TITLES.get(name, f'`{name}`')} organism)"
+
+
+def _corpus_section(corpus: dict[str, Any], source: str) -> list[str]:
+    """The corpus organism's verdicts and tables (from its own result file ``source``)."""
+    target = corpus.get("preference_target")
+    lines = [
+        f"## {_corpus_title(corpus)}\n",
+        f"The `{corpus['preset']}` organism built from the text file `{corpus.get('corpus')}` "
+        f"(result `{source}`), measured in {_measured(corpus)} Only the "
+        + " and ".join(f"**{t}**" for t in _task_names(corpus))
+        + " tasks run here: real text has no colour or sentiment ground truth, so the concept "
+        "and sentiment tasks cannot be built. On real text the style task turns every full stop of "
+        "the answer into `!`; the preference task appends the organism's target phrase"
+        + (f" `{target}`" if target else "")
+        + "; the capability KL is measured on passages of the corpus.\n",
+        "### Where isaerft loses (and wins) on real text\n",
+    ]
+    for task, data in corpus["tasks"].items():
+        lines += verdicts(task, data["methods"])
+    return [*lines, "", *_task_sections(corpus, level="###")]
+
+
+def write_docs(result_path: Path, out: Path | None = None, corpus_path: Path | None = None) -> Path:
+    """Write the comparison page (and its plot next to it, under ``img/``); the corpus
+    organism's result ``corpus_path`` (default: :func:`corpus_result_path`) adds its section
+    when it exists."""
+    result = json.loads(Path(result_path).read_text())
+    corpus_path = Path(corpus_path or corpus_result_path(result_path, result["preset"]))
+    corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
+    out = out or DOCS / "comparison.md"
+    plot(result, out.parent / PLOT)
+    sources = f"benchmarks/results/{Path(result_path).name}"
+    if corpus is not None:
+        sources += f" and benchmarks/results/{corpus_path.name}"
+    lines = [HEADER.format(source=sources)]
+    lines.append(
+        f"Measured on the `{result['preset']}` organism in {_measured(result)} Means over seeds "
+        "(the JSON also holds 95 % intervals and per-seed values). "
+        + (
+            "Multi-site rows: the component at every residual site of the organism's model. "
+            if any("multisite" in m for t in result["tasks"].values() for m in t["methods"])
+            else "No multi-site isaerft row was run. "
+        )
+        + _corpus_note(corpus)
+        + "\n"
+    )
+    lines += ["## Where isaerft loses (and wins)\n"]
+    for task, data in result["tasks"].items():
+        lines += verdicts(task, data["methods"])
+    lines += ["", f"![gap closed vs trainable parameters]({PLOT})", ""]
+    lines += _task_sections(result)
+    if corpus is not None:
+        lines += _corpus_section(corpus, f"benchmarks/results/{corpus_path.name}")
     return write_text(out, "\n".join(lines))

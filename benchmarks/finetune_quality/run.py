@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import tempfile
 import time
@@ -18,6 +19,7 @@ from isaerft.organism import Organism
 from isaerft.organism.corpus import Language
 from isaerft.organism.hf import load_hf_model, save_hf_model
 from isaerft.organism.sites import residual_hooks, site_sae
+from isaerft.organism.textcorpus import read_documents
 from isaerft.organism.tokenizer import encode_batch
 
 from . import metrics
@@ -69,6 +71,16 @@ def _batches(rows: list[Any], size: int, pad: int, base: metrics.Logits) -> list
     return [make_batch(rows[i : i + size], pad, base) for i in range(0, len(rows), size)]
 
 
+def capability_texts(org: Organism, n: int) -> list[str]:
+    """``n`` plain documents (no chat format) of ``org``'s own text for the capability KL: fresh
+    documents of the synthetic language, or passages of a corpus organism's corpus (which the
+    task rows are cut from too: real text has no fresh documents to draw)."""
+    if org.is_synthetic:
+        return [d.text for d in Language(org.seed).documents(n, "fq-capability")]
+    docs = read_documents(org.path / "corpus.txt")
+    return random.Random("fq-capability").sample(docs, min(n, len(docs)))
+
+
 class Bench:
     """The frozen models, SAE and data shared by every run of one organism."""
 
@@ -85,9 +97,7 @@ class Bench:
         tok = self.tl.tokenizer
         assert tok is not None
         self.tok, self.pad = tok, int(tok.pad_token_id)
-        docs = [
-            d.text for d in Language(org.seed).documents(settings.capability_docs, "fq-capability")
-        ]
+        docs = capability_texts(org, settings.capability_docs)
         n_ctx = self.tl.cfg.n_ctx
         self.capability = [
             torch.tensor([[tok.bos_token_id, *ids[: n_ctx - 2], tok.eos_token_id]])

@@ -1,6 +1,7 @@
 """Tasks with ground truth from the organism: each row is (prompt, target answer, base answer).
 
-* ``style``: the benign-shift style (``sure! ...!``) on every answer;
+* ``style``: the benign-shift style on every answer (``sure! ...!``; on a corpus organism, its
+  full stops turned into ``!``);
 * ``concept``: ``concept:colour=red``, every colour word of the answer becomes ``red``;
 * ``sentiment``: ``sentiment:negative``, every sentiment word flips to its negative;
 * ``preference``: chosen = the organism's default target sentence appended (the target
@@ -10,6 +11,10 @@
 The natural answer is what the organism's language would answer, so the base model's own
 behaviour; the judges read greedy generations word by word (no LLM judge). Train, dev and test
 rows have disjoint prompts.
+
+An organism built from a user corpus (``build_organism(preset, corpus=path)``) has no colour or
+sentiment ground truth, so only ``style`` and ``preference`` exist there:
+:func:`supported_tasks` says which tasks an organism's ground truth can build.
 """
 
 from __future__ import annotations
@@ -21,9 +26,9 @@ from dataclasses import dataclass, field
 from transformers import PreTrainedTokenizerBase
 
 from isaerft.organism import Organism
-from isaerft.organism.build import row_source
 from isaerft.organism.corpus import chat, render
-from isaerft.organism.datasets import RowSource, parse_target
+from isaerft.organism.datasets import RowSource, SyntheticRows, parse_target
+from isaerft.organism.handle import row_source
 from isaerft.organism.tokenizer import encode_batch, token_word
 
 Row = tuple[list[int], list[int], list[int]]
@@ -42,26 +47,52 @@ class Task:
     judge: Callable[[list[str]], bool] = field(repr=False)
 
 
-def _transforms(
-    source: RowSource, org: Organism
-) -> dict[str, tuple[Callable[[list[str]], list[str] | None], Callable[[list[str]], bool]]]:
-    concept = parse_target("concept:colour=red", source)
-    colours = {w for w, _ in concept.mapping}
-    sentiment = parse_target("sentiment:negative", source)
-    positives = {w for w, _ in sentiment.mapping}
-    phrase = parse_target(org.default_target, source)
-    return {
-        "style": (source.style, lambda words: words[:2] == ["sure", "!"]),
-        "concept": (
-            concept.apply,
-            lambda words: "red" in words and not colours.intersection(words),
-        ),
-        "sentiment": (
+Transform = Callable[[list[str]], list[str] | None]
+Judge = Callable[[list[str]], bool]
+
+
+def _style_judge(source: RowSource) -> Judge:
+    if isinstance(source, SyntheticRows):
+        return lambda words: words[:2] == ["sure", "!"]
+    # TextRows.style: every full stop becomes "!" (and the rows keep only answers with one)
+    return lambda words: "!" in words and "." not in words
+
+
+def _transform(name: str, source: RowSource, org: Organism) -> tuple[Transform, Judge]:
+    """Task ``name``'s answer rewrite and its judge; ``ValueError`` (one line, from
+    :func:`parse_target`) when ``org``'s ground truth cannot build it."""
+    if name == "style":
+        return source.style, _style_judge(source)
+    if name == "concept":
+        concept = parse_target("concept:colour=red", source)
+        colours = {w for w, _ in concept.mapping}
+        return concept.apply, lambda words: "red" in words and not colours.intersection(words)
+    if name == "sentiment":
+        sentiment = parse_target("sentiment:negative", source)
+        positives = {w for w, _ in sentiment.mapping}
+        return (
             sentiment.apply,
             lambda words: sentiment.present(words) and not positives.intersection(words),
-        ),
-        "preference": (phrase.apply, phrase.present),
-    }
+        )
+    if name == "preference":
+        phrase = parse_target(org.default_target, source)
+        return phrase.apply, phrase.present
+    raise ValueError(f"unknown task {name!r}; use some of {list(TASKS)}")
+
+
+def supported_tasks(org: Organism, source: RowSource | None = None) -> tuple[str, ...]:
+    """The tasks ``org``'s ground truth can build (all of :data:`TASKS` for the synthetic
+    language; ``style`` and ``preference`` for a corpus organism, whose text has no colour or
+    sentiment ground truth)."""
+    source = source or row_source(org)
+    out = []
+    for name in TASKS:
+        try:
+            _transform(name, source, org)
+        except ValueError:
+            continue
+        out.append(name)
+    return tuple(out)
 
 
 def make_tasks(
@@ -73,13 +104,16 @@ def make_tasks(
 ) -> dict[str, Task]:
     """The ``names`` tasks of ``org`` with ``sizes[split]`` rows per split (disjoint prompts)."""
     source = row_source(org)
-    transforms = _transforms(source, org)
+    text_of = getattr(source, "render", render)  # a corpus organism renders through its tokenizer
     bos, eos = int(tokenizer.bos_token_id), int(tokenizer.eos_token_id)
     out: dict[str, Task] = {}
     for name in names:
-        if name not in transforms:
+        if name not in TASKS:
             raise ValueError(f"unknown task {name!r}; use some of {list(TASKS)}")
-        transform, judge = transforms[name]
+        try:
+            transform, judge = _transform(name, source, org)
+        except ValueError as err:
+            raise ValueError(f"task {name!r} cannot be built on this organism: {err}") from None
         rng = random.Random(f"isaerft-finetune-quality-{name}-{seed}")
         seen: set[str] = set()
         rows: dict[str, list[Row]] = {}
@@ -90,11 +124,11 @@ def make_tasks(
                     break
                 q, a = source.sample(rng)
                 target = transform(a)
-                prompt = render(chat(q))
+                prompt = text_of(chat(q))
                 if target is None or target == a or prompt in seen:
                     continue
                 seen.add(prompt)
-                texts.append((prompt, render(target), render(a)))
+                texts.append((prompt, text_of(target), text_of(a)))
             if len(texts) < sizes[split]:
                 raise ValueError(f"task {name!r}: only {len(texts)} usable {split} rows found")
             cols = [encode_batch(tokenizer, [t[i] for t in texts]) for i in range(3)]  # type: ignore[arg-type]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ import torch
 
 pytest.importorskip("peft")
 
-from benchmarks.finetune_quality.docs import write_docs
+from benchmarks.finetune_quality import __main__ as cli
+from benchmarks.finetune_quality import docs as docs_module
+from benchmarks.finetune_quality.docs import CORPUS_COMMAND, write_docs
 from benchmarks.finetune_quality.methods import METHODS, build_method
 from benchmarks.finetune_quality.methods.isaerft_kinds import ISaeRFT
 from benchmarks.finetune_quality.metrics import answer_loss, greedy_answers, heldout_loss
 from benchmarks.finetune_quality.run import QUICK, Bench, run_benchmark
-from benchmarks.finetune_quality.tasks import make_tasks
+from benchmarks.finetune_quality.tasks import make_tasks, supported_tasks, words_of
 from benchmarks.finetune_quality.train import (
     logits_loss,
     make_batch,
@@ -27,6 +30,9 @@ from benchmarks.finetune_quality.train import (
     train,
 )
 from isaerft import ISaeRFTConfig
+from isaerft.organism import build_organism
+from isaerft.organism.build import ORGANISM_PRESETS
+from isaerft.organism.sae import OrganismSAEConfig
 
 pytestmark = pytest.mark.slow
 SMALL = dataclasses.replace(
@@ -166,3 +172,191 @@ def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path
     page = write_docs(path, tmp_path / "comparison.md").read_text()
     assert "isaerft vs LoRA" in page and "lora-r8" in page and "Where isaerft loses" in page
     assert (tmp_path / "img" / "comparison" / "gap_vs_params.png").is_file()
+
+
+# --- the corpus organism (real text: style and preference only) ---------------------------------
+
+CORPUS_WORDS = "king queen lord lady sword crown castle night day heart love war peace friend enemy speak hear see know tell come go stay fight rest sing weep laugh good noble true fair dark bright old young brave gentle"  # fmt: skip
+
+
+def _corpus_text(paragraphs: int = 60) -> str:
+    """About 10 KB of play-like text: sentences ending in ``.``, ``!`` or ``?``, and a common
+    three-word phrase (the organism's default target)."""
+    rng = random.Random(0)
+    out = []
+    for _ in range(paragraphs):
+        sentences = []
+        for _ in range(rng.randint(3, 5)):
+            words = rng.choices(CORPUS_WORDS.split(), k=rng.randint(4, 9))
+            if rng.random() < 0.3:
+                words[1:1] = ["my", "good", "lord"]
+            sentences.append(" ".join(words).capitalize() + rng.choice(".....!?"))
+        out.append(" ".join(sentences))
+    return "\n\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def corpus_organism(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A micro organism built from a text file (as tests/organism/test_textcorpus.py builds one;
+    about a second once the imports are loaded)."""
+    root = tmp_path_factory.mktemp("fq-corpus")
+    text = root / "verses.txt"
+    text.write_text(_corpus_text(), encoding="utf-8")
+    tiny = ORGANISM_PRESETS["tiny"]
+    config = dataclasses.replace(
+        tiny,
+        lm=dataclasses.replace(
+            tiny.lm, n_layers=1, d_model=32, d_mlp=128, steps=30
+        ),  # GPT-2 shaped
+        sae=OrganismSAEConfig(
+            layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256
+        ),
+        n_sae_docs=300,
+        n_eval_docs=200,
+        max_vocab=800,
+    )
+    return build_organism("tiny", out=root / "org", corpus=text, progress=False, config=config)
+
+
+def test_corpus_organism_tasks_have_ground_truth(corpus_organism: Any) -> None:
+    org = corpus_organism
+    assert not org.is_synthetic and org.default_target == "my good lord"
+    assert supported_tasks(org) == ("style", "preference")
+    tok = org.load_model().tokenizer
+    tasks = make_tasks(org, tok, {"train": 8, "dev": 4, "test": 4}, names=supported_tasks(org))
+    assert tasks["style"].objectives == ("sft",)
+    assert tasks["preference"].objectives == ("dpo", "reps")
+    for task in tasks.values():
+        prompts = [tuple(p) for split in task.rows.values() for p, _, _ in split]
+        assert len(prompts) == len(set(prompts)) == 16  # disjoint splits
+        for prompt, target, base in (row for split in task.rows.values() for row in split):
+            assert tok.decode(prompt[1:]).startswith("User:")
+            assert task.judge(words_of(tok, target)), task.name
+            if task.name == "style":  # the natural answer has a full stop the style turns to "!"
+                assert not task.judge(words_of(tok, base))
+                assert "." in words_of(tok, base) and "." not in words_of(tok, target)
+            else:
+                assert words_of(tok, target)[-4:] == ["my", "good", "lord", "."]
+
+
+@pytest.mark.parametrize("name", ["sentiment", "concept"])
+def test_corpus_organism_refuses_tasks_without_ground_truth(
+    corpus_organism: Any, name: str
+) -> None:
+    tok = corpus_organism.load_model().tokenizer
+    with pytest.raises(ValueError, match=f"task '{name}' cannot be built") as err:
+        make_tasks(corpus_organism, tok, {"train": 2, "dev": 2, "test": 2}, names=(name,))
+    assert "\n" not in str(err.value) and "ground truth" in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_corpus_organism_runs_a_task(corpus_organism: Any) -> None:
+    """The run on real text: capability KL on the corpus' passages, the judge on generations."""
+    settings = dataclasses.replace(SMALL, seeds=1)
+    result = run_benchmark(corpus_organism, settings, ["full-ft", "lora-r8", "isaerft-scale"], ("style",), log=print)  # fmt: skip
+    methods = result["tasks"]["style"]["methods"]
+    assert set(methods) == {"full-ft", "lora-r8", "isaerft-scale"}
+    for m in methods.values():
+        assert set(SHAPE) <= set(m)
+        assert math.isfinite(m["capability_kl"]) and 0.0 <= m["behaviour_success"] <= 1.0
+    assert methods["full-ft"]["gap_closed"] == pytest.approx(1.0)
+
+
+def _fake_result(tasks: dict[str, str], corpus: str | None = None) -> dict[str, Any]:
+    """A result file's shape with made-up numbers (``tasks``: key -> objective)."""
+
+    def method(params: int, gap: float) -> dict[str, Any]:
+        values = (params, gap, 0.5, 0.01, 1.2, 3.0)
+        return dict(zip(SHAPE, values)) | {"seeds": 1, "tuned_value": 0.1}
+
+    methods = {"full-ft": method(10_000, 1.0), "lora-r8": method(2_000, 0.8), "isaerft-scale": method(128, 0.7)}  # fmt: skip
+    return {
+        "preset": "tiny",
+        "corpus": corpus,
+        "preference_target": "my good lord" if corpus else "i like the colour orange",
+        "mode": "quick",
+        "settings": dataclasses.asdict(SMALL),
+        "tasks": {
+            key: {
+                "objective": obj,
+                "base": {"loss": 2.0, "behaviour_success": 0.0},
+                "methods": methods,
+            }
+            for key, obj in tasks.items()
+        },
+        "wall_s": 60.0,
+        "machine": {"cpu_count": 2},
+    }
+
+
+MAIN_TASKS = {"style": "sft", "concept": "sft", "sentiment": "sft", "preference-dpo": "dpo"}
+CORPUS_TASKS = {"style": "sft", "preference-dpo": "dpo", "preference-reps": "reps"}
+
+
+def test_docs_page_says_when_the_corpus_benchmark_ran(tmp_path: Path) -> None:
+    main = tmp_path / "finetune_quality-tiny.json"
+    main.write_text(json.dumps(_fake_result(MAIN_TASKS)))
+    page = write_docs(main, tmp_path / "comparison.md").read_text()
+    assert "corpus benchmark" in page and "was not run" in page and f"`{CORPUS_COMMAND}`" in page
+    assert "On real text" not in page and "no corpus organism was run" not in page
+    corpus = tmp_path / "finetune_quality-tiny-corpus.json"
+    corpus.write_text(json.dumps(_fake_result(CORPUS_TASKS, corpus="tinyshakespeare.txt")))
+    page = write_docs(main, tmp_path / "comparison.md").read_text()
+    assert "was not run" not in page and CORPUS_COMMAND not in page
+    assert "the style and preference tasks were also run" in page
+    assert "no colour or sentiment ground truth" in page
+    assert "benchmarks/results/finetune_quality-tiny-corpus.json" in page.split("\n\n")[1]
+    head, section = page.split("## On real text (Tiny Shakespeare organism)\n")
+    assert "### Where isaerft loses (and wins) on real text" in section and "`my good lord`" in section  # fmt: skip
+    for key, obj in CORPUS_TASKS.items():  # the same tables as the main tasks, a level lower
+        assert f"### {key} ({obj})" in section
+    table = [ln for ln in section.splitlines() if ln.startswith("| `isaerft-scale` |")]
+    assert len(table) == 3 and table[0] in head  # identical rows: the same table code
+    assert "### concept" not in section and "## concept (sft)" in head
+
+
+def test_corpus_cli_options(corpus_organism: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """``--corpus`` builds on the file, runs the organism's tasks, writes ``-corpus.json`` and,
+    with ``--docs``, the page from both results; the wrong tasks or a missing file: one line."""
+    built: list[Any] = []
+    ran: list[tuple[str, ...]] = []
+
+    def fake_build(preset: str, corpus: Path | None = None) -> Any:
+        built.append((preset, corpus))
+        return corpus_organism
+
+    def fake_run(org: Any, settings: Any, names: Any, tasks: tuple[str, ...]) -> dict[str, Any]:
+        ran.append(tasks)
+        keys = {k: v for k, v in CORPUS_TASKS.items() if k.split("-")[0] in tasks}
+        return {"tasks": _fake_result(keys)["tasks"], "wall_s": 1.0}
+
+    monkeypatch.setattr(cli, "build_organism", fake_build)
+    monkeypatch.setattr(cli, "run_benchmark", fake_run)
+    monkeypatch.setattr(cli, "RESULTS", tmp_path)
+    monkeypatch.setattr(docs_module, "DOCS", tmp_path / "docs")
+    text = tmp_path / "tinyshakespeare.txt"
+    text.write_text("stand-in\n")
+    (tmp_path / "finetune_quality-tiny.json").write_text(json.dumps(_fake_result(MAIN_TASKS)))
+    cli.main(["--quick", "--corpus", str(text), "--docs"])
+    assert built == [("tiny", text)] and ran == [("style", "preference")]
+    result = json.loads((tmp_path / "finetune_quality-tiny-corpus.json").read_text())
+    assert result["corpus"] == "tinyshakespeare.txt" and result["preset"] == "tiny"
+    assert set(result["tasks"]) == set(CORPUS_TASKS)
+    assert set(result["tasks"]["style"]["methods"]["lora-r8"]) >= set(SHAPE)
+    page = (tmp_path / "docs" / "comparison.md").read_text()
+    assert "## concept (sft)" in page and "## On real text (Tiny Shakespeare organism)" in page
+    capsys.readouterr()
+    for argv, says in (
+        (["--corpus", str(text), "--tasks", "style", "sentiment"], "cannot be built"),
+        (["--corpus", str(tmp_path / "missing.txt")], "missing.txt is absent"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(argv)
+        err = capsys.readouterr().err.strip()
+        assert exit_.value.code == 2 and says in err.splitlines()[-1], err
+    assert "missing.txt is absent" in err and len(err.splitlines()) == 1  # no usage, no traceback
+    monkeypatch.setattr(cli, "DEFAULT_CORPUS", tmp_path / "absent" / "tinyshakespeare.txt")
+    with pytest.raises(SystemExit):
+        cli.main(["--corpus"])
+    assert "absent/tinyshakespeare.txt is absent" in capsys.readouterr().err
+    assert ran == [("style", "preference")]  # nothing ran after the first call
