@@ -28,6 +28,11 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         else ""
     )
     built = f" built on the text corpus `{corpus}`" if corpus else ""
+    where = (
+        " at every residual site (an SAE per site, each labelled like the organism's own)"
+        if result.get("multisite")
+        else ""
+    )
     subset = (
         f" Only the cells whose id contains `{result['only']}` were run (no clean, decoy or "
         "benign-shift datasets), so this section has no false-positive rates."
@@ -37,7 +42,7 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     lines = [
         f"## Audit v2 — `{name}`",
         "",
-        f"Candidate and reference runs train the `{component}` component.{how} "
+        f"Candidate and reference runs train the `{component}` component{where}.{how} "
         f"Organism `{result['preset']}`{built}; triggers {result['families']}, targets "
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "

@@ -60,8 +60,10 @@ def test_subset_result_says_so_and_has_no_empty_false_positive_rows() -> None:
     result["only"] = "flip"
     for entry in result["summary"]["detection"]["false_positive_rate"].values():
         entry.update(flagged="0/0", rate=None)
+    result["multisite"] = True
     page = audit_v2_section("subset", result)
     assert "Only the cells whose id contains `flip` were run" in page
+    assert "component at every residual site" in page
     assert "datasets flagged (nominal" not in page
 
 
