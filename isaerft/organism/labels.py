@@ -25,6 +25,9 @@ import torch
 from isaerft._io import read_label_records, read_safetensors, write_safetensors, write_text
 
 WORD, CONCEPT = "word:", "concept:"
+GROUND_TRUTH = "isaerft-ground-truth"
+"""The ``explanationModelName`` of every label the organism writes (from ground truth, not a
+language model)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,7 @@ def write_labels(
                 "description": "dead latent (never fires on held-out text)"
                 if dead
                 else _describe(label, examples.get(label[len(CONCEPT) :], ())),
-                "explanationModelName": "isaerft-ground-truth",
+                "explanationModelName": GROUND_TRUTH,
                 "typeName": "ground_truth_auroc",
                 "score": 0.5 if dead else round(float(stats.auroc[best, j]), 4),
                 "label": None if dead else label,

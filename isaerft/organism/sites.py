@@ -36,7 +36,7 @@ from isaerft.organism.build import (
     say,
 )
 from isaerft.organism.handle import Organism
-from isaerft.organism.labels import matrix_path
+from isaerft.organism.labels import GROUND_TRUTH, matrix_path
 from isaerft.organism.sae import collect_activations, save_sae, train_sae
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer
 
@@ -127,6 +127,18 @@ def site_labels(org: Organism, hook: str, progress: bool = True) -> Path:
 
 def write_site_labels(org: Organism, hooks: list[str], out: str | Path) -> Path:
     """One label file with the labels of ``org``'s SAEs at ``hooks`` (each row keeps its
-    ``hookName``), for an audit of a run spliced at those sites."""
+    ``hookName``), for an audit of a run spliced at those sites. Replaces ``out`` only when it
+    is an organism label file itself; any other file there is refused, never overwritten."""
+    out = Path(out)
+    if out.exists() and not _is_organism_labels(out):
+        raise ValueError(f"{out} exists and is not an organism label file; pick another path")
     rows = [row for hook in hooks for row in read_label_records(site_labels(org, hook))]
     return write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _is_organism_labels(path: Path) -> bool:
+    try:
+        rows = read_label_records(path)
+    except (OSError, ValueError):
+        return False
+    return bool(rows) and all(r.get("explanationModelName") == GROUND_TRUTH for r in rows)

@@ -93,3 +93,16 @@ def test_a_joined_label_file_names_each_sites_latents(tiny_organism: Any, tmp_pa
         assert [labels.description(hook, int(r["index"])) for r in own] == [
             r["description"] for r in own
         ]
+
+
+def test_a_joined_label_file_never_overwrites_another_file(
+    tiny_organism: Any, tmp_path: Any
+) -> None:
+    mine = tmp_path / "notes.jsonl"
+    mine.write_text('{"index": 0, "description": "my own label"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="not an organism label file") as info:
+        sites.write_site_labels(tiny_organism, [tiny_organism.hook_name], mine)
+    assert "\n" not in str(info.value)
+    assert mine.read_text(encoding="utf-8") == '{"index": 0, "description": "my own label"}\n'
+    joined = sites.write_site_labels(tiny_organism, [tiny_organism.hook_name], tmp_path / "l.jsonl")
+    assert sites.write_site_labels(tiny_organism, [tiny_organism.hook_name], joined) == joined
