@@ -20,7 +20,14 @@ from benchmarks.finetune_quality.docs import CORPUS_COMMAND, write_docs
 from benchmarks.finetune_quality.methods import METHODS, build_method
 from benchmarks.finetune_quality.methods.isaerft_kinds import ISaeRFT
 from benchmarks.finetune_quality.metrics import answer_loss, greedy_answers, heldout_loss
-from benchmarks.finetune_quality.run import QUICK, Bench, run_benchmark
+from benchmarks.finetune_quality.run import (
+    ADDITIVE_MULTISITE_GRID,
+    LR_GRIDS,
+    QUICK,
+    Bench,
+    grid_for,
+    run_benchmark,
+)
 from benchmarks.finetune_quality.tasks import make_tasks, supported_tasks, words_of
 from benchmarks.finetune_quality.train import (
     logits_loss,
@@ -360,3 +367,13 @@ def test_corpus_cli_options(corpus_organism: Any, tmp_path: Path, monkeypatch: p
         cli.main(["--corpus"])
     assert "absent/tinyshakespeare.txt is absent" in capsys.readouterr().err
     assert ran == [("style", "preference")]  # nothing ran after the first call
+
+
+def test_every_method_has_a_three_point_grid_and_additive_multisite_kinds_a_lower_one() -> None:
+    for name in METHODS:
+        assert len(grid_for(name)) == 3, name
+    assert grid_for("isaerft-scale-multisite") == LR_GRIDS["isaerft"]
+    for kind in ("bias", "scale_bias", "mlp"):
+        assert grid_for(f"isaerft-{kind}-multisite") == ADDITIVE_MULTISITE_GRID
+        assert grid_for(f"isaerft-{kind}") == LR_GRIDS["isaerft"]
+    assert max(ADDITIVE_MULTISITE_GRID) < min(LR_GRIDS["isaerft"]) * 1.01
