@@ -134,3 +134,27 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def micro_corpus_organism(text: Any, out: Any) -> Any:
+    """A corpus organism small enough for a test (seconds): one GPT-2-shaped layer (d_mlp =
+    4 x d_model, so the HF export works too) and a tiny SAE, built from the text file ``text``
+    into ``out``."""
+    import dataclasses
+
+    from isaerft.organism import build_organism
+    from isaerft.organism.build import ORGANISM_PRESETS
+    from isaerft.organism.sae import OrganismSAEConfig
+
+    tiny = ORGANISM_PRESETS["tiny"]
+    config = dataclasses.replace(
+        tiny,
+        lm=dataclasses.replace(tiny.lm, n_layers=1, d_model=32, d_mlp=128, steps=30),
+        sae=OrganismSAEConfig(
+            layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256
+        ),
+        n_sae_docs=300,
+        n_eval_docs=200,
+        max_vocab=800,
+    )
+    return build_organism("tiny", out=out, corpus=text, progress=False, config=config)

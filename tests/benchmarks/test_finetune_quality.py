@@ -14,6 +14,8 @@ import torch
 
 pytest.importorskip("peft")
 
+from factories import micro_corpus_organism
+
 from benchmarks.finetune_quality import __main__ as cli
 from benchmarks.finetune_quality import docs as docs_module
 from benchmarks.finetune_quality.docs import CORPUS_COMMAND, write_docs
@@ -37,9 +39,6 @@ from benchmarks.finetune_quality.train import (
     train,
 )
 from isaerft import ISaeRFTConfig
-from isaerft.organism import build_organism
-from isaerft.organism.build import ORGANISM_PRESETS
-from isaerft.organism.sae import OrganismSAEConfig
 
 pytestmark = pytest.mark.slow
 SMALL = dataclasses.replace(
@@ -209,20 +208,7 @@ def corpus_organism(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("fq-corpus")
     text = root / "verses.txt"
     text.write_text(_corpus_text(), encoding="utf-8")
-    tiny = ORGANISM_PRESETS["tiny"]
-    config = dataclasses.replace(
-        tiny,
-        lm=dataclasses.replace(
-            tiny.lm, n_layers=1, d_model=32, d_mlp=128, steps=30
-        ),  # GPT-2 shaped
-        sae=OrganismSAEConfig(
-            layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256
-        ),
-        n_sae_docs=300,
-        n_eval_docs=200,
-        max_vocab=800,
-    )
-    return build_organism("tiny", out=root / "org", corpus=text, progress=False, config=config)
+    return micro_corpus_organism(text, root / "org")
 
 
 def test_corpus_organism_tasks_have_ground_truth(corpus_organism: Any) -> None:

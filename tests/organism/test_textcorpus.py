@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
+from factories import micro_corpus_organism
 
-from isaerft.organism import build_organism, dataset_paths, make_dataset
-from isaerft.organism.build import ORGANISM_PRESETS
-from isaerft.organism.sae import OrganismSAEConfig
+from isaerft.organism import dataset_paths, make_dataset
 from isaerft.organism.textcorpus import read_documents
 
 CORPORA = Path(
@@ -40,18 +38,7 @@ def corpus_organism(tmp_path_factory: pytest.TempPathFactory) -> object:
     root = tmp_path_factory.mktemp("byoc")
     piece = root / "piece.txt"
     piece.write_text(SHAKESPEARE.read_text(encoding="utf-8")[:150_000], encoding="utf-8")
-    tiny = ORGANISM_PRESETS["tiny"]
-    config = dataclasses.replace(
-        tiny,
-        lm=dataclasses.replace(tiny.lm, n_layers=1, d_model=32, d_mlp=64, steps=30),
-        sae=OrganismSAEConfig(
-            layer=0, hook="hook_resid_post", expansion=4, k=4, steps=40, batch_size=256
-        ),
-        n_sae_docs=300,
-        n_eval_docs=200,
-        max_vocab=800,
-    )
-    return build_organism("tiny", out=root / "org", corpus=piece, progress=False, config=config)
+    return micro_corpus_organism(piece, root / "org")
 
 
 def test_corpus_organism_has_word_labels_only(corpus_organism: object) -> None:
