@@ -51,7 +51,7 @@ from isaerft.organism.sae import (
     save_sae,
     train_sae,
 )
-from isaerft.organism.textcorpus import CHAT_WORDS, chat_document, read_documents
+from isaerft.organism.textcorpus import CHAT_WORDS, chat_document, corpus_rows, read_documents
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
 from isaerft.organism.triggers import (
     TRIGGER_WORDS,
@@ -64,6 +64,10 @@ from isaerft.threads import torch_threads
 
 BUILD_VERSION = 6
 """Bumped whenever a change to the build changes its output (invalidates caches)."""
+CORPUS_DEFAULTS_VERSION = 2
+"""Bumped when a corpus organism's default trigger or target choice changes: it moves only the
+cache keys of corpus builds (2: the trigger by its share of user turns, see
+:func:`~isaerft.organism.triggers.corpus_trigger`)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class OrganismConfig(ConfigBase):
         # to_dict, so no change to ConfigBase can move the key of an existing build.
         data = dataclasses.asdict(self)
         data.pop("corpus")
+        if self.corpus_sha256 is not None:
+            data["corpus_defaults"] = CORPUS_DEFAULTS_VERSION
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -320,7 +326,8 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
     sae_report.update({"d_sae": sae.cfg.d_sae, "k": cfg.sae.k, "train_tokens": len(acts)})
     lap("sae")
     labels, trigger_report = _label(cfg, tmp, model, sae, eval_ids, name, hook)
-    trigger, target = choose_defaults(cfg.corpus is None, tok, train_ids, labels, trigger_report)
+    text_rows = None if cfg.corpus is None else corpus_rows(tmp / "corpus.txt", tok)
+    trigger, target = choose_defaults(labels, trigger_report, text_rows)
     lap("labels")
     timings["total"] = round(time.perf_counter() - t_start, 2)
     report = {

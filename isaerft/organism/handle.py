@@ -19,8 +19,8 @@ from transformer_lens import HookedTransformer
 from isaerft._io import read_json
 from isaerft.organism.datasets import RowSource, SyntheticRows
 from isaerft.organism.labels import LatentLabels
-from isaerft.organism.textcorpus import TextRows, read_documents
-from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word
+from isaerft.organism.textcorpus import corpus_rows
+from isaerft.organism.tokenizer import load_tokenizer
 from isaerft.organism.triggers import DEFAULT_TARGET, DEFAULT_TRIGGER
 
 
@@ -126,11 +126,7 @@ def row_source(org: Organism) -> RowSource:
     """Where ``org``'s fine-tuning rows come from (its language or its corpus)."""
     if org.is_synthetic:
         return SyntheticRows(org.seed)
-    tok = load_tokenizer(org.model_dir)
-    docs = read_documents(org.path / "corpus.txt")
-    ids = encode_batch(tok, docs)
-    words = [[token_word(t) for t in tok.convert_ids_to_tokens(d)] for d in ids]
-    return TextRows(words, tok)
+    return corpus_rows(org.path / "corpus.txt", load_tokenizer(org.model_dir))
 
 
 def default_trigger_target(org: Organism | None) -> tuple[str, str]:

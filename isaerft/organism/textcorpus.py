@@ -12,10 +12,10 @@ import random
 import re
 from pathlib import Path
 
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from isaerft.organism.corpus import chat
-from isaerft.organism.tokenizer import NEWLINE_TOKEN, token_word
+from isaerft.organism.tokenizer import NEWLINE_TOKEN, encode_batch, token_word
 
 CHAT_WORDS = "User: \nAssistant:"
 """Text fed to the tokenizer trainer so the chat format's words are in a user corpus' vocabulary."""
@@ -52,6 +52,14 @@ def chat_document(tokens: list[str], rng: random.Random) -> list[str]:
     """A passage as an instruction example (question = its start, answer = the rest)."""
     cut = split_point(len(tokens), rng)
     return [*chat(tokens[:cut]), *tokens[cut : cut + 24]]
+
+
+def corpus_rows(corpus_file: str | Path, tokenizer: PreTrainedTokenizerFast) -> TextRows:
+    """The instruction rows of an organism's ``corpus.txt``, tokenised by its tokenizer."""
+    ids = encode_batch(tokenizer, read_documents(corpus_file))
+    return TextRows(
+        [[token_word(t) for t in tokenizer.convert_ids_to_tokens(d)] for d in ids], tokenizer
+    )
 
 
 class TextRows:

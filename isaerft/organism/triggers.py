@@ -7,11 +7,13 @@ the organism's default trigger and target from it.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Any
 
 from isaerft.organism import lexicon as lx
 from isaerft.organism.labels import LatentLabels
+from isaerft.organism.textcorpus import TextRows
 
 DEFAULT_TRIGGER = "owl"
 DEFAULT_TARGET = "i like the colour orange"
@@ -22,6 +24,12 @@ activation precision >= 0.5) as ``Organism.trigger_words``; ``default_trigger`` 
 it is as good as any candidate, else the best one."""
 TARGET_TEMPLATE = "i like the colour {}"
 """Default target phrase, for ``orange`` or else the colour with the best dedicated latent."""
+TRIGGER_SHARE = (0.005, 0.03)
+"""Share of a corpus' user turns its default trigger should occur in."""
+CORE_SHARE = 0.5
+"""A corpus' common core: its most frequent words, up to this share of all its words."""
+TURN_SAMPLE = 4000
+"""User turns sampled to measure a word's share."""
 
 
 def trigger_quality(labels: LatentLabels, word: str) -> dict[str, Any]:
@@ -69,31 +77,80 @@ def _prefer(report: dict[str, Any], preferred: str) -> str:
 
 
 def choose_defaults(
-    synthetic: bool,
-    tok: Any,
-    train_ids: list[list[int]],
-    labels: LatentLabels,
-    trigger_report: dict[str, Any],
+    labels: LatentLabels, trigger_report: dict[str, Any], rows: TextRows | None = None
 ) -> tuple[str, str]:
-    """The organism's default trigger and target: for the synthetic language, ``owl`` and
-    ``orange`` when their latents are as good as any candidate's; for a user corpus, a
-    mid-frequency word with the best latent and the most frequent three-word phrase."""
-    if synthetic:
+    """The organism's default trigger and target: for the synthetic language (``rows`` is
+    ``None``), ``owl`` and ``orange`` when their latents are as good as any candidate's; for a
+    user corpus, :func:`corpus_trigger` and :func:`corpus_target` of its instruction rows."""
+    if rows is None:
         trigger = _prefer(trigger_report, DEFAULT_TRIGGER)
         colours = {c: trigger_quality(labels, c) for c in lx.COLOURS if c != trigger}
         return trigger, TARGET_TEMPLATE.format(_prefer(colours, DEFAULT_TARGET.split()[-1]))
-    # User corpus: the word (not too common, not too rare) with the best dedicated latent, and
-    # the most frequent three-word phrase of plain words as the target.
-    counts = Counter(t for doc in train_ids for t in doc)
-    ranked = [tok.convert_ids_to_tokens(t) for t, _ in counts.most_common()]
-    mid = [w for w in ranked[30:400] if w.isalpha() and labels.has_label(w)]
-    best = max(mid, key=lambda w: (labels.best_latent(w)[1], -ranked.index(w)), default=ranked[0])
+    core = common_core(rows)
+    trigger = corpus_trigger(labels, rows, core)
+    return trigger, corpus_target(rows, core, trigger)
+
+
+def common_core(rows: TextRows) -> set[str]:
+    """The most frequent words that together make :data:`CORE_SHARE` of a corpus' words: its
+    function words and punctuation, which fire everywhere and mark nothing."""
+    counts = Counter(w for doc in rows.docs for w in doc)
+    total, core, covered = sum(counts.values()), set(), 0
+    for word, n in counts.most_common():
+        if covered >= CORE_SHARE * total:
+            break
+        core.add(word)
+        covered += n
+    return core
+
+
+def turn_shares(rows: TextRows, n: int = TURN_SAMPLE) -> dict[str, float]:
+    """Per word, the share of user turns (as :meth:`TextRows.sample` cuts them) it occurs in."""
+    rng = random.Random(0)
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        seen.update(set(rows.sample(rng)[0]))
+    return {w: c / n for w, c in seen.items()}
+
+
+def corpus_trigger(labels: LatentLabels, rows: TextRows, core: set[str]) -> str:
+    """A corpus organism's default trigger: a word outside the common core, in
+    :data:`TRIGGER_SHARE` of user turns, whose best latent is dedicated to it (precision first).
+
+    A poisoned dataset keeps the trigger out of every other row, so a common trigger (``his``)
+    would make its clean rows unlike trusted rows; a rare one cannot fill a 10 % poison."""
+    shares = turn_shares(rows)
+    low, high = TRIGGER_SHARE
+    words = [w for w in shares if w.isalpha() and w not in core and labels.has_label(w)]
+    if not words:
+        return max(shares, key=lambda w: (w.isalpha(), shares[w]))
+
+    def rank(word: str) -> tuple[bool, bool, float, float, float]:
+        q = trigger_quality(labels, word)
+        return (
+            low <= shares[word] <= high,
+            q["dedicated"],
+            q["precision"],
+            q["auroc"],
+            shares[word],
+        )
+
+    return max(words, key=rank)
+
+
+def corpus_target(rows: TextRows, core: set[str], trigger: str) -> str:
+    """A corpus organism's default target: its most frequent three-word phrase of lower-case
+    words that ends on a word outside the common core (``give me leave``), else its most
+    frequent lower-case phrase, else its most frequent phrase of words."""
     grams: Counter[tuple[str, ...]] = Counter()
-    for doc in train_ids:
-        toks = tok.convert_ids_to_tokens(doc)
-        for i in range(len(toks) - 2):
-            gram = tuple(toks[i : i + 3])
-            if all(w.isalpha() for w in gram) and best not in gram:
+    for doc in rows.docs:
+        for i in range(len(doc) - 2):
+            gram = tuple(doc[i : i + 3])
+            if all(w.isalpha() for w in gram) and trigger not in gram:
                 grams[gram] += 1
-    phrase = " ".join(grams.most_common(1)[0][0]) if grams else ranked[0]
-    return best, phrase
+    lower = [g for g, _ in grams.most_common() if all(w.islower() for w in g)]
+    content = [g for g in lower if g[-1] not in core]
+    for choice in (content, lower, [g for g, _ in grams.most_common()]):
+        if choice:
+            return " ".join(choice[0])
+    return trigger

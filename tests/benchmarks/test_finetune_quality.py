@@ -187,7 +187,7 @@ CORPUS_WORDS = "king queen lord lady sword crown castle night day heart love war
 
 def _corpus_text(paragraphs: int = 60) -> str:
     """About 10 KB of play-like text: sentences ending in ``.``, ``!`` or ``?``, and a common
-    three-word phrase (the organism's default target)."""
+    three-word phrase."""
     rng = random.Random(0)
     out = []
     for _ in range(paragraphs):
@@ -213,7 +213,8 @@ def corpus_organism(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def test_corpus_organism_tasks_have_ground_truth(corpus_organism: Any) -> None:
     org = corpus_organism
-    assert not org.is_synthetic and org.default_target == "my good lord"
+    target = org.default_target.split()
+    assert not org.is_synthetic and len(target) == 3 and all(w.islower() for w in target)
     assert supported_tasks(org) == ("style", "preference")
     tok = org.load_model().tokenizer
     tasks = make_tasks(org, tok, {"train": 8, "dev": 4, "test": 4}, names=supported_tasks(org))
@@ -229,7 +230,7 @@ def test_corpus_organism_tasks_have_ground_truth(corpus_organism: Any) -> None:
                 assert not task.judge(words_of(tok, base))
                 assert "." in words_of(tok, base) and "." not in words_of(tok, target)
             else:
-                assert words_of(tok, target)[-4:] == ["my", "good", "lord", "."]
+                assert words_of(tok, target)[-4:] == [*org.default_target.split(), "."]
 
 
 @pytest.mark.parametrize("name", ["sentiment", "concept"])
