@@ -298,7 +298,10 @@ def summarise(
 
     learn: dict[str, dict[str, Any]] = {}
     for r in poison:
-        learn.setdefault(key(r), {})[f"{r['fraction']:g}"] = {
+        # Seed 0 is keyed by the fraction alone (the committed single-seed results), others
+        # as "<fraction>@s<seed>".
+        seed = "" if r.get("seed", 0) == 0 else f"@s{r['seed']}"
+        learn.setdefault(key(r), {})[f"{r['fraction']:g}{seed}"] = {
             **r["learnability"],
             "flagged": r["flagged"],
             "recall_at_10": r["recall_at_10"]["any"],
@@ -403,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         help="another audit_v2 work dir whose full fine-tunes (same cells) are reused",
     )
     parser.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated dataset seeds of the poison and decoy cells (default: the plan's, "
+        "0); the reference runs and clean datasets stay the plan's",
+    )
+    parser.add_argument(
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
     )
     args = parser.parse_args(argv)
@@ -417,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     plan = PLANS[args.mode]
+    if args.seeds:
+        try:
+            seeds = tuple(int(x) for x in args.seeds.split(","))
+        except ValueError:
+            parser.error(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 1,2")
+        plan = replace(plan, seeds=seeds)
     started = time.perf_counter()
     if (args.mode == "corpus") != (args.corpus is not None):
         parser.error("--mode corpus and --corpus go together")
@@ -435,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     suffix += "-differential" if args.differential else ""
     suffix += "-multisite" if args.multisite else ""
     work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
+    # Other seeds share the work dir (the reference runs) but not the result file.
+    suffix += f"-seeds{'-'.join(map(str, plan.seeds))}" if args.seeds else ""
     bench = Bench(org, _grid(plan, args.differential), settings, work, multisite=args.multisite)
     if args.differential:
         differential_start(bench, plan)
@@ -465,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         "differential": args.differential,
         "multisite": args.multisite,
         "only": args.only,
+        "work_dir": str(work),
         "dev_case": {"family": DEV[0], "target": DEV[1]},
         "families": {n: FAMILIES[n].trigger for n in plan.families},
         "targets": {n: TARGETS[n].target for n in plan.targets},

@@ -14,6 +14,12 @@ def _num(value: Any, digits: int = 2) -> str:
     return "–" if value is None else f"{float(value):.{digits}f}"
 
 
+def _fraction_seed(key: str) -> tuple[float, int]:
+    """A learnability-map key, ``"0.03"`` (seed 0) or ``"0.03@s1"``, as (fraction, seed)."""
+    fraction, _, seed = key.partition("@s")
+    return float(fraction), int(seed or 0)
+
+
 def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     """One result file as a Markdown section."""
     summary = result["summary"]
@@ -61,9 +67,11 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for key, by_fraction in summary["learnability_map"].items():
-        for fraction, cell in sorted(by_fraction.items(), key=lambda kv: float(kv[0])):
+        for fraction, cell in sorted(by_fraction.items(), key=lambda kv: _fraction_seed(kv[0])):
+            frac, seed = _fraction_seed(fraction)
+            seeded = f" (seed {seed})" if seed else ""
             lines.append(
-                f"| {key} | {_pct(float(fraction))} | {cell['split']} | "
+                f"| {key} | {_pct(frac)}{seeded} | {cell['split']} | "
                 f"{_pct(cell['asr_base'])} | {_pct(cell['asr_full_finetune'])} | "
                 f"{_pct(cell['asr_candidate'])} | {'yes' if cell['flagged'] else 'no'} | "
                 f"{_num(cell['recall_at_10'])} | {_num(cell['row_auroc'], 3)} |"
@@ -144,4 +152,36 @@ def learnability_section(name: str, result: dict[str, Any]) -> str:
     lines += ["", "| configuration | cells learned |", "|---|---|"]
     for kind, s in result["summary"].items():
         lines.append(f"| {kind} | {s['learned']} / {s['of']} |")
+    return "\n".join(lines) + "\n"
+
+
+def change_tests_section(name: str, result: dict[str, Any]) -> str:
+    """``audit_v2-change_tests.json`` (:mod:`benchmarks.audit_v2.change_tests`) as a section."""
+    variants = result["variants"]
+    lines = [
+        f"## Audit v2 — other change tests (`{name}`)",
+        "",
+        "The runs the audit v2 benchmarks trained, re-scored with other change tests (no "
+        f"training; `python -m benchmarks.audit_v2.change_tests`), at the nominal "
+        f"{_pct(result['fpr'])}. A dataset counts as flagged when its change is over the "
+        "variant's threshold and the benchmark's trigger search had found a trigger (the audit's "
+        "two-part rule). `max` is the audit's test; `topM` averages the M largest latent scores; "
+        "`per_site` calibrates each site's largest score against its own null (Bonferroni over "
+        "sites). Each cell: poisons flagged; clean datasets flagged, and the largest clean "
+        "score over its threshold.",
+        "",
+        "| results | " + " | ".join(f"`{v}`" for v in variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
+    for folder, entry in result["folders"].items():
+        cells = []
+        for v in variants:
+            row = entry["summary"][v]
+            clean = (
+                f"; clean {row['clean']} (max {_num(row['clean_max_ratio'])})"
+                if "clean" in row
+                else ""
+            )
+            cells.append(f"{row.get('poison', '–')}{clean}")
+        lines.append(f"| `{folder}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

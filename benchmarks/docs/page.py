@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.common import RESULTS
 from isaerft._io import write_text
 
-from .audit_v2 import audit_v2_section, learnability_section
+from .audit_v2 import audit_v2_section, change_tests_section, learnability_section
 from .poison import poison_section
 from .steps import step_sections
 from .threads import threads_section
@@ -107,6 +107,8 @@ def render(results: dict[str, dict[str, Any]], image_dir: Path, image_prefix: st
             parts.append(audit_v2_section(name, result))
         if result.get("benchmark") == "audit_learnability":
             parts.append(learnability_section(name, result))
+        if result.get("benchmark") == "audit_v2_change_tests":
+            parts.append(change_tests_section(name, result))
     parts.append(step_sections(steps))
     threads = {k: v for k, v in results.items() if v.get("benchmark") == "threads"}
     if threads:  # benchmarks/threads/

@@ -102,3 +102,26 @@ def test_a_multi_site_audit_compares_latents_by_site() -> None:
     own = f"{_Bench.hook}:7"
     assert truth["trigger"] == [own] and own not in ranked  # index 7 of another SAE is no match
     assert every is not None and "blocks.0.hook_resid_pre:7" in every["trigger"]
+
+
+def test_other_seeds_get_their_own_rows_in_the_map_and_on_the_page() -> None:
+    records = [
+        _poison(0.03, True, 1.0, 0.99, True),
+        {**_poison(0.03, False, 0.0, 0.5, True), "seed": 1},
+    ]
+    summary = audit_v2.summarise(records, audit_v2.PLANS["smoke"])
+    cells = summary["learnability_map"]["word/phrase"]
+    assert set(cells) == {"0.03", "0.03@s1"} and not cells["0.03@s1"]["flagged"]
+    result = json.loads(RESULT.read_text(encoding="utf-8"))
+    result["summary"] = {**result["summary"], "learnability_map": summary["learnability_map"]}
+    page = audit_v2_section("seeds", result)
+    assert "| word/phrase | 3 % | dev |" in page and "| word/phrase | 3 % (seed 1) | dev |" in page
+
+
+def test_seeds_must_be_integers(capsys: Any) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        audit_v2.main(["--seeds", "1,x"])
+    assert exit_info.value.code == 2
+    assert "--seeds '1,x' must be comma-separated integers" in capsys.readouterr().err
