@@ -452,7 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
     # Other seeds share the work dir (the reference runs) but not the result file.
     suffix += f"-seeds{'-'.join(map(str, plan.seeds))}" if args.seeds else ""
-    bench = Bench(org, _grid(plan, args.differential), settings, work, multisite=args.multisite)
+    # The work dir's setup is the plan's own (its seeds included): other seeds add cells, and
+    # share its reference runs.
+    grid = _grid(PLANS[args.mode], args.differential)
+    bench = Bench(org, grid, settings, work, multisite=args.multisite)
     if args.differential:
         differential_start(bench, plan)
     refs = reference_runs(bench, plan, offset=int(args.differential))

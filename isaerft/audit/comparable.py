@@ -14,10 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from isaerft.config import ISaeRFTConfig
+from isaerft.configbase import ConfigBase
 from isaerft.runs import RUN_FILE, read_run_record, read_summary
+from isaerft.training.recipe import ObjectiveConfig, OptimConfig
 
 COMPARED_SECTIONS = ("intervention", "objective", "optim")
 """Recipe sections compared whole: component and regulariser, objective, optimiser."""
+SECTION_CONFIGS: dict[str, type[ConfigBase]] = {
+    "intervention": ISaeRFTConfig,
+    "objective": ObjectiveConfig,
+    "optim": OptimConfig,
+}
+"""The config class of each compared section, whose defaults fill a key a record lacks."""
 COMPARED_FIELDS = (
     ("data", "batch_size"),
     ("data", "max_length"),
@@ -45,8 +54,9 @@ def recipe_differences(candidate: dict[str, Any], reference: dict[str, Any]) -> 
     out: list[str] = []
     a, b = candidate["recipe"], reference["recipe"]
     for section in COMPARED_SECTIONS:
-        for key in sorted(set(a.get(section) or {}) | set(b.get(section) or {})):
-            va, vb = (a.get(section) or {}).get(key), (b.get(section) or {}).get(key)
+        sa, sb = _with_defaults(section, a), _with_defaults(section, b)
+        for key in sorted(set(sa) | set(sb)):
+            va, vb = sa.get(key), sb.get(key)
             if va != vb:
                 out.append(f"{section}.{key}: {va!r} vs {vb!r}")
     for section, key in COMPARED_FIELDS:
@@ -58,6 +68,13 @@ def recipe_differences(candidate: dict[str, Any], reference: dict[str, Any]) -> 
         if va is not None and vb is not None and va != vb:
             out.append(f"{what}: {va} vs {vb}")
     return out
+
+
+def _with_defaults(section: str, recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe section with the config's default for every key it lacks: a run recorded
+    before a setting existed trained as that setting's default does."""
+    defaults = SECTION_CONFIGS[section]().to_dict()
+    return {**defaults, **(recipe.get(section) or {})}
 
 
 def compare_recipes(candidate: str | Path, references: list[str | Path]) -> dict[str, list[str]]:

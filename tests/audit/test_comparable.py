@@ -37,6 +37,18 @@ def test_seeds_and_data_may_differ(tmp_path: Path) -> None:
     assert compare_recipes(cand, [_run(tmp_path, "ref", other)]) == {}
 
 
+def test_a_setting_a_run_predates_counts_as_its_default(tmp_path: Path) -> None:
+    """A run recorded before ``reps_beta`` existed trained as its default (2.0) does."""
+    newer = copy.deepcopy(RECIPE)
+    newer["objective"]["reps_beta"] = 2.0
+    cand = _run(tmp_path, "cand", newer)
+    assert compare_recipes(cand, [_run(tmp_path, "old", RECIPE)]) == {}
+    newer["objective"]["reps_beta"] = 4.0
+    other = _run(tmp_path, "cand4", newer)
+    diff = compare_recipes(other, [_run(tmp_path, "old2", RECIPE)])
+    assert diff[str(tmp_path / "old2")] == ["objective.reps_beta: 4.0 vs 2.0"]
+
+
 @pytest.mark.parametrize(
     ("change", "steps", "rows", "expected"),
     [
