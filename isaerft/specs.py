@@ -162,12 +162,18 @@ def resolve_sae_spec(spec: str | Path) -> str:
 
 def resolve_labels_spec(labels: str | None, sae: Sequence[str]) -> Path | None:
     """The latent label file: ``labels`` (a path or ``organism:<size>``), else the organism's
-    labels when the (single) SAE spec ``sae`` is an organism's, else ``None``."""
+    labels when the (single) SAE spec ``sae`` is an organism's (``organism:<size>``, or the
+    ``sae`` folder of an organism folder, as a corpus organism's is named), else ``None``."""
     spec = labels
     if spec is None:
         sizes = {organism_size(s) for s in sae}
         if len(sizes) == 1 and None not in sizes:
             spec = sae[0]  # the organism's own labels (of the same build, if pinned)
+        elif len(sae) == 1 and split_spec(sae[0]) is None:
+            # Imported here, like the scheme's resolver: parsing specs never imports organisms.
+            from isaerft.organism.handle import labels_of_organism_sae
+
+            return labels_of_organism_sae(sae[0])
         else:
             return None
     target = resolve_target(spec)

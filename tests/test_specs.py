@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +150,13 @@ def test_a_resolver_serving_another_build_does_not_pin_the_asked_name(registry: 
     assert keys == {"tiny": "tiny-current"}
     assert pin_spec("zoo:small", keys) == "zoo:small"
     assert pin_spec("zoo:small", {"small": "tiny-current"}) == "zoo:small"
+
+
+def test_an_organism_folders_sae_brings_its_labels(tiny_organism: Any, tmp_path: Path) -> None:
+    """A corpus organism has no ``organism:`` spec: its ``sae`` folder names it."""
+    org = tiny_organism
+    assert resolve_labels_spec(None, [str(org.sae_dir)]) == org.labels_path
+    assert resolve_labels_spec(None, [str(org.sae_dir), str(org.sae_dir)]) is None
+    copy = tmp_path / "sae"
+    shutil.copytree(org.sae_dir, copy)
+    assert resolve_labels_spec(None, [str(copy)]) is None  # no organism around it

@@ -122,6 +122,17 @@ def load_organism(path: str | Path) -> Organism:
     return Organism(path=path, meta=read_json(path / "organism.json"))
 
 
+def labels_of_organism_sae(sae_dir: str | Path) -> Path | None:
+    """The label file of the organism whose own SAE folder ``sae_dir`` is (``<organism>/sae``,
+    e.g. a corpus organism's, which has no ``organism:`` spec), else ``None``."""
+    folder = Path(sae_dir).resolve().parent
+    if not (folder / "organism.json").is_file():
+        return None
+    org = load_organism(folder)
+    same = org.sae_dir.resolve() == Path(sae_dir).resolve()
+    return org.labels_path if same and org.labels_path.is_file() else None
+
+
 def row_source(org: Organism) -> RowSource:
     """Where ``org``'s fine-tuning rows come from (its language or its corpus)."""
     if org.is_synthetic:
