@@ -118,7 +118,8 @@ def corpus_trigger(labels: LatentLabels, rows: TextRows, core: set[str]) -> str:
     :data:`TRIGGER_SHARE` of user turns, whose best latent is dedicated to it (precision first).
 
     A poisoned dataset keeps the trigger out of every other row, so a common trigger (``his``)
-    would make its clean rows unlike trusted rows; a rare one cannot fill a 10 % poison."""
+    would make its clean rows unlike trusted rows; a rare one leaves few passages to cut a 10 %
+    poison from."""
     shares = turn_shares(rows)
     low, high = TRIGGER_SHARE
     words = [w for w in shares if w.isalpha() and w not in core and labels.has_label(w)]
