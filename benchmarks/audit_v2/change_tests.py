@@ -27,17 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from benchmarks.common import RESULTS, machine_info, write_result
 from isaerft._io import read_json
-from isaerft.audit.null import (
-    EditLayout,
-    NullConfig,
-    latent_scores,
-    quantile_threshold,
-    standardise,
-)
+from isaerft.audit.null import NullConfig, compare_to_null
 from isaerft.audit.runs import RunEdits, deltas_from_start
 
 WORK = Path(".cache/bench")
@@ -46,34 +38,31 @@ VARIANTS = (*TOP, "per_site")
 FPR = NullConfig().fpr
 
 
-def variant_scores(z: torch.Tensor, layout: EditLayout) -> dict[str, Any]:
-    """Every variant's statistic of one standardised edit vector (``per_site``: per hook)."""
-    scores = latent_scores(z, layout)
-    out: dict[str, Any] = {
-        k: float(scores.topk(min(m, scores.numel())).values.mean()) for k, m in TOP.items()
-    }
-    out["per_site"] = {hook: float(v.abs().max()) for hook, (v, _) in layout.per_latent(z).items()}
-    return out
+def one_site(run: RunEdits, hook: str) -> RunEdits:
+    """``run`` restricted to its site at ``hook``."""
+    return RunEdits({hook: run.edits[hook]}, [run.site_record(hook)], run.component, run.source)
 
 
 def rescore_cell(candidate: RunEdits, references: list[RunEdits]) -> dict[str, float]:
-    """Per variant, the candidate's score over the variant's threshold at :data:`FPR`."""
+    """Per variant, the candidate's score over the variant's threshold at :data:`FPR`, each
+    from the audit's own :func:`~isaerft.audit.null.compare_to_null`."""
     candidate, references, _ = deltas_from_start(candidate, references)
-    layout = EditLayout.of(candidate)
-    ref = torch.stack([layout.flatten(r) for r in references])
-    floor = NullConfig().floor_fraction
-    null = []
-    for r in range(ref.shape[0]):
-        others = torch.cat([ref[:r], ref[r + 1 :]])
-        null.append(variant_scores(standardise(ref[r], others, layout, floor)[0], layout))
-    own = variant_scores(standardise(layout.flatten(candidate), ref, layout, floor)[0], layout)
-    ratio = {k: own[k] / quantile_threshold([n[k] for n in null], FPR, "gumbel") for k in TOP}
-    sites = own["per_site"]
-    ratio["per_site"] = max(
-        v / quantile_threshold([n["per_site"][h] for n in null], FPR / len(sites), "gumbel")
-        for h, v in sites.items()
+
+    def ratio(cand: RunEdits, refs: list[RunEdits], config: NullConfig) -> float:
+        comparison = compare_to_null(cand, refs, config)
+        return comparison.score / comparison.threshold
+
+    out = {k: ratio(candidate, references, NullConfig(fpr=FPR, top_m=m)) for k, m in TOP.items()}
+    hooks = candidate.hook_names
+    out["per_site"] = max(
+        ratio(
+            one_site(candidate, h),
+            [one_site(r, h) for r in references],
+            NullConfig(fpr=FPR / len(hooks)),
+        )
+        for h in hooks
     )
-    return ratio
+    return out
 
 
 def rescore_folder(work: Path, result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -450,10 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     suffix += "-differential" if args.differential else ""
     suffix += "-multisite" if args.multisite else ""
     work = Path(args.work_dir or f".cache/bench/audit_v2-{plan.name}-{args.preset}{suffix}")
-    # Other seeds share the work dir (the reference runs) but not the result file.
+    # Other seeds add cells to the plan's work dir and share its reference runs, so the work
+    # dir keeps the plan's own setup; their results get a file of their own.
     suffix += f"-seeds{'-'.join(map(str, plan.seeds))}" if args.seeds else ""
-    # The work dir's setup is the plan's own (its seeds included): other seeds add cells, and
-    # share its reference runs.
     grid = _grid(PLANS[args.mode], args.differential)
     bench = Bench(org, grid, settings, work, multisite=args.multisite)
     if args.differential:

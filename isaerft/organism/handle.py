@@ -125,10 +125,10 @@ def load_organism(path: str | Path) -> Organism:
 def labels_of_organism_sae(sae_dir: str | Path) -> Path | None:
     """The label file of the organism whose own SAE folder ``sae_dir`` is (``<organism>/sae``,
     e.g. a corpus organism's, which has no ``organism:`` spec), else ``None``."""
-    folder = Path(sae_dir).resolve().parent
-    if not (folder / "organism.json").is_file():
+    try:
+        org = load_organism(Path(sae_dir).resolve().parent)
+    except FileNotFoundError:  # not inside an organism folder
         return None
-    org = load_organism(folder)
     same = org.sae_dir.resolve() == Path(sae_dir).resolve()
     return org.labels_path if same and org.labels_path.is_file() else None
 

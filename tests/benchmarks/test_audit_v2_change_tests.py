@@ -16,7 +16,7 @@ def _run(seed: int, bump: dict[tuple[str, int], float] | None = None) -> RunEdit
     edits = {h: {"scale": 0.01 * torch.randn(200, generator=g)} for h in HOOKS}
     for (hook, j), value in (bump or {}).items():
         edits[hook]["scale"][j] += value
-    sites = [{"hook_name": h, "d_sae": 200} for h in HOOKS]
+    sites = [{"hook_name": h, "d_sae": 200, "sae_fingerprint": f"sae-{h}"} for h in HOOKS]
     return RunEdits(edits, sites, "scale", source=f"<run {seed}>")
 
 
