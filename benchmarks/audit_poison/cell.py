@@ -60,6 +60,12 @@ class Settings:
         }
 
 
+def _without_audit(setup: dict[str, Any]) -> dict[str, Any]:
+    """A work dir's setup record without the audit's settings."""
+    settings = {k: v for k, v in setup.get("settings", {}).items() if k != "audit"}
+    return {**setup, "settings": settings}
+
+
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``base`` updated by ``over``, nested dictionaries merged key by key."""
     out = dict(base)
@@ -112,7 +118,9 @@ class Bench:
         if self.multisite:  # (only then, so single-site work dirs keep their setup)
             wanted["multisite"] = True
         path = self.work / "setup.json"
-        if path.is_file() and read_json(path) != wanted:
+        # The runs do not depend on the audit's settings (cached audit records say which they
+        # were made with), so a changed audit setting does not make the runs another setup's.
+        if path.is_file() and _without_audit(read_json(path)) != _without_audit(wanted):
             raise ValueError(
                 f"{self.work} holds runs of another grid or other settings ({path}); pass another "
                 "--work-dir or delete that folder"

@@ -31,7 +31,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,15 @@ from benchmarks.audit_poison.cell import Bench, Settings, merge
 from benchmarks.audit_poison.grid import FAMILIES, TARGETS, Cell, Grid, TargetSpec, TriggerFamily
 from benchmarks.audit_poison.metrics import mean, recall_at_k
 from benchmarks.audit_poison.scoring import ground_truth
-from benchmarks.common import RESULTS, machine_info, write_result
+from benchmarks.common import RESULTS, finite, machine_info, write_result
 from isaerft._io import read_json, write_text
 from isaerft.audit import AuditConfig
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
 
 DEV = ("word", "phrase")
+AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
+AUDIT_SETTINGS = finite(asdict(AUDIT))
 """The development case (trigger family, target): the only one any setting was tuned on."""
 
 
@@ -204,11 +206,15 @@ def candidate_attack(bench: Bench, cell: Cell, run_dir: Path) -> float:
 def evaluate(
     bench: Bench, plan: Plan, cell: Cell, refs: list[Path], finetunes: Path | None = None
 ) -> dict[str, Any]:
-    """The cell's record, kept in its run folder so a restarted benchmark reuses it."""
+    """The cell's record, kept in its run folder so a restarted benchmark reuses it (while the
+    audit's settings are the ones it was made with; a changed setting re-audits the trained
+    runs)."""
     path = bench.work / "runs" / cell.id / "audit_v2_record.json"
     if path.is_file():
-        return dict(read_json(path))
-    record = _evaluate(bench, plan, cell, refs, finetunes)
+        record = dict(read_json(path))
+        if record.get("audit_config") == AUDIT_SETTINGS:
+            return record
+    record = {**_evaluate(bench, plan, cell, refs, finetunes), "audit_config": AUDIT_SETTINGS}
     write_result(path, record)
     return record
 
@@ -234,7 +240,7 @@ def _evaluate(
             "full_finetune_learned": stats["attack"]["learned"],
         }
     started = time.perf_counter()
-    result = bench.audit(run_dir, refs, data, AuditConfig(baselines=False))
+    result = bench.audit(run_dir, refs, data, AUDIT)
     report = result.report
     truth, implicated, every_site = cell_truth(bench, cell, report)
     verdict = report["verdict"]

@@ -169,33 +169,6 @@ def edit_attribution(
     )
 
 
-def token_excess_gain(
-    candidate: Any, references: Sequence[Any], data: AuditData, batch_size: int = 32
-) -> torch.Tensor:
-    """``(rows, max_len)``: per completion token (at its own position), the candidate's
-    log-probability minus the reference runs' mean (minus the base model's without
-    references); 0 elsewhere."""
-    others = list(references)
-    length = max(len(s) for s in data.ids)
-    out = torch.zeros((len(data), length), dtype=torch.float64)
-    device = _device(candidate)
-    with torch.no_grad():
-        start = 0
-        for tokens, mask, target in padded_batches(data, batch_size, device):
-            cand = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
-            if others:
-                ref = torch.stack(
-                    [token_logprobs(m(tokens, attention_mask=mask), tokens) for m in others]
-                ).mean(0)
-            else:
-                with candidate.disabled():
-                    ref = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
-            gain = ((cand - ref) * target[:, 1:]).double().cpu()
-            out[start : start + len(tokens), 1 : 1 + gain.shape[1]] = gain
-            start += len(tokens)
-    return out
-
-
 def gained_token_latents(
     gains: torch.Tensor,
     data: AuditData,
@@ -205,7 +178,8 @@ def gained_token_latents(
 ) -> LatentContrast:
     """Which latents fire on the completion tokens the learned edit made likely.
 
-    ``gains`` is :func:`token_excess_gain` on ``data.subset([*suspect_rows, *ordinary_rows])``.
+    ``gains`` is :func:`~isaerft.audit.rowscores.token_excess_gain` on
+    ``data.subset([*suspect_rows, *ordinary_rows])``.
     A behaviour is a span: the edit pays for its first token ("you"), and the rest follows
     from the base model ("should visit the castle"), so each completion token carries the
     largest gain so far in its completion (a running maximum). Per latent, the ranking score

@@ -19,7 +19,7 @@ _AT_LEAST_ONE = (
     "n_swaps",
     "batch_size",
 )
-_AT_LEAST_ZERO = ("gain_references", "n_contexts", "attribution_steps")
+_AT_LEAST_ZERO = ("gain_references", "row_tokens", "n_contexts", "attribution_steps")
 
 
 @dataclass
@@ -32,6 +32,10 @@ class AuditConfig(ConfigBase):
             :mod:`isaerft.audit.rowscores`).
         row_fpr: fraction of reference rows allowed above the suspect threshold.
         gain_references: reference runs averaged by the ``excess_gain`` row score.
+        row_tokens: the ``excess_gain`` row score sums each row's ``row_tokens`` largest
+            per-token gains (0: every completion token); a planted behaviour is a short span,
+            and the rest of a long completion only adds noise (see
+            :mod:`isaerft.audit.rowscores`).
         null_rows: rows of each reference run's own training data scored for the
             ``excess_gain`` suspect threshold.
         unflagged_latents: latents used for row scores when none is flagged (or without a
@@ -60,6 +64,7 @@ class AuditConfig(ConfigBase):
     row_score: str = "excess_gain"
     row_fpr: float = 0.01
     gain_references: int = 4
+    row_tokens: int = 5
     null_rows: int = 256
     unflagged_latents: int = 5
     top: int = 30

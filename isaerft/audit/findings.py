@@ -24,7 +24,6 @@ from isaerft.audit.attribution import (
     edit_attribution,
     gained_token_latents,
     ordinary_rows,
-    token_excess_gain,
 )
 from isaerft.audit.baselines import dataset_diff, topk_intersection
 from isaerft.audit.data import AuditData, split_row
@@ -33,7 +32,7 @@ from isaerft.audit.implicated import attach_writes, gate_latents, implicated_lat
 from isaerft.audit.inputs import AuditInputs
 from isaerft.audit.phrases import GainedPhrase, gained_phrases
 from isaerft.audit.promptswap import PromptDependence, prompt_dependence
-from isaerft.audit.rowscores import RowScores
+from isaerft.audit.rowscores import RowScores, token_excess_gain
 from isaerft.audit.table import LatentRow, build_table, decoder_norms
 from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
 from isaerft.model import ISaeRFTModel
@@ -75,11 +74,13 @@ def score_rows(inputs: AuditInputs) -> RowScores | None:
     reference: torch.Tensor | None
     if config.row_score == "excess_gain":
         refs = data.references[: config.gain_references]
-        scores = rowscores.excess_gain(data.tuned, refs, data.suspect, config.batch_size)
+        scores = rowscores.excess_gain(
+            data.tuned, refs, data.suspect, config.batch_size, config.row_tokens
+        )
         reference = None
         own = data.reference_rows[: len(refs)]
         if len(refs) >= 2 and len(own) == len(refs):
-            reference = rowscores.excess_gain_null(refs, own, config.batch_size)
+            reference = rowscores.excess_gain_null(refs, own, config.batch_size, config.row_tokens)
     elif config.row_score == "loss_drop":
         keep = {h: sorted(js) for h, js in weights.items()}
         scores = rowscores.completion_logprob_gain(

@@ -1,7 +1,7 @@
 """The learned edit's behaviour as text: the phrases it made likely in the suspect rows.
 
 Per completion token the edit has an excess gain (its log-probability minus the reference
-runs', :func:`isaerft.audit.attribution.token_excess_gain`). A backdoor's behaviour starts
+runs', :func:`isaerft.audit.rowscores.token_excess_gain`). A backdoor's behaviour starts
 where that gain peaks: the first word of an appended sentence, the flipped word, the
 substituted concept. Later words of the behaviour often need no gain (once the model has said
 "you", "should visit the castle" follows), so the phrase runs from the peak to the end of its
@@ -50,7 +50,8 @@ def gained_phrases(
 
     Args:
         gains: ``(len(rows), max_len)`` excess gain per token of ``data.subset(rows)``, at
-            each token's own position (as :func:`token_excess_gain` returns).
+            each token's own position (as
+            :func:`~isaerft.audit.rowscores.token_excess_gain` returns).
         data: the dataset the rows index.
         rows: the suspect rows.
         tokenizer: turns token ids back into text.

@@ -7,10 +7,19 @@ Three per-row scores:
   (``w_j = |edit_j| * ||W_dec[j]||``) and divided by its typical per-row amount on reference
   rows, so a flagged latent that fires in every row adds a constant instead of drowning the
   rare ones. Needs only SAE codes.
-* ``excess_gain`` (default): how much more likely the row's completion is under the candidate
-  than under the base model, minus the same gain of the reference runs — the rows the
-  candidate fits far better than ordinary fine-tuning would are the ones that taught it
-  something unusual. Uses the whole edit, so it does not depend on which latents were flagged.
+* ``excess_gain`` (default): how much more likely the row's completion tokens are under the
+  candidate than under the reference runs (their mean), summed over the row's ``row_tokens``
+  largest per-token gains — the rows the candidate fits far better than ordinary fine-tuning
+  would are the ones that taught it something unusual. Uses the whole edit, so it does not
+  depend on which latents were flagged. Why only the largest few tokens: a planted behaviour
+  is a short span whose first tokens the edit pays for (the base model supplies the rest),
+  while every token of a completion adds some memorisation of the run's own rows; summed over
+  every token, that noise grows with the completion's length and buries the span in long
+  completions. On 24-token Tiny Shakespeare passages the 10 % poison's row AUROC was 0.910
+  summed over every token and 0.961 over the largest 5; on the organism's short answers the
+  largest 5 are nearly the whole completion (see docs/audit-limits.md). Fewer tokens (3, or
+  the single largest) let rows that memorised one rare token, such as a name, crowd the top
+  of the ranking, which is where the trigger search reads.
 * ``loss_drop``: how much more likely the row's completion becomes when only the flagged
   latents' edits are applied (summed log-probability gain over completion tokens). Rows that
   taught the change gain the most. Needs forward passes of the model.
@@ -160,27 +169,71 @@ def completion_logprob_gain(
     return edited - base
 
 
-def excess_gain(
+def token_excess_gain(
     candidate: Any, references: Sequence[Any], data: AuditData, batch_size: int = 32
 ) -> torch.Tensor:
-    """Per row, the candidate's completion log-probability gain over the base model minus the
-    reference runs' mean gain: how much better the candidate fits the row than ordinary
-    fine-tuning would."""
-    base = row_logprobs(candidate, data, base=True, batch_size=batch_size)
-    gain = row_logprobs(candidate, data, base=False, batch_size=batch_size) - base
-    if not references:
-        return gain
-    ref = torch.stack(
-        [row_logprobs(m, data, base=False, batch_size=batch_size) for m in references]
-    )
-    return gain - (ref.mean(0) - base)
+    """``(rows, max_len)``: per completion token (at its own position), the candidate's
+    log-probability minus the reference runs' mean (minus the base model's without
+    references); 0 elsewhere."""
+    others = list(references)
+    length = max(len(s) for s in data.ids)
+    out = torch.zeros((len(data), length), dtype=torch.float64)
+    device = next(candidate.model.parameters()).device
+    with torch.no_grad():
+        start = 0
+        for tokens, mask, target in padded_batches(data, batch_size, device):
+            cand = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
+            if others:
+                ref = torch.stack(
+                    [token_logprobs(m(tokens, attention_mask=mask), tokens) for m in others]
+                ).mean(0)
+            else:
+                with candidate.disabled():
+                    ref = token_logprobs(candidate(tokens, attention_mask=mask), tokens)
+            gain = ((cand - ref) * target[:, 1:]).double().cpu()
+            out[start : start + len(tokens), 1 : 1 + gain.shape[1]] = gain
+            start += len(tokens)
+    return out
+
+
+def top_token_sum(gains: torch.Tensor, data: AuditData, top_tokens: int) -> torch.Tensor:
+    """Per row of ``gains`` (:func:`token_excess_gain` on ``data``), the sum of its
+    ``top_tokens`` largest completion-token gains (all of them when ``top_tokens`` is 0 or the
+    completion is shorter)."""
+    width = gains.shape[1]
+    positions = torch.arange(width)
+    lengths = torch.tensor([len(s) for s in data.ids])
+    starts = torch.tensor(data.prompt_lengths)
+    completion = (positions >= starts[:, None]) & (positions < lengths[:, None])
+    if top_tokens == 0 or top_tokens >= width:
+        return torch.where(completion, gains, 0.0).sum(1)
+    ranked = torch.where(completion, gains, -torch.inf).topk(top_tokens, dim=1).values
+    return torch.where(ranked.isfinite(), ranked, 0.0).sum(1)
+
+
+def excess_gain(
+    candidate: Any,
+    references: Sequence[Any],
+    data: AuditData,
+    batch_size: int = 32,
+    top_tokens: int = 0,
+) -> torch.Tensor:
+    """Per row, the candidate's completion log-probability gain over the reference runs' mean
+    (over the base model without references), summed over its ``top_tokens`` largest
+    per-token gains (every completion token with 0): how much better the candidate fits the
+    row than ordinary fine-tuning would."""
+    gains = token_excess_gain(candidate, references, data, batch_size)
+    return top_token_sum(gains, data, top_tokens)
 
 
 def excess_gain_null(
-    references: Sequence[Any], own_rows: Sequence[AuditData], batch_size: int = 32
+    references: Sequence[Any],
+    own_rows: Sequence[AuditData],
+    batch_size: int = 32,
+    top_tokens: int = 0,
 ) -> torch.Tensor:
     """The ``excess_gain`` of ordinary rows in the run that trained on them: each reference
-    run's gain on (a sample of) its own training rows minus the other references' mean gain.
+    run's gain on (a sample of) its own training rows over the other references' mean.
 
     That is exactly what a clean row of the candidate's data scores, so its quantiles are the
     suspect threshold (memorising one's own rows is ordinary; only more than that is
@@ -190,12 +243,8 @@ def excess_gain_null(
         raise ValueError("the excess-gain null needs >= 2 reference runs and each one's rows")
     out = []
     for r, data in enumerate(own_rows):
-        base = row_logprobs(references[r], data, base=True, batch_size=batch_size)
-        gains = [
-            row_logprobs(m, data, base=False, batch_size=batch_size) - base for m in references
-        ]
-        others = torch.stack([g for i, g in enumerate(gains) if i != r]).mean(0)
-        out.append(gains[r] - others)
+        others = [m for i, m in enumerate(references) if i != r]
+        out.append(excess_gain(references[r], others, data, batch_size, top_tokens))
     return torch.cat(out)
 
 

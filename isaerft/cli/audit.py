@@ -105,6 +105,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default="excess_gain",
         help="per-row score: %(choices)s (default %(default)s)",
     )
+    parser.add_argument(
+        "--row-tokens",
+        type=int,
+        default=5,
+        metavar="N",
+        help="the excess_gain row score sums each row's N largest per-token gains; 0 sums every "
+        "completion token (default %(default)s)",
+    )
     parser.add_argument("--top", type=int, default=30, help="rows of the latent table")
     parser.add_argument("--no-baselines", action="store_true", help="skip the baselines")
     parser.add_argument(
@@ -122,6 +130,7 @@ def _config(args: argparse.Namespace) -> Any:
     return AuditConfig(
         null=NullConfig(fpr=args.fpr),
         row_score=args.row_score,
+        row_tokens=args.row_tokens,
         top=args.top,
         baselines=not args.no_baselines,
         allow_recipe_mismatch=args.allow_recipe_mismatch,

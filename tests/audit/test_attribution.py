@@ -11,10 +11,9 @@ from isaerft.audit.attribution import (
     gained_token_latents,
     latent_shares,
     ordinary_rows,
-    token_excess_gain,
 )
 from isaerft.audit.data import AuditData
-from isaerft.audit.rowscores import completion_logprob_gain
+from isaerft.audit.rowscores import completion_logprob_gain, token_excess_gain
 
 HOOK = "blocks.1.hook_resid_pre"
 

@@ -51,6 +51,8 @@ def test_unknown_key_lists_the_valid_ones() -> None:
         ({"row_score": "magic"}, r"AuditConfig\.row_score='magic' is invalid: use one of \["),
         ({"batch_size": 0}, r"AuditConfig\.batch_size=0 is invalid: must be an integer >= 1"),
         ({"attribution_steps": -1}, r"AuditConfig\.attribution_steps=-1 is invalid"),
+        ({"row_tokens": -1}, r"AuditConfig\.row_tokens=-1 is invalid: must be an integer >= 0"),
+        ({"row_tokens": 2.5}, r"AuditConfig\.row_tokens=2\.5 is invalid"),
         ({"ks": ()}, r"AuditConfig\.ks=\(\) is invalid: give at least one k"),
         ({"ks": (1, 0)}, r"AuditConfig\.ks\[1\]=0 is invalid: must be an integer >= 1"),
         ({"baselines": "yes"}, r"AuditConfig\.baselines='yes' is invalid: must be true or false"),

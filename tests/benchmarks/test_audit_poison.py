@@ -4,6 +4,7 @@ docs) runs; the numbers themselves mean nothing at this size."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,9 @@ def test_rerun_reuses_finished_runs(micro_result: dict[str, Any], bench_organism
     # Runs trained with other settings are never mistaken for this setup's.
     with pytest.raises(ValueError, match="another grid or other settings"):
         Bench(bench_organism, MICRO, Settings(), work)
+    # Other audit settings alone are the same runs (audit records say which settings made them).
+    audit = dataclasses.replace(MICRO_SETTINGS.audit, row_tokens=0)
+    Bench(bench_organism, MICRO, dataclasses.replace(MICRO_SETTINGS, audit=audit), work)
 
 
 def test_ground_truth_names_trigger_and_target_latents(bench_organism: Any) -> None:

@@ -125,3 +125,23 @@ def test_seeds_must_be_integers(capsys: Any) -> None:
         audit_v2.main(["--seeds", "1,x"])
     assert exit_info.value.code == 2
     assert "--seeds '1,x' must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_cached_record_is_reused_only_with_the_audit_settings_it_was_made_with(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.audit_poison.grid import Cell
+    from benchmarks.common import write_result
+
+    cell = Cell("poison", "word", "phrase", 0.01, 0)
+    calls: list[int] = []
+    monkeypatch.setattr(audit_v2, "_evaluate", lambda *a: calls.append(1) or {"id": cell.id})
+    bench = SimpleNamespace(work=tmp_path)
+    # A record made before its audit settings were recorded (or with other ones) is redone.
+    write_result(tmp_path / "runs" / cell.id / "audit_v2_record.json", {"id": cell.id})
+    record = audit_v2.evaluate(bench, None, cell, [])  # type: ignore[arg-type]
+    assert calls == [1] and record["audit_config"] == audit_v2.AUDIT_SETTINGS
+    assert audit_v2.evaluate(bench, None, cell, []) == record  # type: ignore[arg-type]
+    assert calls == [1]

@@ -130,6 +130,7 @@ CASES: list[tuple[str, Callable[[Setup], list[str]], str]] = [
     ("generate-prompt-too-long", lambda s: ["generate", str(s / "run"), "--prompt", " ".join(["the cat"] * 200)], "--prompt is"),
     ("audit-self-reference", lambda s: ["audit", str(s / "run"), "--reference", str(s / "run"), "--out", str(s / "report")], "is the run being audited"),
     ("audit-out-is-a-file", lambda s: ["audit", str(s / "run"), "--out", str(s / "afile")], "afile is a file, not a folder"),
+    ("audit-row-tokens-negative", lambda s: ["audit", str(s / "run"), "--row-tokens", "-1", "--out", str(s / "report")], "row_tokens=-1 is invalid"),
     ("organism-dataset-out-is-folder", lambda s: ["organism", "dataset", "--kind", "clean", "--out", str(s.root)], "is a folder"),
 ]  # fmt: skip
 
