@@ -105,6 +105,21 @@ def tiny_sae(
     return sae.to(dtype=dtype).eval()
 
 
+def edited_model(
+    kind: str = "scale", seed: int = 1, hook_name: str = "blocks.1.hook_resid_pre"
+) -> Any:
+    """An ISaeRFT model on :func:`tiny_model` and :func:`tiny_sae` whose trainable parameters
+    are random (``0.3`` standard normal), so its edit changes the model's outputs."""
+    from isaerft import ISaeRFTConfig, ISaeRFTModel
+
+    model = ISaeRFTModel(tiny_model(), tiny_sae(hook_name=hook_name), ISaeRFTConfig(component=kind))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    return model
+
+
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 
 

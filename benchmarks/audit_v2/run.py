@@ -48,9 +48,10 @@ from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
 
 DEV = ("word", "phrase")
+"""The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
 AUDIT_SETTINGS = finite(asdict(AUDIT))
-"""The development case (trigger family, target): the only one any setting was tuned on."""
+"""What each cached cell record was audited with (a record made with other settings is redone)."""
 
 
 @dataclass(frozen=True)

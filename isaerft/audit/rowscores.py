@@ -203,7 +203,7 @@ def top_token_sum(gains: torch.Tensor, data: AuditData, top_tokens: int) -> torc
     width = gains.shape[1]
     positions = torch.arange(width)
     lengths = torch.tensor([len(s) for s in data.ids])
-    starts = torch.tensor(data.prompt_lengths)
+    starts = torch.tensor(data.prompt_lengths).clamp(min=1)  # <bos> is never a completion
     completion = (positions >= starts[:, None]) & (positions < lengths[:, None])
     if top_tokens == 0 or top_tokens >= width:
         return torch.where(completion, gains, 0.0).sum(1)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from factories import tiny_model, tiny_sae
+from factories import edited_model
 
-from isaerft import ISaeRFTConfig, ISaeRFTModel
+from isaerft import ISaeRFTModel
 from isaerft.audit.attribution import (
     LatentContrast,
     gained_token_latents,
@@ -26,12 +26,7 @@ def _data(n: int = 6, seed: int = 0) -> AuditData:
 
 
 def _edited(kind: str) -> ISaeRFTModel:
-    model = ISaeRFTModel(tiny_model(), tiny_sae(hook_name=HOOK), ISaeRFTConfig(component=kind))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.trainable_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model
+    return edited_model(kind, seed=1, hook_name=HOOK)
 
 
 def test_shares_add_up_to_the_gain_and_leave_the_model_as_it_was() -> None:

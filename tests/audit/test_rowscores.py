@@ -6,9 +6,9 @@ import random
 
 import pytest
 import torch
-from factories import tiny_model, tiny_sae
+from factories import edited_model
 
-from isaerft import ISaeRFTConfig, ISaeRFTModel
+from isaerft import ISaeRFTModel
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.audit.rowscores import (
@@ -112,14 +112,7 @@ def test_top_token_sum_reads_only_completion_tokens() -> None:
 
 
 def _edited(seed: int) -> ISaeRFTModel:
-    model = ISaeRFTModel(
-        tiny_model(), tiny_sae(hook_name="blocks.1.hook_resid_pre"), ISaeRFTConfig()
-    )
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.trainable_parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    return model
+    return edited_model("scale", seed=seed)
 
 
 def test_excess_gain_over_every_token_is_the_summed_completion_gain() -> None:
