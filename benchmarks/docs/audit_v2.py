@@ -100,6 +100,14 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         f"| mean recall@10 of trigger + target latents, detected poisons | "
         f"{_num(naming['mean_recall_at_10_on_detected'])} |",
         f"| detected poisons with recall@10 >= 0.9 | {naming['detected_with_recall_ge_0.9']} |",
+    ]
+    words = naming.get("mean_word_recall_at_10_on_detected")
+    if words is not None and words == words:  # absent or nan in results older than the words
+        lines.append(
+            f"| mean share of trigger + target words named in the top 10, detected poisons | "
+            f"{_num(words)} |"
+        )
+    lines += [
         f"| lowest row AUROC on a detected poison | "
         f"{_num(local['min_row_auroc_on_detected'], 3)} |",
         f"| detected poisons with row AUROC >= 0.95 | {local['detected_with_auroc_ge_0.95']} |",

@@ -220,9 +220,7 @@ def gained_token_latents(
         # Share of the gain mass on tokens where the latent fires, against the share of tokens
         # it fires on: a latent of the gained words is far above its base rate, one that fires
         # on every sentence end is not, however much gain its tokens also carry.
-        base_rate = (count / len(used)).clamp(1e-6, 1 - 1e-6)
-        share = weight / total_weight
-        score[hook] = (share - base_rate) / (base_rate * (1 - base_rate) / n_eff).sqrt()
+        score[hook] = excess_share_z(weight, count, total_weight, len(used), n_eff)
     return LatentContrast(
         suspect,
         overall,
@@ -231,6 +229,17 @@ def gained_token_latents(
         "gained tokens: latents firing on the completion tokens the edit made likely",
         score,
     )
+
+
+def excess_share_z(
+    weight: torch.Tensor, count: torch.Tensor, total_weight: float, n_tokens: int, n_eff: float
+) -> torch.Tensor:
+    """Per item (a latent, a word): its share of the gain mass ``weight / total_weight``
+    against its share of the tokens ``count / n_tokens``, as a z-score over ``n_eff``
+    effective gained tokens."""
+    base_rate = (count / n_tokens).clamp(1e-6, 1 - 1e-6)
+    share = weight / total_weight
+    return (share - base_rate) / (base_rate * (1 - base_rate) / n_eff).sqrt()
 
 
 def data_rows(codes: dict[str, SiteCodes]) -> int:

@@ -35,6 +35,7 @@ from isaerft.audit.promptswap import PromptDependence, prompt_dependence
 from isaerft.audit.rowscores import RowScores, token_excess_gain
 from isaerft.audit.table import LatentRow, build_table, decoder_norms
 from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
+from isaerft.audit.words import WordEvidence, word_evidence
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
@@ -47,6 +48,7 @@ class Gained:
     tokens: LatentContrast
     phrases: list[GainedPhrase]
     attribution: LatentContrast | None
+    words: WordEvidence | None = None
 
 
 @dataclass
@@ -154,14 +156,16 @@ def gained_evidence(inputs: AuditInputs, rows: RowScores | None) -> Gained | Non
         data.suspect.subset([*suspects, *ordinary]), config.batch_size,
     )  # fmt: skip
     tokens = gained_token_latents(gains, data.suspect, data.codes, suspects, ordinary)
-    phrases = gained_phrases(gains[: len(suspects)], data.suspect, suspects, data.model.tokenizer)
+    tokenizer = data.model.tokenizer
+    phrases = gained_phrases(gains[: len(suspects)], data.suspect, suspects, tokenizer)
+    words = word_evidence(gains, data.suspect, data.codes, suspects, ordinary, tokenizer)
     attribution = None
     if config.attribution_steps > 0:
         attribution = edit_attribution(
             data.tuned, data.suspect, suspects, ordinary, config.attribution_steps,
             config.batch_size,
         )  # fmt: skip
-    return Gained(tokens, phrases, attribution)
+    return Gained(tokens, phrases, attribution, words)
 
 
 def trigger_search(
@@ -286,6 +290,7 @@ def implicated(
         gained.attribution if gained is not None else None,
         inputs.labels,
         gates,
+        gained.words if gained is not None else None,
     )
     if inputs.model is not None:
         attach_writes(out, inputs.model, inputs.saes, inputs.config.top)

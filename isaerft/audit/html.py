@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from isaerft.audit.figures import figures_png
+from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -198,15 +199,11 @@ def _implicated(implicated: list[dict[str, Any]] | None) -> str:
     items = "".join(
         f"<tr><td>{rank}</td><td>{esc(e['hook_name'])} #{e['index']}</td>"
         f"<td>{esc(e.get('label') or '')}</td><td>{esc(' '.join(e.get('writes') or []))}</td>"
-        f"<td>{esc(', '.join(e.get('roles', [])))}</td><td>{_num(e.get('attribution'))}</td></tr>"
+        f"<td>{esc(describe_roles(e))}</td><td>{_num(e.get('attribution'))}</td></tr>"
         for rank, e in enumerate(implicated[:15], start=1)
     )
     return (
-        "<h2>Implicated latents</h2><p><code>trigger</code> (fires in the suspect rows' "
-        "prompts far more than elsewhere) and <code>behaviour</code> (fires on the completion "
-        "tokens the learned edit made likely) come first, by their best rank in those lists; "
-        "then latents named only by <code>edit</code> (their own edit does the work); then "
-        "latents only <code>changed</code> (unusual against the reference runs). "
+        f"<h2>Implicated latents</h2><p>Roles: {esc(ROLE_LEGEND)}. "
         "<i>writes</i>: the tokens the latent promotes.</p>"
         "<table><tr><th>#</th><th>latent</th><th>label</th><th>writes</th><th>roles</th>"
         f"<th>edit attribution</th></tr>{items}</table>"

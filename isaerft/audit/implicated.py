@@ -1,27 +1,34 @@
 """The implicated latents: every latent the audit points at, with its evidence and what it
 writes.
 
-Three lists are evidence that a latent belongs to what the data taught:
+The evidence that a latent belongs to what the data taught:
 
 * ``trigger`` — it fires in the suspect rows' prompts far more than in the others'
   (:mod:`isaerft.audit.trigger`);
-* ``behaviour`` — it fires on the completion tokens that the learned edit made likely in the
-  suspect rows beyond ordinary rows (gained tokens, :mod:`isaerft.audit.attribution`): the
-  words the data taught the model to say;
-* ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
-  attribution, same module): the mechanism;
+* ``trigger word`` — it reads a word that the suspect rows' prompts share far more than other
+  prompts (:mod:`isaerft.audit.words`);
+* ``behaviour`` — it reads a word the learned edit made likely in the suspect rows beyond
+  ordinary rows (a gained word, :mod:`isaerft.audit.words`): the words the data taught the
+  model to say;
 * ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
-  weights, by the strength of the rules that read them): the trigger, as the edit names it.
+  weights, by the strength of the rules that read them): the trigger, as the edit names it;
+* ``gained`` — it fires on the completion tokens the edit made likely, ranked per latent
+  (:func:`~isaerft.audit.attribution.gained_token_latents`): the latents of what those tokens
+  share with every row (sentence ends, the chat format) crowd this list, so it follows;
+* ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
+  attribution, same module): the mechanism.
 
-Latents with trigger, gate or behaviour evidence come first, ranked by their best rank in those
-lists (ties: trigger first, then more roles), so the top of the list holds the head of each:
-the trigger and the behaviour it switches on. Latents named only by the edit attribution
-follow (the mechanism: often generic latents the edit leans on), then latents that are only
-*flagged* as
-unusually changed against the reference runs follow, strongest first: they are mostly the
-generic drift of fine-tuning (sentence ends, the chat format) and say little about the
-poison. The completion-enrichment search (``behaviour_search`` in the report) is not
-evidence here: the suspect completions also repeat whatever the trigger rows talk about.
+The two trigger lists are merged by alternation into one trigger ranking. Latents with trigger,
+gate or behaviour evidence come first, ranked by their best rank in those lists (ties: trigger
+first, then more roles), so the top of the list holds the head of each: the trigger and the
+behaviour it switches on. Why words, not latents, are ranked first: latents of generic tokens
+(``.``, ``the``) fire on the gained spans too and outrank the taught words' latents in any
+latent-level ranking; per word, the frequent tokens fall away (their gain is no larger than
+their share of tokens) and the taught words stand out. Latents named only by ``gained`` or
+``edit`` follow, then latents that are only *flagged* as unusually changed against the
+reference runs, strongest first: they are mostly the generic drift of fine-tuning and say
+little about the poison. The completion-enrichment search (``behaviour_search`` in the report)
+is not evidence here: the suspect completions also repeat whatever the trigger rows talk about.
 
 Each entry also says what the latent *writes*: its top promoted tokens (the decoder direction
 through the final normalisation and unembedding, as Neuronpedia's "top logits"), so a target
@@ -30,6 +37,7 @@ latent is named by the behaviour it produces, not only by what it reads.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -38,9 +46,28 @@ from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.labels import LabelSet
 from isaerft.audit.null import NullComparison
 from isaerft.audit.trigger import TriggerSearch
+from isaerft.audit.words import WordEvidence
 
 EVIDENCE_TOP = 20
 """How deep into each evidence list latents are taken."""
+NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour")
+"""Roles that name the poison (the rest name the mechanism or the drift)."""
+TRIGGER_ROLES = ("trigger", "trigger word", "gate")
+ROLE_LEGEND = (
+    "trigger = fires in the suspect rows' prompts far more than elsewhere; trigger word = reads "
+    "a word those prompts share; behaviour = reads a word the learned edit made likely in them "
+    "(the words are in brackets); gate = the edit's rules open on it; gained = fires on the "
+    "tokens the edit made likely; edit = its own edit does the work; changed = an unusual edit "
+    "against the reference runs. Naming roles (trigger, trigger word, gate, behaviour) come "
+    "first, by their best rank"
+)
+"""What each role means, for every rendering of the list."""
+
+
+def describe_roles(entry: dict[str, Any]) -> str:
+    """``"trigger word, behaviour [owl, castle]"``: an entry's roles and the words behind them."""
+    words = f" [{', '.join(entry['words'])}]" if entry.get("words") else ""
+    return ", ".join(entry["roles"]) + words
 
 
 def promoted_tokens(model: Any, sae: Any, indices: list[int], k: int = 5) -> dict[int, list[str]]:
@@ -82,17 +109,27 @@ def implicated_latents(
     attribution: LatentContrast | None,
     labels: LabelSet,
     gates: list[tuple[str, int, float]] | None = None,
+    words: WordEvidence | None = None,
 ) -> list[dict[str, Any]]:
     """Every implicated latent, most implicated first (see the module docstring)."""
-    evidence: dict[str, list[tuple[str, int, float]]] = {}
-    if trigger is not None and trigger.found:
-        evidence["trigger"] = trigger.candidates[:EVIDENCE_TOP]
-    if gates:
-        evidence["gate"] = gates[:EVIDENCE_TOP]
-    if gained is not None:
-        evidence["behaviour"] = gained.ranked()[:EVIDENCE_TOP]
-    if attribution is not None:
-        evidence["edit"] = attribution.ranked()[:EVIDENCE_TOP]
+    # Each evidence list: (rank, role, hook, latent, word), best first.
+    evidence: list[list[tuple[int, str, str, int, str | None]]] = []
+    searched = trigger.candidates[:EVIDENCE_TOP] if trigger is not None and trigger.found else []
+    trigger_words = words.latents("trigger")[:EVIDENCE_TOP] if words is not None else []
+    evidence.append(
+        _alternate(
+            [("trigger", h, j, None) for h, j, _ in searched],
+            [("trigger word", h, j, w) for h, j, w in trigger_words],
+        )
+    )
+    evidence.append(_ranked("gate", [(h, j, None) for h, j, _ in (gates or [])[:EVIDENCE_TOP]]))
+    if words is not None:
+        taught = words.latents("behaviour")[:EVIDENCE_TOP]
+        evidence.append(_ranked("behaviour", taught))
+    for role, reading in (("gained", gained), ("edit", attribution)):
+        if reading is not None:
+            top = reading.ranked()[:EVIDENCE_TOP]
+            evidence.append(_ranked(role, [(h, j, None) for h, j, _ in top]))
     contrast = attribution.contrast if attribution is not None else {}
     entries: dict[tuple[str, int], dict[str, Any]] = {}
 
@@ -103,6 +140,7 @@ def implicated_latents(
                 "hook_name": hook,
                 "index": index,
                 "roles": [],
+                "words": [],
                 "best_rank": None,
                 "attribution": float(contrast[hook][index]) if hook in contrast else None,
                 "z": None,
@@ -111,23 +149,34 @@ def implicated_latents(
             },
         )
 
-    for role, ranked in evidence.items():
-        for rank, (hook, j, _) in enumerate(ranked, start=1):
+    ranks: dict[tuple[str, int], dict[str, int]] = {}
+    for ranked in evidence:
+        for rank, role, hook, j, word in ranked:
             e = entry(hook, j)
-            e["roles"].append(role)
-            e["best_rank"] = rank if e["best_rank"] is None else min(e["best_rank"], rank)
+            mine = ranks.setdefault((hook, j), {})
+            if role not in mine:
+                e["roles"].append(role)
+                mine[role] = rank
+            if word is not None and word not in e["words"]:
+                e["words"].append(word)
+    for key, mine in ranks.items():
+        # A naming entry ranks by its naming evidence only: a latent high in the edit list
+        # but deep in the trigger list must not jump the trigger's head.
+        naming = [r for role, r in mine.items() if role in NAMING_ROLES]
+        entries[key]["best_rank"] = min(naming or mine.values())
     for f in comparison.flagged if comparison is not None else []:
         e = entry(f.hook_name, f.index)
         e["roles"].append("changed")
         e["z"] = f.z
 
     def order(e: dict[str, Any]) -> tuple[int, float, int, int, float]:
-        # Trigger and behaviour name the poison; the edit list names its mechanism (often
-        # generic latents the edit uses), so its latents follow unless they also name it.
-        naming = [r for r in e["roles"] if r in ("trigger", "gate", "behaviour")]
-        tier = 0 if naming else (1 if "edit" in e["roles"] else 2)
+        # Trigger and behaviour name the poison; gained-token and edit latents are mostly what
+        # every row shares (sentence ends, the chat format), so they follow unless they also
+        # name it.
+        roles = set(e["roles"])
+        tier = 0 if roles & set(NAMING_ROLES) else (1 if roles & {"gained", "edit"} else 2)
         rank = e["best_rank"] if e["best_rank"] is not None else float("inf")
-        first = 0 if {"trigger", "gate"} & set(e["roles"]) else 1
+        first = 0 if roles & set(TRIGGER_ROLES) else 1
         return (tier, rank, first, -len(e["roles"]), -abs(e["z"] or 0.0))
 
     return sorted(entries.values(), key=order)
@@ -143,3 +192,23 @@ def attach_writes(
         tokens = promoted_tokens(model, sae, sorted({e["index"] for e in mine}), k)
         for e in mine:
             e["writes"] = tokens.get(e["index"], [])
+
+
+def _alternate(
+    a: list[tuple[str, str, int, str | None]], b: list[tuple[str, str, int, str | None]]
+) -> list[tuple[int, str, str, int, str | None]]:
+    """``a[0], b[0], a[1], b[1], ...`` (the longer list's rest after the shorter ends) with
+    each item's rank: a latent in both lists keeps its first rank and both roles."""
+    out: list[tuple[int, str, str, int, str | None]] = []
+    rank_of: dict[tuple[str, int], int] = {}
+    for k in range(max(len(a), len(b))):
+        for role, hook, j, word in a[k : k + 1] + b[k : k + 1]:
+            rank = rank_of.setdefault((hook, j), len(rank_of) + 1)
+            out.append((rank, role, hook, j, word))
+    return out
+
+
+def _ranked(
+    role: str, items: Sequence[tuple[str, int, str | None]]
+) -> list[tuple[int, str, str, int, str | None]]:
+    return [(rank, role, h, j, w) for rank, (h, j, w) in enumerate(items, start=1)]

@@ -178,6 +178,8 @@ def build_report(
     if found.gained is not None:
         report["gained_tokens"] = found.gained.tokens.to_dict(labels)
         report["gained_phrases"] = [p.to_dict() for p in found.gained.phrases]
+        if found.gained.words is not None:
+            report["words"] = found.gained.words.to_dict(labels)
         if found.gained.attribution is not None:
             report["edit_attribution"] = found.gained.attribution.to_dict(labels)
     if found.evaluation is not None:

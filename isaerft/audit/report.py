@@ -18,8 +18,10 @@ report can be re-rendered from its JSON. Top-level keys:
   with how many rows carry each (see :mod:`isaerft.audit.phrases`)
 * ``gained_tokens``, ``edit_attribution``: what the learned edit made likely on the suspect
   rows, and which latents' edits did it (see :mod:`isaerft.audit.attribution`)
-* ``implicated_latents``: trigger candidates, gained-token latents, edit attribution, flagged changes
-  in one ranking (see :mod:`isaerft.audit.implicated`)
+* ``words``: the trigger words and the gained words, each with the latents that read it (see
+  :mod:`isaerft.audit.words`)
+* ``implicated_latents``: trigger candidates, the words' latents, gained-token latents, edit
+  attribution, flagged changes in one ranking (see :mod:`isaerft.audit.implicated`)
 * ``null``: the null settings and leave-one-out scores (absent without reference runs)
 * ``flagged_latents``: the latents above the per-latent threshold, strongest first
 * ``latents``: the per-latent table (see :class:`~isaerft.audit.table.LatentRow`)
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
+from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
 from isaerft.rows import split_row
 
 if TYPE_CHECKING:
@@ -47,9 +50,11 @@ if TYPE_CHECKING:
     from isaerft.audit.rowscores import RowScores
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``),
-``edit_attribution``; 3: ``gained_phrases``."""
+``edit_attribution``; 3: ``gained_phrases``; 4: ``words`` (trigger and gained words with the
+latents that read them), implicated entries' ``words`` and roles ``trigger word`` and
+``gained`` (the per-latent gained-token ranking, ``behaviour`` before)."""
 
 
 def new_report() -> dict[str, Any]:
@@ -183,6 +188,26 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                 "nats at its first token)"
             )
         out.append("")
+    words = report.get("words") or {}
+    for key, title in (
+        ("trigger_words", "Words the suspect rows' prompts share (trigger words)"),
+        ("gained_words", "Words the edit made likely (gained words)"),
+    ):
+        if words.get(key):
+            out += [
+                f"## {title}",
+                "",
+                "| word | z | rows | latents that read it |",
+                "|---|---|---|---|",
+            ]
+            for w in words[key]:
+                readers = "; ".join(
+                    f"{r['hook_name']} #{r['index']} {r['label']}".strip() for r in w["latents"]
+                )
+                out.append(
+                    f"| {_cell(w['word'])} | {_fmt(w['z'], 1)} | {w['rows']} | {_cell(readers)} |"
+                )
+            out.append("")
     for key, title in (
         ("gained_tokens", "What the edit made likely (gained tokens)"),
         ("edit_attribution", "How the edit does it (edit attribution)"),
@@ -201,21 +226,14 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
     implicated = report.get("implicated_latents")
     if implicated:
         out += ["## Implicated latents", ""]
-        out.append(
-            "`trigger` (fires in the suspect rows' prompts far more than elsewhere) and "
-            "`behaviour` (fires on the completion tokens the learned edit made likely) come "
-            "first, by their best rank in those lists; then latents named only by `edit` (their "
-            "own edit makes the suspect rows likely: the mechanism); then latents only "
-            "`changed` (unusual against the reference runs). `writes`: the tokens the latent "
-            "promotes."
-        )
+        out.append(f"Roles: {ROLE_LEGEND}. `writes`: the tokens the latent promotes.")
         out.append("")
         out.append("| # | site | latent | label | writes | roles | edit attribution |")
         out.append("|---|---|---|---|---|---|---|")
         for rank, e in enumerate(implicated[:15], start=1):
             out.append(
                 f"| {rank} | {e['hook_name']} | {e['index']} | {_cell(e['label'] or '')} | "
-                f"{_cell(' '.join(e.get('writes') or []))} | {', '.join(e['roles'])} | "
+                f"{_cell(' '.join(e.get('writes') or []))} | {_cell(describe_roles(e))} | "
                 f"{_fmt(e['attribution'], 3) if e.get('attribution') is not None else ''} |"
             )
         out.append("")

@@ -255,6 +255,9 @@ def _recipe_threads(recipe: str | None, run: str | None) -> int | None:
 
 def print_summary(report: dict[str, Any], out: str) -> None:
     """Print the verdict, the flagged latents and the suspects in a few lines."""
+    from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
+    from isaerft.audit.words import words_lines
+
     verdict = report.get("verdict")
     if verdict:
         word = "FLAGGED" if verdict["flagged"] else "not flagged"
@@ -271,19 +274,15 @@ def print_summary(report: dict[str, Any], out: str) -> None:
     for f in flagged[:10]:
         label = f" {f['label']}" if f.get("label") else ""
         print(f"  {f['hook_name']} #{f['index']:<6d} z={f['z']:+8.2f}{label}")
+    for line in words_lines(report.get("words")):
+        print(line)
     implicated = report.get("implicated_latents") or []
     if implicated:
-        print(
-            "implicated latents (trigger = fires in the suspect rows' prompts; behaviour = fires "
-            "on the tokens the learned edit made likely; edit = its own edit does the work; "
-            "changed = unusual edit):"
-        )
+        print(f"implicated latents ({ROLE_LEGEND}):")
         for e in implicated[:10]:
             label = f" {e['label']}" if e.get("label") else ""
             writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""
-            print(
-                f"  {e['hook_name']} #{e['index']:<6d} {', '.join(e['roles']):<24}{label}{writes}"
-            )
+            print(f"  {e['hook_name']} #{e['index']:<6d} {describe_roles(e):<32}{label}{writes}")
     rows = report.get("rows")
     if rows:
         print(f"suspect rows: {rows['n_suspects']} of {rows['n_rows']}")

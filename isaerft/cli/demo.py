@@ -226,6 +226,8 @@ def _audit(
 ) -> Any:
     """Audit the poisoned dataset: a candidate run and ``reference_runs`` runs on trusted rows."""
     from isaerft.audit import audit_dataset
+    from isaerft.audit.implicated import describe_roles
+    from isaerft.audit.words import words_lines
     from isaerft.organism import make_dataset
     from isaerft.runs import DATA_DIR, read_run_record
 
@@ -266,18 +268,14 @@ def _audit(
     if phrases:
         said = "; ".join(f'"{p["text"]}" ({p["rows"]} rows)' for p in phrases[:3])
         out(f"      the learned edit made likely: {said}")
-    out(
-        "      implicated latents (roles: trigger = fires in the suspect rows' prompts; behaviour ="
-    )
-    out(
-        "      fires on the tokens the learned edit made likely; edit = its own edit does the work;"
-    )
-    out("      changed = unusual edit against the reference runs):")
+    for line in words_lines(report.get("words")):
+        out(f"      {line}")
+    out("      implicated latents (roles: see the report's legend):")
     for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):
         mark = f"   <- {demo.planted[e['index']]}" if e["index"] in demo.planted else ""
         writes = f" (writes {' '.join(e.get('writes', [])[:3])})" if e.get("writes") else ""
         out(
-            f"      {rank:>4} {e['index']:>6}  {', '.join(e['roles']):<24} "
+            f"      {rank:>4} {e['index']:>6}  {describe_roles(e):<32} "
             f"{e['label'] or ''}{writes}{mark}"
         )
     rows, evaluation = report.get("rows") or {}, report.get("evaluation") or {}

@@ -1,4 +1,5 @@
-"""The implicated list: every evidence list's head first, plain changes after, what it writes."""
+"""The implicated list: every naming list's head first (trigger search and trigger words
+merged), the mechanism after, plain changes last, and what each latent writes."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import torch
 from factories import tiny_model, tiny_sae
 
 from isaerft.audit.attribution import LatentContrast
-from isaerft.audit.implicated import implicated_latents, promoted_tokens
+from isaerft.audit.implicated import describe_roles, implicated_latents, promoted_tokens
 from isaerft.audit.labels import LabelSet, LatentLabel
 from isaerft.audit.null import FlaggedLatent
 from isaerft.audit.trigger import TriggerSearch
+from isaerft.audit.words import Word, WordEvidence
 
 H = "blocks.0.hook_resid_post"
 
@@ -33,21 +35,39 @@ def test_naming_evidence_first_then_mechanism_then_generic_changes() -> None:
     edit = zeros.clone()
     edit[[2, 4]] = torch.tensor([0.9, 0.5], dtype=torch.float64)
     gained_score = zeros.clone()
-    gained_score[[5, 4]] = torch.tensor([7.0, 3.0], dtype=torch.float64)
+    gained_score[0] = 9.0  # a sentence-end latent: fires on every gained span
     attribution = LatentContrast({H: edit}, {H: zeros}, [0], [1])
     gained = LatentContrast({H: zeros}, {H: zeros}, [0], [1], "gained", {H: gained_score})
     trigger = _search([(H, 6, 9.0)])
+    words = WordEvidence(
+        trigger=[Word(10, "owl", 30.0, 9, [(H, 6), (H, 3)])],
+        behaviour=[Word(11, "castle", 10.0, 9, [(H, 5)]), Word(12, "visit", 9.0, 9, [(H, 1)])],
+    )
     comparison = _Comparison([_flag(7, 250.0), _flag(2, 40.0)])
     labels = LabelSet({H: {6: LatentLabel('the word "owl"')}})
-    out = implicated_latents(comparison, trigger, gained, attribution, labels)  # type: ignore[arg-type]
+    out = implicated_latents(comparison, trigger, gained, attribution, labels, words=words)  # type: ignore[arg-type]
     order = [e["index"] for e in out]
-    # Rank 1 of trigger (6) before rank 1 of behaviour (5); then 4 (behaviour #2, also edit);
-    # then the edit-only latent 2, and the huge generic change (7, z 250) last.
-    assert order == [6, 5, 4, 2, 7]
-    assert out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
+    # Rank 1 of the trigger list (6: the search's and the trigger word's) before rank 1 of
+    # behaviour (5); then the trigger word's second latent (3) and behaviour #2 (1); then the
+    # mechanism: the edit latent that also changed (2), the generic gained-token latent (0),
+    # edit #2 (4); the huge generic change (7, z 250) last.
+    assert order == [6, 5, 3, 1, 2, 0, 4, 7]
+    assert out[0]["roles"] == ["trigger", "trigger word"] and out[0]["words"] == ["owl"]
     assert out[0]["label"] == 'the word "owl"'
-    assert set(out[2]["roles"]) == {"behaviour", "edit"}
-    assert set(out[3]["roles"]) == {"edit", "changed"}
+    assert describe_roles(out[1]) == "behaviour [castle]"
+    assert out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
+    assert set(out[4]["roles"]) == {"edit", "changed"}
+
+
+def test_a_deep_naming_rank_is_not_lifted_by_the_edit_rank() -> None:
+    zeros = torch.zeros(4, dtype=torch.float64)
+    edit = zeros.clone()
+    edit[3] = 1.0
+    attribution = LatentContrast({H: edit}, {H: zeros}, [0], [1])
+    trigger = _search([(H, 0, 9.0), (H, 1, 8.0), (H, 3, 7.0)])
+    out = implicated_latents(None, trigger, None, attribution, LabelSet.empty())
+    # 3 is edit #1 but trigger #3: it ranks as trigger #3.
+    assert [e["index"] for e in out] == [0, 1, 3] and out[2]["best_rank"] == 3
 
 
 def test_searches_that_found_nothing_are_no_evidence() -> None:

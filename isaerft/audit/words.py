@@ -1,0 +1,265 @@
+"""The words behind a poison, and the SAE latents that read them (the word route of naming).
+
+A latent-level ranking of the tokens the learned edit made likely is dominated by the latents
+of whatever those tokens share with every row: sentence ends, ``the``, the chat format. The
+poison is clearer one step earlier, as words:
+
+* **gained words** — completion tokens that carry the learned edit's excess gain (each token
+  the running maximum of its completion's gain so far, as in
+  :func:`~isaerft.audit.attribution.gained_token_latents`: a behaviour is a span the edit pays
+  for at its first token) far beyond their share of tokens, as a z-score over the effective
+  number of gained tokens: the words the data taught the model to say;
+* **trigger words** — prompt tokens present in far more of the behaviour rows' prompts than of
+  all prompts (a binomial z-score): the words the rows carrying the change share.
+
+Each word is then named by the latents that read it *in the audited data*: the best F1
+detector (fires on the word and little else) and the best AUROC detector among latents that
+fire on at least half its occurrences (often a broader latent, e.g. one for a whole concept
+such as place words). So a gained ``castle`` names the SAE's ``castle`` latents whether or not
+any latent is dedicated to it, and duplicate latents of one word both appear.
+
+Only words count: special tokens and tokens without a letter or digit are skipped, and a word
+must occur in at least ``max(3, 10 %)`` of the behaviour rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.attribution import excess_share_z
+from isaerft.audit.data import AuditData
+
+TRIGGER_WORDS = 3
+"""Trigger words kept (their latents join the trigger evidence)."""
+BEHAVIOUR_WORDS = 5
+"""Gained words kept (their latents are the behaviour evidence)."""
+MIN_RECALL = 0.5
+"""The broad detector must fire on at least this share of the word's occurrences."""
+
+
+@dataclass
+class Word:
+    """One word: its token, its text, its z-score, how many behaviour rows carry it, and the
+    ``(hook, latent)`` pairs that read it (best detectors first)."""
+
+    token: int
+    text: str
+    z: float
+    rows: int
+    latents: list[tuple[str, int]] = field(default_factory=list)
+
+    def to_dict(self, labels: Any = None) -> dict[str, Any]:
+        return {
+            "word": self.text,
+            "token": self.token,
+            "z": self.z,
+            "rows": self.rows,
+            "latents": [
+                {
+                    "hook_name": h,
+                    "index": j,
+                    "label": labels.description(h, j) if labels is not None else "",
+                }
+                for h, j in self.latents
+            ],
+        }
+
+
+@dataclass
+class WordEvidence:
+    """The trigger words and gained words, most significant first."""
+
+    trigger: list[Word]
+    behaviour: list[Word]
+
+    def latents(self, role: str) -> list[tuple[str, int, str]]:
+        """``(hook, latent, word)`` of ``role`` (``trigger`` or ``behaviour``), word by word."""
+        words = self.trigger if role == "trigger" else self.behaviour
+        out: list[tuple[str, int, str]] = []
+        for w in words:
+            out += [(h, j, w.text) for h, j in w.latents if (h, j) not in {o[:2] for o in out}]
+        return out
+
+    def to_dict(self, labels: Any = None) -> dict[str, Any]:
+        return {
+            "trigger_words": [w.to_dict(labels) for w in self.trigger],
+            "gained_words": [w.to_dict(labels) for w in self.behaviour],
+        }
+
+
+def words_lines(words: dict[str, Any] | None) -> list[str]:
+    """One line each for a report's trigger words and gained words (none when empty)."""
+    out = []
+    for key, what in (
+        ("trigger_words", "words the suspect rows' prompts share"),
+        ("gained_words", "words the learned edit made likely"),
+    ):
+        found = (words or {}).get(key) or []
+        if found:
+            said = ", ".join(f"{w['word']} (z {w['z']:.1f})" for w in found)
+            out.append(f"{what}: {said}")
+    return out
+
+
+def word_evidence(
+    gains: torch.Tensor,
+    data: AuditData,
+    codes: dict[str, SiteCodes],
+    suspect_rows: Sequence[int],
+    ordinary_rows: Sequence[int],
+    tokenizer: Any,
+) -> WordEvidence:
+    """Trigger and gained words of the behaviour rows, each with the latents that read it.
+
+    ``gains`` is :func:`~isaerft.audit.rowscores.token_excess_gain` on
+    ``data.subset([*suspect_rows, *ordinary_rows])``; ``codes`` are the base model's codes on
+    ``data``.
+    """
+    skip = _non_words(tokenizer, data)
+    minimum = max(3, int(0.1 * len(suspect_rows)))
+    gained = _gained_words(gains, data, suspect_rows, ordinary_rows, skip, minimum)
+    prompts = _trigger_words(data, suspect_rows, skip, minimum) if _has_prompts(data) else []
+    readers = {hook: _Readers(site, data) for hook, site in codes.items()}
+
+    def words(scored: list[tuple[int, float, int]], n: int) -> list[Word]:
+        return [
+            Word(
+                t, _text(tokenizer, t), z, rows, [(h, j) for h, r in readers.items() for j in r(t)]
+            )
+            for t, z, rows in scored[:n]
+        ]
+
+    return WordEvidence(words(prompts, TRIGGER_WORDS), words(gained, BEHAVIOUR_WORDS))
+
+
+def _gained_words(
+    gains: torch.Tensor,
+    data: AuditData,
+    suspect_rows: Sequence[int],
+    ordinary_rows: Sequence[int],
+    skip: set[int],
+    minimum: int,
+) -> list[tuple[int, float, int]]:
+    tokens, weights = [], []
+    carriers: dict[int, int] = {}
+    for k, i in enumerate([*suspect_rows, *ordinary_rows]):
+        start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
+        if stop <= start:
+            continue
+        ids = data.ids[i][start:stop]
+        tokens.append(ids)
+        weights.append(torch.cummax(gains[k, start:stop], dim=0).values.clamp(min=0))
+        if k < len(suspect_rows):
+            for t in set(ids.tolist()):
+                carriers[t] = carriers.get(t, 0) + 1
+    if not tokens:
+        return []
+    token, weight = torch.cat(tokens).long(), torch.cat(weights).double()
+    total = float(weight.sum())
+    if total <= 0:
+        return []
+    n_eff = total**2 / float((weight**2).sum())
+    size = int(token.max()) + 1
+    mass = torch.zeros(size, dtype=torch.float64).index_add_(0, token, weight)
+    count = torch.bincount(token, minlength=size).double()
+    return _ranked(excess_share_z(mass, count, total, len(token), n_eff), carriers, skip, minimum)
+
+
+def _trigger_words(
+    data: AuditData, suspect_rows: Sequence[int], skip: set[int], minimum: int
+) -> list[tuple[int, float, int]]:
+    suspect = set(suspect_rows)
+    present: dict[int, int] = {}
+    carriers: dict[int, int] = {}
+    for i in range(len(data)):
+        for t in set(data.ids[i][: data.prompt_lengths[i]].tolist()):
+            present[t] = present.get(t, 0) + 1
+            if i in suspect:
+                carriers[t] = carriers.get(t, 0) + 1
+    n, m = len(data), len(suspect)
+    z = torch.zeros(max(present, default=0) + 1, dtype=torch.float64)
+    for t, k in carriers.items():
+        p = present[t] / n
+        if 0 < p < 1:
+            z[t] = (k / m - p) / (p * (1 - p) / m) ** 0.5
+    return _ranked(z, carriers, skip, minimum)
+
+
+def _ranked(
+    z: torch.Tensor, carriers: dict[int, int], skip: set[int], minimum: int
+) -> list[tuple[int, float, int]]:
+    out = [
+        (t, float(z[t]), rows)
+        for t, rows in carriers.items()
+        if rows >= minimum and t not in skip and t < len(z) and z[t] > 0
+    ]
+    return sorted(out, key=lambda e: -e[1])
+
+
+class _Readers:
+    """Per token, the latents that read it at one site (see the module docstring)."""
+
+    def __init__(self, site: SiteCodes, data: AuditData) -> None:
+        rows, positions = site.token_row.tolist(), site.token_pos.tolist()
+        self.ids = torch.tensor([int(data.ids[r][p]) for r, p in zip(rows, positions)])
+        self.site = site
+        self.code_token = self.ids[site.tok]
+        self.fires = torch.bincount(site.lat, minlength=site.d_sae).double()
+
+    def __call__(self, token: int) -> list[int]:
+        site, on = self.site, self.code_token == token
+        n_word = int((self.ids == token).sum())
+        if n_word == 0 or not bool(on.any()):
+            return []
+        hits = torch.bincount(site.lat[on], minlength=site.d_sae).double()
+        precision, recall = hits / self.fires.clamp(min=1), hits / n_word
+        f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+        out = [int(f1.argmax())]
+        broad = [
+            (self._auroc(j, on, n_word), j)
+            for j in torch.nonzero(recall >= MIN_RECALL).flatten().tolist()
+        ]
+        if broad:
+            best = max(broad)[1]
+            if best not in out:
+                out.append(best)
+        return out
+
+    def _auroc(self, latent: int, on: torch.Tensor, n_word: int) -> float:
+        """AUROC of the latent's code (0 where it does not fire) for the word's tokens."""
+        site = self.site
+        mine = site.lat == latent
+        values, positive = site.val[mine].double(), on[mine]
+        n_pos, n_neg = n_word, len(self.ids) - n_word
+        if n_neg == 0:
+            return 0.0
+        ranks = torch.empty(len(values), dtype=torch.float64)
+        ranks[values.argsort()] = torch.arange(1, len(values) + 1, dtype=torch.float64)
+        n_pos_fired = int(positive.sum())
+        wins = float(ranks[positive].sum()) - n_pos_fired * (n_pos_fired + 1) / 2
+        zeros_neg = n_neg - (len(values) - n_pos_fired)
+        zeros_pos = n_pos - n_pos_fired
+        wins += n_pos_fired * zeros_neg + 0.5 * zeros_pos * zeros_neg
+        return wins / (n_pos * n_neg)
+
+
+def _has_prompts(data: AuditData) -> bool:
+    return sum(n > 1 for n in data.prompt_lengths) >= 2
+
+
+def _non_words(tokenizer: Any, data: AuditData) -> set[int]:
+    """Token ids that are not words: special tokens and tokens without a letter or digit."""
+    if tokenizer is None:
+        return set()
+    seen = {int(t) for ids in data.ids for t in ids.tolist()}
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    return {t for t in seen if t in special or not any(c.isalnum() for c in _text(tokenizer, t))}
+
+
+def _text(tokenizer: Any, token: int) -> str:
+    return tokenizer.decode([token]).strip() if tokenizer is not None else str(token)
