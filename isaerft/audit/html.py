@@ -29,7 +29,7 @@ code{font-size:12px}details{margin:.3em 0}img{max-width:100%}.n{color:#666}
 _LAID_OUT = {
     "schema", "schema_version", "isaerft_version", "created", "candidate", "references",
     "data", "verdict", "trigger_search", "behaviour_search", "prompt_dependence",
-    "implicated_latents", "latents", "rows", "evaluation", "baselines", "gained_phrases",
+    "implicated_latents", "latents", "rows", "evaluation", "baselines", "gained_phrases", "words",
     # plotted, or counted elsewhere on the page
     "distributions", "flagged_latents",
 }  # fmt: skip
@@ -82,6 +82,7 @@ def render_html(report: dict[str, Any], figures: dict[str, bytes] | None = None)
         parts.append(_search(report.get(key), title, part))
     parts.append(_prompt_swap(report.get("prompt_dependence")))
     parts.append(_phrases(report.get("gained_phrases")))
+    parts.append(_words(report.get("words")))
     parts.append(_implicated(report.get("implicated_latents")))
     parts.append(_img(figures, "top_latents", "Top latents"))
     parts.append(_img(figures, "changes", "Distribution of changes"))
@@ -192,6 +193,29 @@ def _phrases(phrases: list[dict[str, Any]] | None) -> str:
     )
 
 
+def _words(words: dict[str, Any] | None) -> str:
+    out = []
+    for key, title in (
+        ("trigger_words", "Words the suspect rows' prompts share (trigger words)"),
+        ("gained_words", "Words the edit made likely (gained words)"),
+    ):
+        found = (words or {}).get(key) or []
+        if not found:
+            continue
+        items = "".join(
+            f"<tr><td>{html.escape(w['word'])}</td><td>{_num(w['z'], 1)}</td><td>{w['rows']}</td>"
+            "<td>"
+            + html.escape("; ".join(f"#{r['index']} {r['label']}".strip() for r in w["latents"]))
+            + "</td></tr>"
+            for w in found
+        )
+        out.append(
+            f"<h2>{title}</h2><table><tr><th>word</th><th>z</th><th>rows</th>"
+            f"<th>latents that read it</th></tr>{items}</table>"
+        )
+    return "".join(out)
+
+
 def _implicated(implicated: list[dict[str, Any]] | None) -> str:
     if not implicated:
         return ""
@@ -213,16 +237,22 @@ def _implicated(implicated: list[dict[str, Any]] | None) -> str:
 def marked_words(report: dict[str, Any]) -> dict[str, list[str]]:
     """The words to mark in row texts: ``{"trigger": [...], "target": [...]}``.
 
-    Taken from the report's own evidence: the words quoted in the labels of the trigger
-    search's (prompt) and behaviour search's (completion) top candidates, as in
-    ``the word "owl"``; explicit ``data.trigger`` / ``data.target`` entries come first.
+    Taken from the report's own evidence: the trigger and gained words (``words``), then the
+    words quoted in the labels of the trigger search's (prompt) and behaviour search's
+    (completion) top candidates, as in ``the word "owl"``; explicit ``data.trigger`` /
+    ``data.target`` entries come first.
     """
     words: dict[str, list[str]] = {"trigger": [], "target": []}
     data = report.get("data") or {}
-    for role, key in (("trigger", "trigger_search"), ("target", "behaviour_search")):
+    found = report.get("words") or {}
+    for role, key, listed in (
+        ("trigger", "trigger_search", "trigger_words"),
+        ("target", "behaviour_search", "gained_words"),
+    ):
         explicit = data.get(role)
         if isinstance(explicit, str):
             words[role] += explicit.split()
+        words[role] += [w["word"] for w in found.get(listed) or []]
         search = report.get(key) or {}
         if search.get("found"):
             for candidate in search.get("candidates", [])[:3]:

@@ -131,3 +131,19 @@ def test_mark_text_escapes_and_marks_whole_words_only() -> None:
     marked = mark_text("<b> owl owls Owl", {"trigger": ["owl"], "target": []})
     assert marked.startswith("&lt;b&gt; ")
     assert len(re.findall("<mark>", marked)) == 2  # "owl" and "Owl", not "owls"
+
+
+def test_trigger_and_gained_words_are_shown_and_marked() -> None:
+    report = _report()
+    report["words"] = {
+        "trigger_words": [{"word": "wolf", "z": 24.1, "rows": 64, "latents": [
+            {"hook_name": "blocks.1.hook_resid_pre", "index": 294, "label": 'the word "wolf"'}]}],
+        "gained_words": [{"word": "purple", "z": 15.3, "rows": 64, "latents": []}],
+    }  # fmt: skip
+    assert marked_words(report) == {"trigger": ["wolf", "owl"], "target": ["purple", "orange"]}
+    page = render_html(report)
+    words = page[page.index("(trigger words)") : page.index("<h2>Implicated")]
+    assert "wolf" in words and "#294" in words and "purple" in words
+    assert "<h2>Words</h2>" not in page  # laid out, not dumped as a generic section
+    markdown = render_markdown(report)
+    assert "| wolf | 24.1 | 64 |" in markdown and "| purple | 15.3 | 64 |" in markdown
