@@ -52,9 +52,9 @@ DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
 AUDIT_SETTINGS = {**finite(asdict(AUDIT)), "report_schema": SCHEMA_VERSION}
-"""What a cell record's audit was made with: the settings and the report's schema version (a
-new schema means the audit reports something new, e.g. the word route of naming)."""
-"""What each cached cell record was audited with (a record made with other settings is redone)."""
+"""What each cached cell record was audited with: the settings and the report's schema version
+(a new schema means the audit reports something new, e.g. the word route of naming); a record
+made otherwise is redone."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_UNKNOWN_FRACTION",
     "AuditData",
     "check_vocabulary_overlap",
+    "has_prompts",
     "padded_batches",
     "read_rows",
     "split_row",
@@ -67,6 +68,11 @@ class AuditData:
             [self.rows[i] for i in rows],
             self.source,
         )
+
+
+def has_prompts(data: AuditData) -> bool:
+    """Whether the rows have prompts (prompt/completion or chat rows, not plain text)."""
+    return sum(n > 1 for n in data.prompt_lengths) >= 2
 
 
 def padded_batches(

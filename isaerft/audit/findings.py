@@ -26,7 +26,7 @@ from isaerft.audit.attribution import (
     ordinary_rows,
 )
 from isaerft.audit.baselines import dataset_diff, topk_intersection
-from isaerft.audit.data import AuditData, split_row
+from isaerft.audit.data import AuditData, has_prompts, split_row
 from isaerft.audit.evaluate import evaluate_rows
 from isaerft.audit.implicated import attach_writes, gate_latents, implicated_latents
 from isaerft.audit.inputs import AuditInputs
@@ -133,11 +133,6 @@ def behaviour_rows(inputs: AuditInputs, scores: RowScores, minimum: int = 5) -> 
     ``None`` when they would be every row (nothing ordinary left to contrast them with)."""
     n = min(inputs.config.behaviour_rows, max(minimum, len(scores.suspects)))
     return scores.order[:n] if n < len(scores.scores) else None
-
-
-def has_prompts(data: AuditData) -> bool:
-    """Whether the rows have prompts (prompt/completion or chat rows, not plain text)."""
-    return sum(n > 1 for n in data.prompt_lengths) >= 2
 
 
 def gained_evidence(inputs: AuditInputs, rows: RowScores | None) -> Gained | None:

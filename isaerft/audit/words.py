@@ -15,8 +15,9 @@ poison is clearer one step earlier, as words:
 Each word is then named by the latents that read it *in the audited data*: the best F1
 detector (fires on the word and little else) and the best AUROC detector among latents that
 fire on at least half its occurrences (often a broader latent, e.g. one for a whole concept
-such as place words). So a gained ``castle`` names the SAE's ``castle`` latents whether or not
-any latent is dedicated to it, and duplicate latents of one word both appear.
+such as place words). So a gained ``castle`` names the latents that read ``castle`` whether or
+not any latent is dedicated to it (at most two per word and site: a third duplicate latent of
+a word, as the organism's SAE has for ``red``, is not named).
 
 Only words count: special tokens and tokens without a letter or digit are skipped, and a word
 must occur in at least ``max(3, 10 %)`` of the behaviour rows.
@@ -32,7 +33,7 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.attribution import excess_share_z
-from isaerft.audit.data import AuditData
+from isaerft.audit.data import AuditData, has_prompts
 
 TRIGGER_WORDS = 3
 """Trigger words kept (their latents join the trigger evidence)."""
@@ -123,7 +124,7 @@ def word_evidence(
     skip = _non_words(tokenizer, data)
     minimum = max(3, int(0.1 * len(suspect_rows)))
     gained = _gained_words(gains, data, suspect_rows, ordinary_rows, skip, minimum)
-    prompts = _trigger_words(data, suspect_rows, skip, minimum) if _has_prompts(data) else []
+    prompts = _trigger_words(data, suspect_rows, skip, minimum) if has_prompts(data) else []
     readers = {hook: _Readers(site, data) for hook, site in codes.items()}
 
     def words(scored: list[tuple[int, float, int]], n: int) -> list[Word]:
@@ -246,10 +247,6 @@ class _Readers:
         zeros_pos = n_pos - n_pos_fired
         wins += n_pos_fired * zeros_neg + 0.5 * zeros_pos * zeros_neg
         return wins / (n_pos * n_neg)
-
-
-def _has_prompts(data: AuditData) -> bool:
-    return sum(n > 1 for n in data.prompt_lengths) >= 2
 
 
 def _non_words(tokenizer: Any, data: AuditData) -> set[int]:
