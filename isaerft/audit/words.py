@@ -120,7 +120,12 @@ def word_evidence(
     ``gains`` is :func:`~isaerft.audit.rowscores.token_excess_gain` on
     ``data.subset([*suspect_rows, *ordinary_rows])``; ``codes`` are the base model's codes on
     ``data``.
+
+    Raises:
+        ValueError: without suspect rows or ordinary rows (nothing to contrast).
     """
+    if not suspect_rows or not ordinary_rows:
+        raise ValueError("the word reading needs suspect rows and ordinary rows")
     skip = _non_words(tokenizer, data)
     minimum = max(3, int(0.1 * len(suspect_rows)))
     gained = _gained_words(gains, data, suspect_rows, ordinary_rows, skip, minimum)

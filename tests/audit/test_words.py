@@ -79,3 +79,11 @@ def test_words_lines_say_each_list_once() -> None:
     lines = words_lines(words.to_dict())
     assert len(lines) == 2 and lines[0].startswith("words the suspect rows' prompts share: owl")
     assert words_lines(None) == [] and words_lines({"trigger_words": []}) == []
+
+
+def test_no_rows_to_contrast_is_refused_in_one_line() -> None:
+    import pytest
+
+    data, gains, codes, tok = _dataset()
+    with pytest.raises(ValueError, match="needs suspect rows and ordinary rows"):
+        word_evidence(gains, data, codes, [], list(range(N_ROWS)), tok)
