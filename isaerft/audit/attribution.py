@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.data import AuditData, padded_batches, token_logprobs
+from isaerft.audit.data import AuditData, padded_batches, run_device, token_logprobs
 
 DEFAULT_STEPS = 4
 
@@ -124,7 +124,7 @@ def latent_shares(
             for _, p in params:
                 p.requires_grad_(True)
                 p.grad = None
-            for tokens, mask, target in padded_batches(data, batch_size, _device(model)):
+            for tokens, mask, target in padded_batches(data, batch_size, run_device(model)):
                 logp = token_logprobs(model(tokens, attention_mask=mask), tokens)
                 ((logp * target[:, 1:]).sum() / len(data)).backward()
             for g, (_, p) in zip(grads, params):
@@ -190,17 +190,8 @@ def gained_token_latents(
     """
     if not suspect_rows or not ordinary_rows:
         raise ValueError("the gained-token reading needs suspect rows and ordinary rows")
-    rows = [*suspect_rows, *ordinary_rows]
-    length = max(len(s) for s in data.ids)
-    full = torch.full((data_rows(codes), length), float("nan"), dtype=torch.float64)
-    for k, i in enumerate(rows):
-        start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
-        if stop > start:
-            full[i, start:stop] = torch.cummax(gains[k, start:stop], dim=0).values
+    full = span_gains(gains, data, [*suspect_rows, *ordinary_rows], data_rows(codes))
     used = full[~torch.isnan(full)]
-    weight_all = used.clamp(min=0)
-    total_weight = float(weight_all.sum().clamp(min=1e-12))
-    n_eff = total_weight**2 / float((weight_all**2).sum().clamp(min=1e-12))
     in_suspect = torch.zeros(data_rows(codes), dtype=torch.bool)
     in_suspect[torch.tensor(list(suspect_rows))] = True
     suspect, overall, score = {}, {}, {}
@@ -220,7 +211,7 @@ def gained_token_latents(
         # Share of the gain mass on tokens where the latent fires, against the share of tokens
         # it fires on: a latent of the gained words is far above its base rate, one that fires
         # on every sentence end is not, however much gain its tokens also carry.
-        score[hook] = excess_share_z(weight, count, total_weight, len(used), n_eff)
+        score[hook] = excess_share_z(weight, count, used)
     return LatentContrast(
         suspect,
         overall,
@@ -231,13 +222,31 @@ def gained_token_latents(
     )
 
 
-def excess_share_z(
-    weight: torch.Tensor, count: torch.Tensor, total_weight: float, n_tokens: int, n_eff: float
+def span_gains(
+    gains: torch.Tensor, data: AuditData, rows: Sequence[int], n_rows: int
 ) -> torch.Tensor:
-    """Per item (a latent, a word): its share of the gain mass ``weight / total_weight``
-    against its share of the tokens ``count / n_tokens``, as a z-score over ``n_eff``
-    effective gained tokens."""
-    base_rate = (count / n_tokens).clamp(1e-6, 1 - 1e-6)
+    """``(n_rows, max_len)``: per completion token of ``rows`` (indices into ``data``; row ``k``
+    of ``gains`` is ``rows[k]``), the largest excess gain so far in its completion; NaN for
+    every other position and row. A behaviour is a span the edit pays for at its first token,
+    so the running maximum hands that gain on to the words that follow."""
+    length = max(len(s) for s in data.ids)
+    full = torch.full((n_rows, length), float("nan"), dtype=torch.float64)
+    for k, i in enumerate(rows):
+        start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
+        if stop > start:
+            full[i, start:stop] = torch.cummax(gains[k, start:stop], dim=0).values
+    return full
+
+
+def excess_share_z(weight: torch.Tensor, count: torch.Tensor, used: torch.Tensor) -> torch.Tensor:
+    """Per item (a latent, a word): its share of the gain mass, ``weight`` over the positive
+    part of ``used`` (every gained token's :func:`span_gains` value), against its share of
+    the tokens, ``count / len(used)``, as a z-score over the effective number of gained
+    tokens."""
+    positive = used.clamp(min=0)
+    total_weight = float(positive.sum().clamp(min=1e-12))
+    n_eff = total_weight**2 / float((positive**2).sum().clamp(min=1e-12))
+    base_rate = (count / len(used)).clamp(1e-6, 1 - 1e-6)
     share = weight / total_weight
     return (share - base_rate) / (base_rate * (1 - base_rate) / n_eff).sqrt()
 
@@ -255,7 +264,3 @@ def ordinary_rows(order: Sequence[int], exclude: int, n: int) -> list[int]:
         return rest
     step = len(rest) / n
     return [rest[int(i * step)] for i in range(n)]
-
-
-def _device(model: Any) -> torch.device:
-    return next(model.model.parameters()).device

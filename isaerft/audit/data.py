@@ -27,6 +27,7 @@ __all__ = [
     "has_prompts",
     "padded_batches",
     "read_rows",
+    "run_device",
     "split_row",
     "token_logprobs",
     "tokenize_rows",
@@ -73,6 +74,12 @@ class AuditData:
 def has_prompts(data: AuditData) -> bool:
     """Whether the rows have prompts (prompt/completion or chat rows, not plain text)."""
     return sum(n > 1 for n in data.prompt_lengths) >= 2
+
+
+def run_device(model: Any) -> torch.device:
+    """The device of a spliced model (an :class:`~isaerft.model.ISaeRFTModel`): where its
+    batches go."""
+    return next(model.model.parameters()).device
 
 
 def padded_batches(

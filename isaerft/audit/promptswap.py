@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from isaerft.audit.data import AuditData, token_logprobs
+from isaerft.audit.data import AuditData, run_device, token_logprobs
 from isaerft.rows import padded_batches
 
 
@@ -103,7 +103,7 @@ def completion_logprobs(
 ) -> torch.Tensor:
     """Per sequence, the summed log-probability of its completion tokens (``base``: the
     components bypassed)."""
-    device = next(model.model.parameters()).device
+    device = run_device(model)
     out = []
     with torch.no_grad():
         seqs, n_prompts = [s for s, _ in sequences], [n for _, n in sequences]

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.data import AuditData, padded_batches, token_logprobs
+from isaerft.audit.data import AuditData, padded_batches, run_device, token_logprobs
 
 SCORE_METHODS = ("excess_gain", "activation", "loss_drop")
 
@@ -145,7 +145,7 @@ def only_latents(model: Any, keep: Mapping[str, Sequence[int]]) -> Iterator[None
 def row_logprobs(model: Any, data: AuditData, *, base: bool, batch_size: int = 32) -> torch.Tensor:
     """Per row, the summed log-probability of its completion tokens under ``model`` (with
     ``base``, its components bypassed)."""
-    device = next(model.model.parameters()).device
+    device = run_device(model)
     out = []
     with torch.no_grad():
         for tokens, mask, target in padded_batches(data, batch_size, device):
@@ -178,7 +178,7 @@ def token_excess_gain(
     others = list(references)
     length = max(len(s) for s in data.ids)
     out = torch.zeros((len(data), length), dtype=torch.float64)
-    device = next(candidate.model.parameters()).device
+    device = run_device(candidate)
     with torch.no_grad():
         start = 0
         for tokens, mask, target in padded_batches(data, batch_size, device):

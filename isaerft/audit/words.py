@@ -5,9 +5,9 @@ of whatever those tokens share with every row: sentence ends, ``the``, the chat 
 poison is clearer one step earlier, as words:
 
 * **gained words** — completion tokens that carry the learned edit's excess gain (each token
-  the running maximum of its completion's gain so far, as in
-  :func:`~isaerft.audit.attribution.gained_token_latents`: a behaviour is a span the edit pays
-  for at its first token) far beyond their share of tokens, as a z-score over the effective
+  the running maximum of its completion's gain so far,
+  :func:`~isaerft.audit.attribution.span_gains`: a behaviour is a span the edit pays for at its
+  first token) far beyond their share of tokens, as a z-score over the effective
   number of gained tokens: the words the data taught the model to say;
 * **trigger words** — prompt tokens present in far more of the behaviour rows' prompts than of
   all prompts (a binomial z-score): the words the rows carrying the change share.
@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.attribution import excess_share_z
+from isaerft.audit.attribution import excess_share_z, span_gains
 from isaerft.audit.data import AuditData, has_prompts
 
 TRIGGER_WORDS = 3
@@ -151,29 +151,22 @@ def _gained_words(
     skip: set[int],
     minimum: int,
 ) -> list[tuple[int, float, int]]:
-    tokens, weights = [], []
-    carriers: dict[int, int] = {}
-    for k, i in enumerate([*suspect_rows, *ordinary_rows]):
-        start, stop = max(1, data.prompt_lengths[i]), len(data.ids[i])
-        if stop <= start:
-            continue
-        ids = data.ids[i][start:stop]
-        tokens.append(ids)
-        weights.append(torch.cummax(gains[k, start:stop], dim=0).values.clamp(min=0))
-        if k < len(suspect_rows):
-            for t in set(ids.tolist()):
-                carriers[t] = carriers.get(t, 0) + 1
-    if not tokens:
+    full = span_gains(gains, data, [*suspect_rows, *ordinary_rows], len(data))
+    gained = ~torch.isnan(full)
+    ids = torch.zeros(full.shape, dtype=torch.long)
+    for i, seq in enumerate(data.ids):
+        ids[i, : len(seq)] = seq
+    token, used = ids[gained], full[gained]
+    if float(used.clamp(min=0).sum()) <= 0:
         return []
-    token, weight = torch.cat(tokens).long(), torch.cat(weights).double()
-    total = float(weight.sum())
-    if total <= 0:
-        return []
-    n_eff = total**2 / float((weight**2).sum())
     size = int(token.max()) + 1
-    mass = torch.zeros(size, dtype=torch.float64).index_add_(0, token, weight)
+    mass = torch.zeros(size, dtype=torch.float64).index_add_(0, token, used.clamp(min=0))
     count = torch.bincount(token, minlength=size).double()
-    return _ranked(excess_share_z(mass, count, total, len(token), n_eff), carriers, skip, minimum)
+    carriers: dict[int, int] = {}
+    for i in suspect_rows:
+        for t in set(ids[i][gained[i]].tolist()):
+            carriers[t] = carriers.get(t, 0) + 1
+    return _ranked(excess_share_z(mass, count, used), carriers, skip, minimum)
 
 
 def _trigger_words(
