@@ -281,14 +281,13 @@ def word_recall(cell: Cell, top: list[dict[str, Any]]) -> dict[str, float | None
     name (in their ``words``): whether the report names the poison in words whichever of a
     word's duplicate latents it lists. ``None`` for a role without words (a concept)."""
     named = {w.lower() for e in top for w in e.get("words", [])}
-    out: dict[str, float | None] = {}
     wanted = {"trigger": FAMILIES[cell.family].words, "target": TARGETS[cell.target].words}
-    for role, words in wanted.items():
-        words = tuple(w for w in words if LEXICON.family.get(w) != "function")
-        out[role] = sum(w.lower() in named for w in words) / len(words) if words else None
-    every = [w for role in wanted for w in wanted[role] if LEXICON.family.get(w) != "function"]
-    out["any"] = sum(w.lower() in named for w in every) / len(every) if every else None
-    return out
+    wanted = {r: [w for w in ws if LEXICON.family.get(w) != "function"] for r, ws in wanted.items()}
+    wanted["any"] = wanted["trigger"] + wanted["target"]
+    return {
+        role: sum(w.lower() in named for w in words) / len(words) if words else None
+        for role, words in wanted.items()
+    }
 
 
 def cell_truth(
