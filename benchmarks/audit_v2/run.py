@@ -51,10 +51,14 @@ from isaerft.runs import INTERVENTION_DIR
 DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
-AUDIT_SETTINGS = {**finite(asdict(AUDIT)), "report_schema": SCHEMA_VERSION}
-"""What each cached cell record was audited with: the settings and the report's schema version
-(a new schema means the audit reports something new, e.g. the word route of naming); a record
-made otherwise is redone."""
+NAMING = 2
+"""How the implicated latents were chosen: 1 = the two data readers of each word, 2 = the
+labelled reader first (:mod:`isaerft.audit.words`). Bump it when naming changes without a new
+report schema."""
+AUDIT_SETTINGS = {**finite(asdict(AUDIT)), "report_schema": SCHEMA_VERSION, "naming": NAMING}
+"""What each cached cell record was audited with: the settings, the report's schema version
+(a new schema means the audit reports something new, e.g. the word route of naming) and the
+naming version; a record made otherwise is redone."""
 
 
 @dataclass(frozen=True)

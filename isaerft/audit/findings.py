@@ -153,7 +153,9 @@ def gained_evidence(inputs: AuditInputs, rows: RowScores | None) -> Gained | Non
     tokens = gained_token_latents(gains, data.suspect, data.codes, suspects, ordinary)
     tokenizer = data.model.tokenizer
     phrases = gained_phrases(gains[: len(suspects)], data.suspect, suspects, tokenizer)
-    words = word_evidence(gains, data.suspect, data.codes, suspects, ordinary, tokenizer)
+    words = word_evidence(
+        gains, data.suspect, data.codes, suspects, ordinary, tokenizer, inputs.labels
+    )
     attribution = None
     if config.attribution_steps > 0:
         attribution = edit_attribution(

@@ -11,12 +11,18 @@ latents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from isaerft._io import read_label_records
+
+TEMPLATE_SHARE = 0.05
+"""A word in more of a site's descriptions than this share is template, not a name ..."""
+TEMPLATE_MIN = 3
+"""... and in more than this many (a hand-made handful of labels has no template)."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,7 @@ class LabelSet:
     def __init__(self, by_site: dict[str, dict[int, LatentLabel]], source: str = "") -> None:
         self.by_site = by_site
         self.source = source
+        self._mentions: dict[str, dict[str, list[int]]] = {}
 
     def get(self, hook_name: str, index: int) -> LatentLabel | None:
         """The label of latent ``index`` at ``hook_name``, if the file has one."""
@@ -46,6 +53,31 @@ class LabelSet:
         """The description, or ``""`` when the latent has no label."""
         label = self.get(hook_name, index)
         return label.description if label else ""
+
+    def mentioning(self, hook_name: str, word: str) -> list[int]:
+        """Latents at ``hook_name`` whose description mentions ``word`` (a whole word, any
+        case), best score first.
+
+        A word in more than :data:`TEMPLATE_SHARE` (and :data:`TEMPLATE_MIN`) of the site's
+        descriptions (``the``, ``word`` in ``the word "owl"``) is the labeller's template, not
+        a name: it mentions nothing.
+        """
+        if hook_name not in self._mentions:
+            self._mentions[hook_name] = self._index_mentions(hook_name)
+        return self._mentions[hook_name].get(word.lower(), [])
+
+    def _index_mentions(self, hook_name: str) -> dict[str, list[int]]:
+        site = self.by_site.get(hook_name, {})
+        found: dict[str, list[int]] = {}
+        for j, label in site.items():
+            for w in set(re.findall(r"\w+", label.description.lower())):
+                found.setdefault(w, []).append(j)
+        limit = max(TEMPLATE_MIN, TEMPLATE_SHARE * len(site))
+        return {
+            w: sorted(js, key=lambda j: -(site[j].score or 0.0))
+            for w, js in found.items()
+            if len(js) <= limit
+        }
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_site.values())

@@ -12,12 +12,19 @@ poison is clearer one step earlier, as words:
 * **trigger words** — prompt tokens present in far more of the behaviour rows' prompts than of
   all prompts (a binomial z-score): the words the rows carrying the change share.
 
-Each word is then named by the latents that read it *in the audited data*: the best F1
-detector (fires on the word and little else) and the best AUROC detector among latents that
-fire on at least half its occurrences (often a broader latent, e.g. one for a whole concept
-such as place words). So a gained ``castle`` names the latents that read ``castle`` whether or
-not any latent is dedicated to it (at most two per word and site: a third duplicate latent of
-a word, as the organism's SAE has for ``red``, is not named).
+Each word is then named by two latents per site that read it *in the audited data*:
+
+* its **specific reader**: with a label file, the best-scored latent whose label names the
+  word (:meth:`~isaerft.audit.labels.LabelSet.mentioning`) and that fires on at least 10 % of
+  the word's occurrences here (the label is the prior, the rows confirm it); otherwise, or when
+  no labelled latent fires on it, the best F1 detector (fires on the word and little else).
+  The label comes first because an SAE often has several latents for one word (the organism's
+  has three labelled ``red``) and F1 in a few hundred rows picks among them by chance;
+* its **broad reader**: the best AUROC detector among latents that fire on at least half its
+  occurrences (often a broader latent, e.g. one for a whole concept such as place words).
+
+So a gained ``castle`` names the latents that read ``castle`` whether or not any latent is
+dedicated to it.
 
 Only words count: special tokens and tokens without a letter or digit are skipped, and a word
 must occur in at least ``max(3, 10 %)`` of the behaviour rows.
@@ -34,6 +41,7 @@ import torch
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.attribution import excess_share_z, span_gains
 from isaerft.audit.data import AuditData, has_prompts
+from isaerft.audit.labels import LabelSet
 
 TRIGGER_WORDS = 3
 """Trigger words kept (their latents join the trigger evidence)."""
@@ -41,6 +49,8 @@ BEHAVIOUR_WORDS = 5
 """Gained words kept (their latents are the behaviour evidence)."""
 MIN_RECALL = 0.5
 """The broad detector must fire on at least this share of the word's occurrences."""
+MIN_LABELLED_RECALL = 0.1
+"""The labelled reader must fire on at least this share of the word's occurrences."""
 
 
 @dataclass
@@ -114,12 +124,14 @@ def word_evidence(
     suspect_rows: Sequence[int],
     ordinary_rows: Sequence[int],
     tokenizer: Any,
+    labels: LabelSet | None = None,
 ) -> WordEvidence:
     """Trigger and gained words of the behaviour rows, each with the latents that read it.
 
     ``gains`` is :func:`~isaerft.audit.rowscores.token_excess_gain` on
     ``data.subset([*suspect_rows, *ordinary_rows])``; ``codes`` are the base model's codes on
-    ``data``.
+    ``data``; with ``labels``, a word's specific reader is its best labelled latent that fires
+    on it here (see the module docstring).
 
     Raises:
         ValueError: without suspect rows or ordinary rows (nothing to contrast).
@@ -130,15 +142,15 @@ def word_evidence(
     minimum = max(3, int(0.1 * len(suspect_rows)))
     gained = _gained_words(gains, data, suspect_rows, ordinary_rows, skip, minimum)
     prompts = _trigger_words(data, suspect_rows, skip, minimum) if has_prompts(data) else []
-    readers = {hook: _Readers(site, data) for hook, site in codes.items()}
+    readers = {hook: _Readers(site, data, labels) for hook, site in codes.items()}
 
     def words(scored: list[tuple[int, float, int]], n: int) -> list[Word]:
-        return [
-            Word(
-                t, _text(tokenizer, t), z, rows, [(h, j) for h, r in readers.items() for j in r(t)]
-            )
-            for t, z, rows in scored[:n]
-        ]
+        out = []
+        for t, z, rows in scored[:n]:
+            text = _text(tokenizer, t)
+            latents = [(h, j) for h, read in readers.items() for j in read(t, text)]
+            out.append(Word(t, text, z, rows, latents))
+        return out
 
     return WordEvidence(words(prompts, TRIGGER_WORDS), words(gained, BEHAVIOUR_WORDS))
 
@@ -203,14 +215,15 @@ def _ranked(
 class _Readers:
     """Per token, the latents that read it at one site (see the module docstring)."""
 
-    def __init__(self, site: SiteCodes, data: AuditData) -> None:
+    def __init__(self, site: SiteCodes, data: AuditData, labels: LabelSet | None) -> None:
+        self.labels = labels
         rows, positions = site.token_row.tolist(), site.token_pos.tolist()
         self.ids = torch.tensor([int(data.ids[r][p]) for r, p in zip(rows, positions)])
         self.site = site
         self.code_token = self.ids[site.tok]
         self.fires = torch.bincount(site.lat, minlength=site.d_sae).double()
 
-    def __call__(self, token: int) -> list[int]:
+    def __call__(self, token: int, text: str) -> list[int]:
         site, on = self.site, self.code_token == token
         n_word = int((self.ids == token).sum())
         if n_word == 0 or not bool(on.any()):
@@ -218,7 +231,8 @@ class _Readers:
         hits = torch.bincount(site.lat[on], minlength=site.d_sae).double()
         precision, recall = hits / self.fires.clamp(min=1), hits / n_word
         f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
-        out = [int(f1.argmax())]
+        labelled = self._labelled(text, recall)
+        out = [labelled if labelled is not None else int(f1.argmax())]
         broad = [
             (self._auroc(j, on, n_word), j)
             for j in torch.nonzero(recall >= MIN_RECALL).flatten().tolist()
@@ -228,6 +242,15 @@ class _Readers:
             if best not in out:
                 out.append(best)
         return out
+
+    def _labelled(self, text: str, recall: torch.Tensor) -> int | None:
+        """The best-scored latent whose label names the word, if it fires on enough of the
+        word's occurrences here (the label is the prior, the audited rows confirm it)."""
+        if self.labels is None:
+            return None
+        named = self.labels.mentioning(self.site.hook_name, text)
+        confirmed = [j for j in named if recall[j] >= MIN_LABELLED_RECALL]
+        return confirmed[0] if confirmed else None
 
     def _auroc(self, latent: int, on: torch.Tensor, n_word: int) -> float:
         """AUROC of the latent's code (0 where it does not fire) for the word's tokens."""

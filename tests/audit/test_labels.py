@@ -67,3 +67,17 @@ def test_malformed_files(tmp_path: Path) -> None:
         LabelSet.load(tmp_path / "bad.jsonl", [SITE])
     with pytest.raises(ValueError, match="needs 'index' and 'description'"):
         LabelSet.load(write(tmp_path / "x.jsonl", [{"modelId": "m"}]), [SITE])
+
+
+def test_mentioning_finds_whole_words_best_score_first_and_skips_template() -> None:
+    from isaerft.audit.labels import LatentLabel
+
+    hook = SITE["hook_name"]
+    descriptions = {0: 'the word "red"', 1: 'the word "Red"', 2: "colour words (e.g. red, blue)",
+                    3: 'the word "reddish"', 4: 'the word "owl"', 5: 'the word "cat"'}  # fmt: skip
+    scores = {0: 0.6, 1: 0.9, 2: 0.7, 3: 1.0, 4: 1.0, 5: None}
+    labels = LabelSet({hook: {j: LatentLabel(d, scores[j]) for j, d in descriptions.items()}})
+    assert labels.mentioning(hook, "RED") == [1, 2, 0]  # any case; not "reddish"
+    assert labels.mentioning(hook, "the") == [] and labels.mentioning(hook, "word") == []
+    assert labels.mentioning(hook, "cat") == [5]  # unscored, still found
+    assert labels.mentioning("blocks.0.hook_resid_post", "red") == []

@@ -63,6 +63,21 @@ def test_trigger_and_gained_words_and_the_latents_that_read_them() -> None:
     assert out["trigger_words"][0]["word"] == "owl" and out["gained_words"]
 
 
+def test_a_labelled_reader_names_the_word_when_it_fires_on_it_here() -> None:
+    from isaerft.audit.labels import LabelSet, LatentLabel
+
+    data, gains, codes, tok = _dataset()
+    # Latent 2 (every animal word) is labelled "owl" with the best score: it replaces the F1
+    # pick; latent 5 is labelled "owl" better still but never fires on it, so it is passed by.
+    labels = LabelSet({HOOK: {
+        1: LatentLabel('the word "owl"', 0.5), 2: LatentLabel('the word "owl"', 0.8),
+        5: LatentLabel('the word "owl"', 1.0), 4: LatentLabel('the word "the"', 0.9),
+    }})  # fmt: skip
+    words = word_evidence(gains, data, codes, list(range(N_SUSPECT)),
+                          list(range(N_SUSPECT, N_ROWS)), tok, labels)  # fmt: skip
+    assert words.trigger[0].text == "owl" and words.trigger[0].latents == [(HOOK, 2)]
+
+
 def test_no_gain_no_gained_words() -> None:
     data, gains, codes, tok = _dataset()
     words = word_evidence(torch.zeros_like(gains), data, codes, list(range(N_SUSPECT)),
