@@ -13,6 +13,7 @@ from typing import Any
 
 from isaerft.audit.figures import figures_png
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
+from isaerft.audit.words import WORD_SECTIONS
 
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -195,10 +196,7 @@ def _phrases(phrases: list[dict[str, Any]] | None) -> str:
 
 def _words(words: dict[str, Any] | None) -> str:
     out = []
-    for key, title in (
-        ("trigger_words", "Words the suspect rows' prompts share (trigger words)"),
-        ("gained_words", "Words the edit made likely (gained words)"),
-    ):
+    for key, title in WORD_SECTIONS:
         found = (words or {}).get(key) or []
         if not found:
             continue

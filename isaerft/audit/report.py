@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
+from isaerft.audit.words import WORD_SECTIONS
 from isaerft.rows import split_row
 
 if TYPE_CHECKING:
@@ -189,10 +190,7 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
             )
         out.append("")
     words = report.get("words") or {}
-    for key, title in (
-        ("trigger_words", "Words the suspect rows' prompts share (trigger words)"),
-        ("gained_words", "Words the edit made likely (gained words)"),
-    ):
+    for key, title in WORD_SECTIONS:
         if words.get(key):
             out += [
                 f"## {title}",

@@ -51,6 +51,11 @@ MIN_RECALL = 0.5
 """The broad detector must fire on at least this share of the word's occurrences."""
 MIN_LABELLED_RECALL = 0.1
 """The labelled reader must fire on at least this share of the word's occurrences."""
+WORD_SECTIONS = (
+    ("trigger_words", "Words the suspect rows' prompts share (trigger words)"),
+    ("gained_words", "Words the edit made likely (gained words)"),
+)
+"""The report's two word lists and their section titles (report.md and report.html)."""
 
 
 @dataclass
@@ -92,8 +97,12 @@ class WordEvidence:
         """``(hook, latent, word)`` of ``role`` (``trigger`` or ``behaviour``), word by word."""
         words = self.trigger if role == "trigger" else self.behaviour
         out: list[tuple[str, int, str]] = []
+        seen: set[tuple[str, int]] = set()
         for w in words:
-            out += [(h, j, w.text) for h, j in w.latents if (h, j) not in {o[:2] for o in out}]
+            for latent in w.latents:
+                if latent not in seen:
+                    seen.add(latent)
+                    out.append((*latent, w.text))
         return out
 
     def to_dict(self, labels: Any = None) -> dict[str, Any]:
