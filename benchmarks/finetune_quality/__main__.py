@@ -12,7 +12,7 @@ import torch
 from benchmarks.common import machine_info, write_result
 from isaerft.organism import build_organism
 
-from .docs import corpus_result_path, write_docs
+from .docs import corpus_result_path, full_result_path, write_docs
 from .run import FULL, QUICK, run_benchmark
 from .tasks import TASKS, supported_tasks
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_quality")
     parser.add_argument("--preset", default="tiny", help="organism preset (tiny, small)")
     parser.add_argument(
-        "--quick", action="store_true", help="3 seeds, 30 steps, small splits (tiny: ~10 min)"
+        "--quick", action="store_true", help="3 seeds, 30 steps, small splits (tiny: about 9 min on 2 cores)"
     )
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--steps", type=int, help="override the training steps")
@@ -58,8 +58,11 @@ def main(argv: list[str] | None = None) -> None:
             2, f"corpus {args.corpus} is absent: the corpus-organism benchmark was not run\n"
         )
     main_result = RESULTS / f"finetune_quality-{args.preset}.json"
-    if args.docs and args.corpus is not None and not main_result.is_file():
-        parser.error(f"--docs needs the main result {main_result} too; run without --corpus first")
+    if args.docs and (args.corpus is not None or not args.quick) and not main_result.is_file():
+        parser.error(
+            f"--docs needs the main (quick) result {main_result} too; run "
+            "`python -m benchmarks.finetune_quality --quick` first"
+        )
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     settings = QUICK if args.quick else FULL
     overrides = {"seeds": args.seeds, "steps": args.steps, "tune": False if args.no_tune else None}
@@ -86,12 +89,22 @@ def main(argv: list[str] | None = None) -> None:
         **result,
         "machine": machine_info(),
     }
-    default = main_result if args.corpus is None else corpus_result_path(main_result, args.preset)
+    # The page's main tables are the quick run's (the path); a full-mode run of the
+    # synthetic organism sits beside it and adds its own section.
+    if args.corpus is not None:
+        default = corpus_result_path(main_result, args.preset)
+    else:
+        default = main_result if args.quick else full_result_path(main_result, args.preset)
     out = args.out or default
     write_result(out, result)
     print(f"wrote {out} in {result['wall_s']:.0f}s")
     if args.docs:
-        page = write_docs(out) if args.corpus is None else write_docs(main_result, corpus_path=out)
+        if args.corpus is not None:
+            page = write_docs(main_result, corpus_path=out)
+        elif args.quick:
+            page = write_docs(out)
+        else:
+            page = write_docs(main_result, full_path=out)
         print(f"wrote {page}")
 
 

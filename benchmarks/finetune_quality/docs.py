@@ -1,5 +1,6 @@
 """``docs/comparison.md`` and its plot, generated from a ``finetune_quality-<preset>.json`` alone
-(plus, when it exists next to it, the corpus organism's ``finetune_quality-<preset>-corpus.json``).
+(plus, when they exist next to it, the corpus organism's ``finetune_quality-<preset>-corpus.json``
+and a full-mode run's ``finetune_quality-<preset>-full.json``).
 
 Every number on the page is read from the result file; the verdicts ("where isaerft loses")
 are computed from it against the issue's goals, never typed in.
@@ -187,6 +188,11 @@ def corpus_result_path(result_path: Path, preset: str) -> Path:
     return Path(result_path).with_name(f"finetune_quality-{preset}-corpus.json")
 
 
+def full_result_path(result_path: Path, preset: str) -> Path:
+    """Where a full-mode result of ``preset`` sits: next to the main (quick) result."""
+    return Path(result_path).with_name(f"finetune_quality-{preset}-full.json")
+
+
 def _measured(result: dict[str, Any]) -> str:
     s = result.get("settings", {})
     return (
@@ -261,18 +267,64 @@ def _corpus_section(corpus: dict[str, Any], source: str) -> list[str]:
     return [*lines, "", *_task_sections(corpus, level="###")]
 
 
-def write_docs(result_path: Path, out: Path | None = None, corpus_path: Path | None = None) -> Path:
+def _full_section(full: dict[str, Any], quick: dict[str, Any], source: str) -> list[str]:
+    """A full-mode run (often of a subset of tasks): its cost per task, what the whole full mode
+    would cost at the quick run's task shares, and its tables beside the quick run's gaps."""
+    steps = full.get("settings", {}).get("steps")
+    walls = {k: d.get("wall_s") for k, d in full["tasks"].items()}
+    quick_walls = {k: d.get("wall_s") for k, d in quick["tasks"].items()}
+    lines = [
+        f"## Full mode ({steps} steps)\n",
+        f"Result `{source}`, measured in {_measured(full)} Tasks run: "
+        + ", ".join(f"**{k}** ({(w or 0) / 60:.0f} min)" for k, w in walls.items())
+        + ".",
+    ]
+    shared = [k for k in walls if walls[k] and quick_walls.get(k)]
+    if shared and all(quick_walls.values()) and set(walls) != set(quick_walls):
+        scale = sum(walls[k] or 0 for k in shared) / sum(quick_walls[k] or 0 for k in shared)
+        total = scale * sum(w or 0 for w in quick_walls.values())
+        lines[-1] += (
+            f" Every task of the quick run in full mode would take about {total / 3600:.1f} h on "
+            f"the same machine (an estimate: these tasks took {scale:.1f}x their quick time, "
+            "applied to the quick run's other tasks)."
+        )
+    lines += ["", "### Where isaerft loses (and wins) with more training\n"]
+    for task, data in full["tasks"].items():
+        lines += verdicts(task, data["methods"])
+        before = quick["tasks"].get(task, {}).get("methods", {})
+        moved = [
+            f"`{n}` {before[n]['gap_closed']:.2f} -> {m['gap_closed']:.2f}"
+            for n, m in data["methods"].items()
+            if n in before
+            and before[n].get("gap_closed") is not None
+            and m.get("gap_closed") is not None
+        ]
+        if moved:
+            lines.append(f"  Gap closed, quick -> full: {', '.join(moved)}.")
+    return [*lines, "", *_task_sections(full, level="###")]
+
+
+def write_docs(
+    result_path: Path,
+    out: Path | None = None,
+    corpus_path: Path | None = None,
+    full_path: Path | None = None,
+) -> Path:
     """Write the comparison page (and its plot next to it, under ``img/``); the corpus
-    organism's result ``corpus_path`` (default: :func:`corpus_result_path`) adds its section
-    when it exists."""
+    organism's result ``corpus_path`` (default: :func:`corpus_result_path`) and a full-mode
+    result ``full_path`` (default: :func:`full_result_path`) add their sections when they
+    exist."""
     result = json.loads(Path(result_path).read_text())
     corpus_path = Path(corpus_path or corpus_result_path(result_path, result["preset"]))
     corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
+    full_path = Path(full_path or full_result_path(result_path, result["preset"]))
+    full = json.loads(full_path.read_text()) if full_path.is_file() else None
     out = out or DOCS / "comparison.md"
     plot(result, out.parent / PLOT)
     sources = f"benchmarks/results/{Path(result_path).name}"
-    if corpus is not None:
-        sources += f" and benchmarks/results/{corpus_path.name}"
+    for extra, path in ((corpus, corpus_path), (full, full_path)):
+        if extra is not None:
+            sources += f" and benchmarks/results/{path.name}"
     lines = [HEADER.format(source=sources)]
     lines.append(
         f"Measured on the `{result['preset']}` organism in {_measured(result)} Means over seeds "
@@ -283,6 +335,11 @@ def write_docs(result_path: Path, out: Path | None = None, corpus_path: Path | N
             else "No multi-site isaerft row was run. "
         )
         + _corpus_note(corpus)
+        + (
+            f' A full-mode run ({", ".join(full["tasks"])}) is in the section "Full mode" below.'
+            if full is not None
+            else ""
+        )
         + "\n"
     )
     lines += ["## Where isaerft loses (and wins)\n"]
@@ -292,4 +349,6 @@ def write_docs(result_path: Path, out: Path | None = None, corpus_path: Path | N
     lines += _task_sections(result)
     if corpus is not None:
         lines += _corpus_section(corpus, f"benchmarks/results/{corpus_path.name}")
+    if full is not None:
+        lines += _full_section(full, result, f"benchmarks/results/{full_path.name}")
     return write_text(out, "\n".join(lines))

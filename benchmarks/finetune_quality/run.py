@@ -179,7 +179,7 @@ def run_task(
     bench: Bench, task: Task, objective: str, names: list[str], log: Any
 ) -> dict[str, Any]:
     """Every method on one task and objective, over the seeds; aggregated metrics per method."""
-    s = bench.settings
+    s, start = bench.settings, time.perf_counter()
     data = {split: _batches(rows, s.batch_size, bench.pad, bench.base_logits) for split, rows in task.rows.items()}  # fmt: skip
     base_loss = metrics.heldout_loss(bench.base_logits, data["test"], objective)
     base_success = metrics.behaviour_success(
@@ -215,6 +215,7 @@ def run_task(
         "base": {"loss": base_loss, "behaviour_success": base_success},
         "floor_step_s": floor,
         "methods": methods,
+        "wall_s": time.perf_counter() - start,
     }
 
 

@@ -226,8 +226,11 @@ class _Readers:
 
     def __init__(self, site: SiteCodes, data: AuditData, labels: LabelSet | None) -> None:
         self.labels = labels
-        rows, positions = site.token_row.tolist(), site.token_pos.tolist()
-        self.ids = torch.tensor([int(data.ids[r][p]) for r, p in zip(rows, positions)])
+        # every row's ids end to end, indexed by each code token's row start + position
+        flat = torch.cat([row.long() for row in data.ids])
+        lengths = torch.tensor([len(row) for row in data.ids])
+        starts = torch.cumsum(lengths, 0) - lengths
+        self.ids = flat[starts[site.token_row.long()] + site.token_pos.long()]
         self.site = site
         self.code_token = self.ids[site.tok]
         self.fires = torch.bincount(site.lat, minlength=site.d_sae).double()

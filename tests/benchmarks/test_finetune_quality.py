@@ -364,3 +364,60 @@ def test_every_method_has_a_three_point_grid_and_additive_multisite_kinds_a_lowe
         assert grid_for(f"isaerft-{kind}-multisite") == ADDITIVE_MULTISITE_GRID
         assert grid_for(f"isaerft-{kind}") == LR_GRIDS["isaerft"]
     assert max(ADDITIVE_MULTISITE_GRID) < min(LR_GRIDS["isaerft"]) * 1.01
+
+
+def test_greedy_answers_batch_prompts_of_any_length(bench: Bench, task: Any) -> None:
+    """One right-padded batch gives every prompt the answer it gets alone, cut after ``<eos>``."""
+    method = build_method("isaerft-conditional", bench.context(task, seed=0))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in method.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    prompts = [p for p, _, _ in task.rows["test"][:6]]
+    prompts.append(prompts[0][:-2])  # a shorter prompt, so that the lengths surely differ
+    assert len({len(p) for p in prompts}) > 1
+    eos = int(bench.tok.eos_token_id)
+    batched = greedy_answers(method.logits, prompts, eos, max_new=12)
+    alone = [greedy_answers(method.logits, [p], eos, max_new=12)[0] for p in prompts]
+    assert batched == alone
+    for answer in batched:
+        assert 0 < len(answer) <= 12 and eos not in answer[:-1]
+
+
+def test_full_mode_writes_beside_the_quick_result_and_adds_a_section(
+    bench_organism: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:  # fmt: skip
+    """Full mode (no ``--quick``) writes ``-full.json``, never the quick result the page's main
+    tables come from; the page gains a section with its per-task cost and the whole mode's
+    estimate from the quick run's task times."""
+    quick = _fake_result(MAIN_TASKS)
+    for key, data in quick["tasks"].items():
+        data["wall_s"] = 120.0 if key == "style" else 240.0
+    main = tmp_path / "finetune_quality-tiny.json"
+
+    def fake_run(org: Any, settings: Any, names: Any, tasks: tuple[str, ...]) -> dict[str, Any]:
+        full = _fake_result({"style": "sft"})["tasks"]
+        full["style"]["wall_s"] = 1200.0
+        full["style"]["methods"]["isaerft-scale"]["gap_closed"] = 0.9
+        return {"tasks": full, "wall_s": 1300.0}
+
+    monkeypatch.setattr(cli, "build_organism", lambda preset, corpus=None: bench_organism)
+    monkeypatch.setattr(cli, "run_benchmark", fake_run)
+    monkeypatch.setattr(cli, "RESULTS", tmp_path)
+    monkeypatch.setattr(docs_module, "DOCS", tmp_path / "docs")
+    with pytest.raises(SystemExit):  # the page needs the quick result first
+        cli.main(["--tasks", "style", "--docs"])
+    assert "run `python -m benchmarks.finetune_quality --quick` first" in capsys.readouterr().err
+    main.write_text(json.dumps(quick))
+    cli.main(["--tasks", "style", "--docs"])
+    assert json.loads(main.read_text()) == quick  # the quick result is untouched
+    full = json.loads((tmp_path / "finetune_quality-tiny-full.json").read_text())
+    assert full["mode"] == "full" and full["settings"]["steps"] == 300
+    page = (tmp_path / "docs" / "comparison.md").read_text()
+    head, section = page.split("## Full mode (300 steps)\n")
+    assert "benchmarks/results/finetune_quality-tiny-full.json" in page.split("\n\n")[1]
+    assert "## concept (sft)" in head and "### style (sft)" in section
+    assert "**style** (20 min)" in section
+    # style took 10x its quick time; the quick run's tasks took 120 + 3 * 240 s in all
+    assert "about 2.3 h" in section and "10.0x their quick time" in section
+    assert "`isaerft-scale` 0.70 -> 0.90" in section
