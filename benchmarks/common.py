@@ -19,11 +19,23 @@ RESULTS = Path(__file__).parent / "results"
 """Where results are written (and where ``benchmarks.docs`` reads them)."""
 
 
+def _cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or ``platform.machine()`` elsewhere."""
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def machine_info(device: str = "cpu") -> dict[str, Any]:
     """The machine, the software versions and the thread count a result was measured with."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": platform.processor(),
+        # the organism's build depends on the processor's float kernels (docs/quickstart.md)
+        "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,

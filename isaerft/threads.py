@@ -14,8 +14,9 @@ chosen by :func:`resolve_threads`; the first of these that is set wins:
 
 Organism builds are the exception: they always run with
 :data:`isaerft.organism.build.BUILD_THREADS` threads (through :func:`torch_threads` too),
-because the thread count changes the rounding of float reductions and a build must be the same
-on every machine.
+because the thread count changes the rounding of float reductions and a build must not depend
+on the machine's core count (the processor's instruction set can still change it: see
+docs/quickstart.md).
 
 The CLI prints the choice at the start of ``isaerft train``, ``demo``, ``audit`` and
 ``audit-dataset`` (:meth:`ThreadChoice.describe`), and a run's ``summary.json`` records it as

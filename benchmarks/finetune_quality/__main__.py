@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_quality")
     parser.add_argument("--preset", default="tiny", help="organism preset (tiny, small)")
     parser.add_argument(
-        "--quick", action="store_true", help="3 seeds, 30 steps, small splits (tiny: about 9 min on 2 cores)"
+        "--quick",
+        action="store_true",
+        help="3 seeds, 30 steps, small splits (tiny: about 9 min on 2 cores)",
     )
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
     parser.add_argument("--steps", type=int, help="override the training steps")

@@ -110,7 +110,7 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     params = m["trainable_params"] / max(lora["trainable_params"], 1)
     ok = ratio >= 0.8 and params <= 0.1
     out.append(
-        f"- **{task}**, `{name}` vs `lora-r8`: closes {ratio:.0%} of LoRA-r8's gap with "
+        f"- **{task}**, `{name}` vs `lora-r8`: closes {ratio:.1%} of LoRA-r8's gap with "
         f"{params:.1%} of its parameters — goal (>= 80 % with <= 10 %) "
         + ("met." if ok else f"**missed**: {_shortfall(ratio, params)}.")
     )
@@ -151,7 +151,7 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
 def _shortfall(ratio: float, params: float) -> str:
     parts = []
     if not ratio >= 0.8:
-        parts.append(f"{0.8 - ratio:.0%} short of the gap target")
+        parts.append(f"{0.8 - ratio:.1%} short of the gap target")
     if params > 0.1:
         parts.append(f"{params / 0.1:.1f}x over the parameter budget")
     return " and ".join(parts)

@@ -249,8 +249,10 @@ def say(progress: bool, msg: str) -> None:
 
 BUILD_THREADS = 2
 """torch threads of every build, whatever the machine's core count: float reductions split
-over another number of threads round differently, and a build must not depend on the machine
-(the default trigger and target are chosen from what the build measures)."""
+over another number of threads round differently, and a build must not depend on the core
+count (the default trigger and target are chosen from what the build measures). Processors
+with other instruction sets still round differently: the same key built on an AMD EPYC machine
+chose another default trigger and target than on the machine the docs were checked with."""
 
 
 @contextlib.contextmanager
@@ -285,8 +287,8 @@ def _build_steps(tmp: Path, cfg: OrganismConfig, key: str, progress: bool) -> No
     model_dir = tmp / "model"
     say(
         progress,
-        f"building {key} in {tmp} with {BUILD_THREADS} torch threads (fixed, so that every "
-        "machine builds the same organism)",
+        f"building {key} in {tmp} with {BUILD_THREADS} torch threads (fixed, so that the core "
+        "count does not change the organism)",
     )
     corpus = corpus_texts(cfg, cfg.corpus, tmp)
     lap("corpus")
