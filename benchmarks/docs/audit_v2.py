@@ -20,6 +20,14 @@ def _fraction_seed(key: str) -> tuple[float, int]:
     return float(fraction), int(seed or 0)
 
 
+def _cpu(result: dict[str, Any]) -> str:
+    """The processor, where the result recorded it: the organism's build depends on it, so two
+    results of the same plan on different processors audit different builds."""
+    model = result["machine"].get("cpu_model")
+    key = (result.get("organism") or {}).get("key")
+    return f", processor `{model}` (organism `{key}` built on it)" if model else ""
+
+
 def audit_v2_section(name: str, result: dict[str, Any]) -> str:
     """One result file as a Markdown section."""
     summary = result["summary"]
@@ -53,7 +61,7 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
         f"held out.{subset} Wall time {result['wall_time_s'] / 60:.0f} min on "
-        f"{result['machine'].get('cpu_count')} cores (load average "
+        f"{result['machine'].get('cpu_count')} cores{_cpu(result)} (load average "
         f"{_num(result['machine'].get('load_average_1m'), 1)} at the start).",
         "",
         "### Learnability map",

@@ -52,6 +52,13 @@ def test_committed_result_renders() -> None:
     page = audit_v2_section(RESULT.stem, result)
     assert "### Learnability map" in page and "| word/phrase | 1 % | dev |" in page
     assert "clean datasets flagged" in page
+    # the organism build depends on the processor: a result that recorded it says so
+    result["machine"]["cpu_model"] = "Some CPU 9000"
+    page = audit_v2_section(RESULT.stem, result)
+    key = result["organism"]["key"]
+    assert f"processor `Some CPU 9000` (organism `{key}` built on it)" in page
+    del result["machine"]["cpu_model"]
+    assert "processor `" not in audit_v2_section(RESULT.stem, result)
 
 
 def test_subset_result_says_so_and_has_no_empty_false_positive_rows() -> None:
