@@ -9,9 +9,10 @@ on the organism's own SAE text, and caches it inside the organism folder::
 
 The first call per hook trains (tiny: ~20 s, small: a few minutes on 2 cores); later calls load.
 The training runs under the build's fixed threads and deterministic kernels, so every core count
-trains the same site SAE on one kind of processor. :func:`site_labels` labels a site SAE the way the build labels its
-own, and :func:`write_site_labels` joins several sites' labels into one file for a multi-site
-audit (each row names its ``hookName``, which the audit matches to the run's sites).
+trains the same site SAE on one kind of processor. :func:`site_labels` labels a site SAE the way
+the build labels its own, and :func:`write_site_labels` joins several sites' labels into one
+file for a multi-site audit (each row names its ``hookName``, which the audit matches to the
+run's sites).
 """
 
 from __future__ import annotations
