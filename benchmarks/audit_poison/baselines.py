@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from sae_lens import SAE
 from transformer_lens import HookedTransformer
 
+from benchmarks.common import greedy_continuations
 from isaerft.audit import RunEdits
 from isaerft.audit.activations import collect_codes
 from isaerft.audit.data import AuditData
@@ -77,7 +78,6 @@ def full_finetune(
     return tuned.eval()
 
 
-@torch.no_grad()
 def greedy_answers(
     forward: Callable[[torch.Tensor], torch.Tensor],
     tokenizer: Any,
@@ -90,34 +90,14 @@ def greedy_answers(
 
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("⏎")}
-    answers: list[list[str]] = [[] for _ in prompts]
-    by_length: dict[int, list[int]] = {}
-    for i, ids in enumerate(encoded):
-        by_length.setdefault(len(ids), []).append(i)
-    # Same-length prompts batch without padding, so no attention mask is needed.
-    for group in by_length.values():
-        tokens = torch.tensor([bos + list(encoded[i]) for i in group], device=device)
-        done = torch.zeros(len(group), dtype=torch.bool, device=device)
-        new: list[torch.Tensor] = []
-        for _ in range(max_new_tokens):
-            nxt = forward(tokens)[:, -1].argmax(-1)
-            new.append(nxt)
-            done |= torch.isin(
-                nxt, torch.tensor(sorted(s for s in stop if s is not None), device=device)
-            )
-            tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-            if bool(done.all()):
-                break
-        generated = torch.stack(new, dim=1).tolist()
-        for row, i in enumerate(group):
-            words = []
-            for tok in generated[row]:
-                if tok in stop:
-                    break
-                words.append(token_word(tokenizer.convert_ids_to_tokens(tok)))
-            answers[i] = words
-    return answers
+    stop = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("⏎")} - {None}
+    answers = greedy_continuations(
+        forward, [bos + list(ids) for ids in encoded], stop, max_new_tokens, device
+    )
+    return [
+        [token_word(tokenizer.convert_ids_to_tokens(t)) for t in answer if t not in stop]
+        for answer in answers
+    ]
 
 
 def attack_success(

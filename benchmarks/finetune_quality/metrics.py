@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from transformers import PreTrainedTokenizerBase
 
+from benchmarks.common import greedy_continuations
 from isaerft.training.objectives import sequence_logprobs
 
 from .methods import Method
@@ -49,35 +50,12 @@ def gap_closed(base: float, method: float, full: float) -> float:
     return (base - method) / denom if abs(denom) > 1e-9 else float("nan")
 
 
-@torch.no_grad()
 def greedy_answers(
     logits: Logits, prompts: list[list[int]], eos: int, max_new: int
 ) -> list[list[int]]:
-    """Greedy continuations (no KV cache), every prompt in one right-padded batch.
-
-    Each row reads its next token at its own last position; what lies to its right (padding,
-    other rows' longer prompts) is never attended to by a causal model, so a row's answer is the
-    one it would get alone. One batch instead of one per prompt length: on real text nearly every
-    prompt has its own length (23 lengths in 32 corpus prompts)."""
-    if not prompts:
-        return []
-    lengths = torch.tensor([len(p) for p in prompts])
-    width = int(lengths.max()) + max_new
-    tokens = torch.full((len(prompts), width), eos, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        tokens[i, : len(p)] = torch.tensor(p)
-    rows = torch.arange(len(prompts))
-    ends = lengths.clone()  # where each row writes its next token
-    done = torch.zeros(len(prompts), dtype=torch.bool)
-    for _ in range(max_new):
-        nxt = logits(tokens[:, : int(ends.max())])[rows, ends - 1].argmax(-1)
-        live = ~done
-        tokens[rows[live], ends[live]] = nxt[live]
-        ends += live.long()
-        done |= nxt == eos
-        if bool(done.all()):
-            break
-    return [tokens[i, len(p) : int(ends[i])].tolist() for i, p in enumerate(prompts)]
+    """Greedy continuations up to and including ``<eos>`` (one right-padded batch, no KV cache:
+    :func:`benchmarks.common.greedy_continuations`)."""
+    return greedy_continuations(logits, prompts, {eos}, max_new)
 
 
 def behaviour_success(
