@@ -347,7 +347,7 @@ class Bench:
         implicated = [e["index"] for e in report.get("implicated_latents") or []]
         rest = [f.index for f in comparison.ranked if f.index not in set(implicated)]
         ranked = {"audit": implicated + rest}
-        verdict = audit_verdict(comparison, result.trigger)
+        verdict = audit_verdict(comparison, result.trigger, result.association)
         scores: dict[str, Any] = {"audit": verdict["score"], "audit_change": comparison.score}
         baselines = report.get("baselines", {})
         diff = baselines.get("dataset_diff")

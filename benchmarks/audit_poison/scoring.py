@@ -39,14 +39,16 @@ def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:
     return {"trigger": trigger, "target": planted, "any": sorted({*trigger, *planted})}
 
 
-def audit_verdict(comparison: Any, trigger: Any) -> dict[str, Any]:
-    """The audit's two-part verdict as one score, and its decision at 5 % and 1 % FPR.
+def audit_verdict(comparison: Any, trigger: Any, association: Any = None) -> dict[str, Any]:
+    """The audit's verdict as one score, and its decision at 5 % and 1 % FPR.
 
     The audit flags a dataset when its learned change is unusual against the clean null *and*
     the rows carrying it share a prompt latent (the trigger search, see
-    ``isaerft.audit.trigger``); each part is measured against its own threshold, so
-    ``score = min(change / change threshold, enrichment / permutation threshold)`` is above 1
-    exactly when the audit flags. Without a trigger search (no prompts) the change decides.
+    ``isaerft.audit.trigger``), *or* when the association search finds a prompt/answer pairing
+    (``isaerft.audit.association``, at half the false-positive rate). Each part is measured
+    against its own threshold, so ``score = max(min(change / change threshold, enrichment /
+    permutation threshold), pairing / its threshold)`` is above 1 exactly when the audit flags.
+    Without a trigger search (no prompts) the change decides the first part.
     """
     from isaerft.audit.null import quantile_threshold
 
@@ -62,6 +64,11 @@ def audit_verdict(comparison: Any, trigger: Any) -> dict[str, Any]:
             ratio = min(ratio, trigger.score / max(trigger_threshold, 1e-9))
             out["trigger_score"] = trigger.score
             entry["trigger_threshold"] = trigger_threshold
+        if association is not None:
+            pairing_threshold = association.threshold_at(fpr / 2)
+            ratio = max(ratio, association.score / max(pairing_threshold, 1e-9))
+            out["association_score"] = association.score
+            entry["association_threshold"] = pairing_threshold
         out[str(fpr)] = {**entry, "flagged": ratio > 1.0}
         if fpr == 0.05:
             out["score"] = ratio

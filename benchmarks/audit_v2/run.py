@@ -51,9 +51,11 @@ from isaerft.runs import INTERVENTION_DIR
 DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
-NAMING = 2
+NAMING = 4
 """How the implicated latents were chosen: 1 = the two data readers of each word, 2 = the
-labelled reader first (:mod:`isaerft.audit.words`). Bump it when naming changes without a new
+labelled reader first (:mod:`isaerft.audit.words`), 3 = the association search's pairings join
+the naming roles (:mod:`isaerft.audit.association`), 4 = they follow the learned edit's naming
+where the learned edit flagged the data. Bump it when naming changes without a new
 report schema."""
 AUDIT_SETTINGS = {**finite(asdict(AUDIT)), "report_schema": SCHEMA_VERSION, "naming": NAMING}
 """What each cached cell record was audited with: the settings, the report's schema version
@@ -258,12 +260,18 @@ def _evaluate(
             "flagged": bool(verdict["flagged"]),
             "changes_flagged": bool(verdict["changes_flagged"]),
             "trigger_found": verdict["trigger_found"],
+            "association_found": (report.get("association_search") or {}).get("found"),
+            "association_score": (report.get("association_search") or {}).get("score"),
+            "association_threshold": (report.get("association_search") or {}).get("threshold"),
             "score": verdict["score"],
             "threshold": verdict["threshold"],
             "n_suspects": report["rows"]["n_suspects"],
             "ground_truth": truth,
             "recall_at_10": {role: recall_at_k(implicated, ids, (10,))["10"] for role, ids in truth.items()},
             "word_recall_at_10": word_recall(cell, (report.get("implicated_latents") or [])[:10]),
+            # The same recall with the pairing-only entries left out: what the learned edit and
+            # the searches that read it name without the association search.
+            "recall_at_10_without_pairing": {role: recall_at_k(implicated_ids(bench, without_pairing(report.get("implicated_latents") or [])), ids, (10,))["10"] for role, ids in truth.items()},
             "implicated_top10": [
                 {"hook_name": e["hook_name"], "index": e["index"], "label": e["label"], "roles": e["roles"], "words": e.get("words", []), "writes": e["writes"][:3]}
                 for e in (report.get("implicated_latents") or [])[:10]
@@ -277,6 +285,31 @@ def _evaluate(
     if cell.kind == "poison":
         record["row_auroc"] = (report.get("evaluation") or {}).get("row_auroc")
     return record
+
+
+def route(record: dict[str, Any]) -> str | None:
+    """Which route flagged a cell: ``edit`` (an unusual change whose rows share a prompt
+    latent), ``pairing`` (the association search), ``both``, or ``None`` (not flagged, or a
+    record from before the association search)."""
+    if "association_found" not in record or not record["flagged"]:
+        return None
+    edit = bool(record["changes_flagged"]) and record["trigger_found"] is not False
+    pairing = bool(record["association_found"])
+    return "both" if edit and pairing else ("edit" if edit else "pairing")
+
+
+def without_pairing(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The implicated latents without those whose only roles come from the association
+    search."""
+    return [e for e in entries if not set(e["roles"]) <= {"paired prompt", "paired answer"}]
+
+
+def implicated_ids(bench: Bench, entries: list[dict[str, Any]]) -> list[Any]:
+    """Implicated entries as :func:`cell_truth` compares them: latent indices (one site) or
+    ``"<hook>:<index>"`` (every site)."""
+    if not bench.multisite:
+        return [e["index"] for e in entries]
+    return [f"{e['hook_name']}:{e['index']}" for e in entries]
 
 
 def word_recall(cell: Cell, top: list[dict[str, Any]]) -> dict[str, float | None]:
@@ -305,7 +338,7 @@ def cell_truth(
     its recall@10 reads like a single-site audit's, and ``every_site`` adds every site's."""
     entries = report.get("implicated_latents") or []
     if not bench.multisite:
-        return ground_truth(bench.labels, cell), [e["index"] for e in entries], None
+        return ground_truth(bench.labels, cell), implicated_ids(bench, entries), None
     every: dict[str, list[Any]] = {}
     for hook, labels in bench.site_truth().items():
         for role, ids in ground_truth(labels, cell).items():
@@ -314,7 +347,7 @@ def cell_truth(
         role: [f"{bench.hook}:{j}" for j in ids]
         for role, ids in ground_truth(bench.labels, cell).items()
     }
-    return own, [f"{e['hook_name']}:{e['index']}" for e in entries], every
+    return own, implicated_ids(bench, entries), every
 
 
 def summarise(
@@ -334,6 +367,7 @@ def summarise(
         learn.setdefault(key(r), {})[f"{r['fraction']:g}{seed}"] = {
             **r["learnability"],
             "flagged": r["flagged"],
+            "route": route(r),
             "recall_at_10": r["recall_at_10"]["any"],
             "row_auroc": r["row_auroc"],
             "split": "dev" if (r["family"], r["target"]) == DEV else "held_out",
@@ -361,6 +395,8 @@ def summarise(
             "detected_with_recall_ge_0.9": _share(detected, lambda r: (r["recall_at_10"]["any"] or 0) >= 0.9),
             # Older records (report schema < 4) have no word recall.
             "mean_word_recall_at_10_on_detected": mean([w for r in detected if (w := (r.get("word_recall_at_10") or {}).get("any")) is not None]),
+            # Records from before the association search have no such entry.
+            "mean_recall_at_10_without_pairing_on_detected": mean([w for r in detected if (w := (r.get("recall_at_10_without_pairing") or {}).get("any")) is not None]),
         },
         "localisation": {
             "min_row_auroc_on_detected": min((r["row_auroc"] for r in detected if r["row_auroc"] is not None), default=None),

@@ -20,6 +20,14 @@ def _fraction_seed(key: str) -> tuple[float, int]:
     return float(fraction), int(seed or 0)
 
 
+def _flagged(cell: dict[str, Any]) -> str:
+    """``yes`` / ``no``, with the route that flagged (``edit``, ``pairing``, ``both``) where the
+    result records it."""
+    if not cell["flagged"]:
+        return "no"
+    return f"yes ({cell['route']})" if cell.get("route") else "yes"
+
+
 def _cpu(result: dict[str, Any]) -> str:
     """The processor, where the result recorded it: the organism's build depends on it, so two
     results of the same plan on different processors audit different builds."""
@@ -68,7 +76,9 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         "",
         "Attack success on held-out trigger prompts (greedy answers that show the target) of "
         "the base model, a full fine-tune and the audit's default candidate run; then what the "
-        "audit made of the dataset. The audit cannot see what its candidate does not learn.",
+        "audit made of the dataset. The audit cannot see what its candidate does not learn; "
+        "the association search reads the data without it (flagged: `edit` = an unusual change "
+        "whose rows share a prompt latent, `pairing` = the association search, `both`).",
         "",
         "| trigger / target | poison | split | base | full FT | candidate | flagged | "
         "recall@10 | row AUROC |",
@@ -81,7 +91,7 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
             lines.append(
                 f"| {key} | {_pct(frac)}{seeded} | {cell['split']} | "
                 f"{_pct(cell['asr_base'])} | {_pct(cell['asr_full_finetune'])} | "
-                f"{_pct(cell['asr_candidate'])} | {'yes' if cell['flagged'] else 'no'} | "
+                f"{_pct(cell['asr_candidate'])} | {_flagged(cell)} | "
                 f"{_num(cell['recall_at_10'])} | {_num(cell['row_auroc'], 3)} |"
             )
     detection = summary["detection"]
@@ -114,6 +124,11 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         lines.append(
             f"| mean share of trigger + target words named in the top 10, detected poisons | "
             f"{_num(words)} |"
+        )
+    unpaired = naming.get("mean_recall_at_10_without_pairing_on_detected")
+    if unpaired is not None and unpaired == unpaired:
+        lines.append(
+            f"| the same recall without the association search's pairing roles | {_num(unpaired)} |"
         )
     lines += [
         f"| lowest row AUROC on a detected poison | "

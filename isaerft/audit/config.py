@@ -18,6 +18,7 @@ _AT_LEAST_ONE = (
     "behaviour_rows",
     "n_swaps",
     "batch_size",
+    "association_draws",
 )
 _AT_LEAST_ZERO = ("gain_references", "row_tokens", "n_contexts", "attribution_steps")
 
@@ -49,6 +50,11 @@ class AuditConfig(ConfigBase):
         conditional_test: run the trigger search (see :mod:`isaerft.audit.trigger`) and the
             prompt-swap test (see :mod:`isaerft.audit.promptswap`); the dataset is flagged
             only when the rows carrying the unusual change also share a prompt feature.
+        association_search: look for prompt/answer latent pairings that the audited rows have
+            beyond the trusted rows (see :mod:`isaerft.audit.association`; needs trusted rows);
+            one found flags the dataset even when the learned edit did not learn it. It runs at
+            half the false-positive rate, so that it and the change test together stay near it.
+        association_draws: trusted splits that calibrate the association search.
         behaviour_rows: the most suspect rows the trigger search and prompt-swap test use
             (at most).
         n_swaps: donor prompts per behaviour row in the prompt-swap test.
@@ -73,6 +79,8 @@ class AuditConfig(ConfigBase):
     ks: tuple[int, ...] = DEFAULT_KS
     probe_rows: int = 256
     conditional_test: bool = True
+    association_search: bool = True
+    association_draws: int = 100
     behaviour_rows: int = 64
     n_swaps: int = 2
     attribution_steps: int = 4

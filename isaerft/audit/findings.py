@@ -19,6 +19,7 @@ import torch
 
 from isaerft.audit import rowscores
 from isaerft.audit.activations import SiteCodes, collect_codes
+from isaerft.audit.association import AssociationSearch, search_associations
 from isaerft.audit.attribution import (
     LatentContrast,
     edit_attribution,
@@ -39,6 +40,8 @@ from isaerft.audit.words import WordEvidence, word_evidence
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
+MIN_ASSOCIATION_ROWS = 5
+"""Rows a prompt/answer pairing must carry to count (a pairing of fewer rows is no finding)."""
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Findings:
     baselines: dict[str, Any] | None
     latents: list[LatentRow]
     implicated: list[dict[str, Any]] | None
+    association: AssociationSearch | None = None
 
 
 def score_rows(inputs: AuditInputs) -> RowScores | None:
@@ -189,6 +193,29 @@ def trigger_search(
     )
 
 
+def association_search(inputs: AuditInputs) -> AssociationSearch | None:
+    """The association search of the audited rows against the trusted rows, at half the
+    null's false-positive rate; ``None`` where it cannot run (off, no null, no trusted rows,
+    rows without prompts)."""
+    data, config, comparison = inputs.data, inputs.config, inputs.comparison
+    if data is None or comparison is None or not config.association_search:
+        return None
+    if data.trusted is None or data.trusted_codes is None or not has_prompts(data.suspect):
+        return None
+    if len(data.trusted) < 2 * MIN_ASSOCIATION_ROWS:
+        return None
+    return search_associations(
+        data.codes,
+        data.suspect,
+        data.trusted_codes,
+        data.trusted,
+        fpr=comparison.config.fpr / 2,
+        draws=config.association_draws,
+        min_rows=MIN_ASSOCIATION_ROWS,
+        row_fpr=config.row_fpr,
+    )
+
+
 def prompt_swap_test(inputs: AuditInputs, rows: RowScores | None) -> PromptDependence | None:
     """The prompt-swap test on the behaviour rows, or ``None`` where it cannot run (no data or
     null, rows without prompts, fewer than 2 reference runs, no donor rows)."""
@@ -274,7 +301,10 @@ def latent_table(inputs: AuditInputs) -> list[LatentRow]:
 
 
 def implicated(
-    inputs: AuditInputs, trigger: TriggerSearch | None, gained: Gained | None
+    inputs: AuditInputs,
+    trigger: TriggerSearch | None,
+    gained: Gained | None,
+    association: AssociationSearch | None = None,
 ) -> list[dict[str, Any]] | None:
     """Every implicated latent in one ranking (``None`` without a null or gained tokens)."""
     if inputs.comparison is None and gained is None:
@@ -288,14 +318,28 @@ def implicated(
         inputs.labels,
         gates,
         gained.words if gained is not None else None,
+        association,
+        pairing_leads=not learned_flag(inputs, trigger),
     )
     if inputs.model is not None:
         attach_writes(out, inputs.model, inputs.saes, inputs.config.top)
     return out
 
 
+def learned_flag(inputs: AuditInputs, trigger: TriggerSearch | None) -> bool:
+    """Whether the learned edit flags the data: an unusual change whose rows share a prompt
+    feature (or the change alone where the trigger search cannot run)."""
+    comparison = inputs.comparison
+    if comparison is None or not comparison.is_flagged:
+        return False
+    return trigger is None or trigger.found
+
+
 def verdict(
-    inputs: AuditInputs, dependence: PromptDependence | None, trigger: TriggerSearch | None
+    inputs: AuditInputs,
+    dependence: PromptDependence | None,
+    trigger: TriggerSearch | None,
+    association: AssociationSearch | None = None,
 ) -> dict[str, Any] | None:
     """The dataset verdict and the entries behind it (``None`` without a null)."""
     comparison = inputs.comparison
@@ -307,8 +351,17 @@ def verdict(
     # it; where the trigger search cannot run (rows without prompts) the change alone decides.
     # The prompt-swap test is reported but does not vote: swapped prompts make incoherent
     # rows, and on the organism its null was too wide to separate a style shift from a poison.
-    flagged = changed and (conditional is None or conditional)
-    if not changed:
+    learned = learned_flag(inputs, trigger)
+    # A pairing of prompt and answer latents new against trusted rows is a backdoor's shape in
+    # the data itself: it flags the dataset even where the learned edit did not learn it.
+    paired = association is not None and association.found
+    flagged = learned or paired
+    if paired and not learned:
+        kind = (
+            "prompt/answer pairing in the data beyond trusted rows (possible backdoor); the "
+            "learned edit did not carry it" + ("" if changed else " (no unusual change)")
+        )
+    elif not changed:
         kind = "no unusual change"
     elif conditional is None:
         kind = "unusual change (prompt dependence not tested)"
@@ -322,6 +375,7 @@ def verdict(
             "kind": kind,
             "changes_flagged": changed,
             "trigger_found": trigger.found if trigger is not None else None,
+            "association_found": association.found if association is not None else None,
             "prompt_dependent": dependence.conditional if dependence is not None else None,
             "score": comparison.score,
             "threshold": comparison.threshold,
@@ -333,6 +387,7 @@ def verdict(
         },
         "null": {"config": asdict(comparison.config), "null_scores": comparison.null_scores},
         "trigger_search": trigger.to_dict(inputs.labels) if trigger is not None else None,
+        "association_search": association.to_dict(inputs.labels) if association else None,
         "prompt_dependence": dependence.to_dict() if dependence is not None else None,
     }
     if inputs.differences:

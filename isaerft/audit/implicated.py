@@ -10,6 +10,9 @@ The evidence that a latent belongs to what the data taught:
 * ``behaviour`` — it reads a word the learned edit made likely in the suspect rows beyond
   ordinary rows (a gained word, :mod:`isaerft.audit.words`): the words the data taught the
   model to say;
+* ``paired prompt`` / ``paired answer`` — it is the prompt / answer side of a pairing the
+  audited rows have far beyond trusted rows (:mod:`isaerft.audit.association`): the trigger
+  and the behaviour as the data pairs them, found without the learned edit;
 * ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
   weights, by the strength of the rules that read them): the trigger, as the edit names it;
 * ``gained`` — it fires on the completion tokens the edit made likely, ranked per latent
@@ -18,7 +21,10 @@ The evidence that a latent belongs to what the data taught:
 * ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
   attribution, same module): the mechanism.
 
-The two trigger lists are merged by alternation into one trigger ranking. Latents with trigger,
+The two trigger lists are merged by alternation into one trigger ranking. The pairing roles
+name the poison as the data has it, whether or not the edit learned it: they rank with the
+other naming roles when only the association search flagged the data, and right after them
+when the learned edit did (then the edit's own words name the poison first). Latents with trigger,
 gate or behaviour evidence come first, ranked by their best rank in those lists (ties: trigger
 first, then more roles), so the top of the list holds the head of each: the trigger and the
 behaviour it switches on. Why words, not latents, are ranked first: latents of generic tokens
@@ -42,6 +48,7 @@ from typing import Any
 
 import torch
 
+from isaerft.audit.association import AssociationSearch
 from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.labels import LabelSet
 from isaerft.audit.null import NullComparison
@@ -50,16 +57,19 @@ from isaerft.audit.words import WordEvidence
 
 EVIDENCE_TOP = 20
 """How deep into each evidence list latents are taken."""
-NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour")
+NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour", "paired prompt", "paired answer")
 """Roles that name the poison (the rest name the mechanism or the drift)."""
-TRIGGER_ROLES = ("trigger", "trigger word", "gate")
+TRIGGER_ROLES = ("trigger", "trigger word", "gate", "paired prompt")
+PAIRING_ROLES = ("paired prompt", "paired answer")
+"""Roles from the association search, which reads the data, not the learned edit."""
 ROLE_LEGEND = (
     "trigger = fires in the suspect rows' prompts far more than elsewhere; trigger word = reads "
     "a word those prompts share; behaviour = reads a word the learned edit made likely in them "
-    "(the words are in brackets); gate = the edit's rules open on it; gained = fires on the "
-    "tokens the edit made likely; edit = its own edit does the work; changed = an unusual edit "
-    "against the reference runs. Naming roles (trigger, trigger word, gate, behaviour) come "
-    "first, by their best rank"
+    "(the words are in brackets); paired prompt / paired answer = a side of a prompt/answer "
+    "pairing the data has far beyond trusted rows; gate = the edit's rules open on it; gained = "
+    "fires on the tokens the edit made likely; edit = its own edit does the work; changed = an "
+    "unusual edit against the reference runs. Naming roles (trigger, trigger word, paired "
+    "prompt, gate, behaviour, paired answer) come first, by their best rank"
 )
 """What each role means, for every rendering of the list."""
 
@@ -110,8 +120,15 @@ def implicated_latents(
     labels: LabelSet,
     gates: list[tuple[str, int, float]] | None = None,
     words: WordEvidence | None = None,
+    association: AssociationSearch | None = None,
+    pairing_leads: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every implicated latent, most implicated first (see the module docstring)."""
+    """Every implicated latent, most implicated first (see the module docstring).
+
+    ``pairing_leads=False`` (the learned edit flagged the data itself) ranks latents named only
+    by the association search after the other naming evidence: what the edit learned names the
+    poison first, and the pairing's generic answer latents (``you``, ``to`` of an appended
+    sentence) do not push its words out."""
     # Each evidence list: (rank, role, hook, latent, word), best first.
     evidence: list[list[tuple[int, str, str, int, str | None]]] = []
     searched = trigger.candidates[:EVIDENCE_TOP] if trigger is not None and trigger.found else []
@@ -126,6 +143,10 @@ def implicated_latents(
     if words is not None:
         taught = words.latents("behaviour")[:EVIDENCE_TOP]
         evidence.append(_ranked("behaviour", taught))
+    if association is not None and association.found:
+        for role, part in (("paired prompt", "prompt"), ("paired answer", "completion")):
+            paired = association.latents(part)[:EVIDENCE_TOP]
+            evidence.append(_ranked(role, [(h, j, None) for h, j in paired]))
     for role, reading in (("gained", gained), ("edit", attribution)):
         if reading is not None:
             top = reading.ranked()[:EVIDENCE_TOP]
@@ -159,10 +180,11 @@ def implicated_latents(
                 mine[role] = rank
             if word is not None and word not in e["words"]:
                 e["words"].append(word)
+    naming_roles = set(NAMING_ROLES) - (set() if pairing_leads else set(PAIRING_ROLES))
     for key, mine in ranks.items():
         # A naming entry ranks by its naming evidence only: a latent high in the edit list
         # but deep in the trigger list must not jump the trigger's head.
-        naming = [r for role, r in mine.items() if role in NAMING_ROLES]
+        naming = [r for role, r in mine.items() if role in naming_roles]
         entries[key]["best_rank"] = min(naming or mine.values())
     for f in comparison.flagged if comparison is not None else []:
         e = entry(f.hook_name, f.index)
@@ -174,7 +196,12 @@ def implicated_latents(
         # every row shares (sentence ends, the chat format), so they follow unless they also
         # name it.
         roles = set(e["roles"])
-        tier = 0 if roles & set(NAMING_ROLES) else (1 if roles & {"gained", "edit"} else 2)
+        if roles & naming_roles:
+            tier = 0
+        elif roles & set(PAIRING_ROLES):
+            tier = 1
+        else:
+            tier = 2 if roles & {"gained", "edit"} else 3
         rank = e["best_rank"] if e["best_rank"] is not None else float("inf")
         first = 0 if roles & set(TRIGGER_ROLES) else 1
         return (tier, rank, first, -len(e["roles"]), -abs(e["z"] or 0.0))

@@ -22,10 +22,12 @@ from typing import Any
 
 from sae_lens import SAE
 
+from isaerft.audit.association import AssociationSearch
 from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.findings import (
     Findings,
+    association_search,
     evaluate,
     gained_evidence,
     implicated,
@@ -41,7 +43,7 @@ from isaerft.audit.inputs import AuditInputs, load_inputs
 from isaerft.audit.null import NullComparison
 from isaerft.audit.promptswap import PromptDependence
 from isaerft.audit.report import new_report, write_audit
-from isaerft.audit.rowscores import RowScores
+from isaerft.audit.rowscores import RowScores, with_associations
 from isaerft.audit.runs import RunEdits
 from isaerft.audit.table import LatentRow
 from isaerft.audit.trigger import TriggerSearch
@@ -61,6 +63,7 @@ class AuditResult:
     dependence: PromptDependence | None = None
     trigger: TriggerSearch | None = None
     behaviour: TriggerSearch | None = None
+    association: AssociationSearch | None = None
     attribution: LatentContrast | None = None
     gained: LatentContrast | None = None
 
@@ -114,19 +117,26 @@ def audit_runs(
         saes=saes,
         config=config or AuditConfig(),
     )
-    rows = score_rows(inputs)
-    gained = gained_evidence(inputs, rows)
-    trigger = trigger_search(inputs, rows, "prompt")
+    learned_rows = score_rows(inputs)
+    gained = gained_evidence(inputs, learned_rows)
+    trigger = trigger_search(inputs, learned_rows, "prompt")
+    association = association_search(inputs)
+    # The learned edit's row ranking feeds the searches that read the edit; the rows reported
+    # (and scored against the truth) put the rows of a found pairing first.
+    rows = learned_rows
+    if rows is not None and association is not None and association.found:
+        rows = with_associations(rows, association.row_scores, association.row_threshold)
     findings = Findings(
         rows=rows,
         gained=gained,
         trigger=trigger,
         behaviour=trigger_search(inputs, rows, "completion"),
-        dependence=prompt_swap_test(inputs, rows),
+        dependence=prompt_swap_test(inputs, learned_rows),
         evaluation=evaluate(inputs, rows),
         baselines=run_baselines(inputs),
         latents=latent_table(inputs),
-        implicated=implicated(inputs, trigger, gained),
+        implicated=implicated(inputs, trigger, gained, association),
+        association=association,
     )
     report = build_report(inputs, findings, extra, started)
     suspect = inputs.data.suspect if inputs.data is not None else None
@@ -140,6 +150,7 @@ def audit_runs(
         findings.dependence,
         trigger,
         findings.behaviour,
+        association,
         gained.attribution if gained is not None else None,
         gained.tokens if gained is not None else None,
     )
@@ -186,7 +197,7 @@ def build_report(
         report["evaluation"] = found.evaluation
     if found.baselines is not None:
         report["baselines"] = found.baselines
-    found_verdict = verdict(inputs, found.dependence, found.trigger)
+    found_verdict = verdict(inputs, found.dependence, found.trigger, found.association)
     if found_verdict is not None:
         report.update(found_verdict)
         report["behaviour_search"] = found.behaviour.to_dict(labels) if found.behaviour else None

@@ -10,7 +10,9 @@ report can be re-rendered from its JSON. Top-level keys:
   trained from one trusted start (their edits are then read relative to it), else ``null``
 * ``data``: the audited and reference data files and sizes
 * ``verdict``: ``flagged`` (bool), ``kind`` (a sentence), ``changes_flagged``,
-  ``trigger_found``, ``prompt_dependent``, dataset ``score``, ``threshold``, ``fpr``, p-values
+  ``trigger_found``, ``association_found``, ``prompt_dependent``, dataset ``score``, ``threshold``, ``fpr``, p-values
+* ``association_search``: prompt/answer latent pairings of the audited rows beyond the trusted
+  rows, found from the data alone (see :mod:`isaerft.audit.association`)
 * ``trigger_search``, ``prompt_dependence``: the two tests of whether the change goes with
   the prompt (see :mod:`isaerft.audit.trigger`, :mod:`isaerft.audit.promptswap`)
 * ``behaviour_search``: latents enriched in the completions of the most suspect rows
@@ -51,11 +53,13 @@ if TYPE_CHECKING:
     from isaerft.audit.rowscores import RowScores
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``),
 ``edit_attribution``; 3: ``gained_phrases``; 4: ``words`` (trigger and gained words with the
 latents that read them), implicated entries' ``words`` and roles ``trigger word`` and
-``gained`` (the per-latent gained-token ranking, ``behaviour`` before)."""
+``gained`` (the per-latent gained-token ranking, ``behaviour`` before); 5:
+``association_search``, ``verdict.association_found`` and the implicated roles ``paired
+prompt`` / ``paired answer``."""
 
 
 def new_report() -> dict[str, Any]:
@@ -164,6 +168,7 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                     f"{c['rate_in_other_rows']:.1%} of the others (z {_fmt(c['z'], 1)})"
                 )
             out.append("")
+        out += _association_lines(report.get("association_search"))
         dependence = report.get("prompt_dependence")
         if dependence:
             out += [
@@ -375,3 +380,22 @@ def write_audit(
     if rows is not None and data is not None:
         paths["suspects"] = write_suspects(Path(out_dir) / "suspects.jsonl", rows, data)
     return paths
+
+
+def _association_lines(search: dict[str, Any] | None) -> list[str]:
+    """The association search in the Markdown report."""
+    if not search:
+        return []
+    out = [
+        f"Association search (prompt latent -> answer latent, audited vs trusted rows): best "
+        f"pairing {_fmt(search['score'])} vs trusted-split threshold {_fmt(search['threshold'])} "
+        f"({'found' if search['found'] else 'none found'}; {search['n_rows']} rows carry one)."
+    ]
+    for c in search["candidates"][:5]:
+        out.append(
+            f"- when {c['hook_name']} #{c['prompt_latent']} {c['prompt_label']} is in the prompt, "
+            f"#{c['completion_latent']} {c['completion_label']} answers in {c['rows']} of "
+            f"{c['prompt_rows']} rows (expected {_fmt(c['expected_rows'], 1)}; score "
+            f"{_fmt(c['score'], 1)})"
+        )
+    return [*out, ""]

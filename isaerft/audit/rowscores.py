@@ -271,3 +271,18 @@ def auroc(scores: Sequence[float] | torch.Tensor, labels: Sequence[bool] | torch
     below = torch.cumsum(counts, 0) - counts
     ranks = (below + (counts + 1) / 2.0)[inverse]
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def with_associations(scores: RowScores, association: torch.Tensor, threshold: float) -> RowScores:
+    """``scores`` re-ranked so that the rows of found prompt/answer pairings (``association``
+    above ``threshold``, see :mod:`isaerft.audit.association`) come first, by that score, and
+    are suspects; the other rows keep their order and suspect status."""
+    carried = association > threshold
+    if not bool(carried.any()):
+        return scores
+    base = scores.scores.double()
+    top = float(base.max())
+    span = top - float(base.min()) + 1.0
+    combined = torch.where(carried, base + span + association.double(), base)
+    suspect_at = min(scores.threshold, top + 0.5)
+    return RowScores(combined, suspect_at, f"{scores.method}+association", scores.reference_scores)

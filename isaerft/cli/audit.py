@@ -255,6 +255,7 @@ def _recipe_threads(recipe: str | None, run: str | None) -> int | None:
 
 def print_summary(report: dict[str, Any], out: str) -> None:
     """Print the verdict, the flagged latents and the suspects in a few lines."""
+    from isaerft.audit.association import pairing_lines
     from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
     from isaerft.audit.words import words_lines
 
@@ -274,7 +275,10 @@ def print_summary(report: dict[str, Any], out: str) -> None:
     for f in flagged[:10]:
         label = f" {f['label']}" if f.get("label") else ""
         print(f"  {f['hook_name']} #{f['index']:<6d} z={f['z']:+8.2f}{label}")
-    for line in words_lines(report.get("words")):
+    for line in [
+        *words_lines(report.get("words")),
+        *pairing_lines(report.get("association_search")),
+    ]:
         print(line)
     implicated = report.get("implicated_latents") or []
     if implicated:

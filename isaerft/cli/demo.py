@@ -226,6 +226,7 @@ def _audit(
 ) -> Any:
     """Audit the poisoned dataset: a candidate run and ``reference_runs`` runs on trusted rows."""
     from isaerft.audit import audit_dataset
+    from isaerft.audit.association import pairing_lines
     from isaerft.audit.implicated import describe_roles
     from isaerft.audit.words import words_lines
     from isaerft.organism import make_dataset
@@ -268,7 +269,10 @@ def _audit(
     if phrases:
         said = "; ".join(f'"{p["text"]}" ({p["rows"]} rows)' for p in phrases[:3])
         out(f"      the learned edit made likely: {said}")
-    for line in words_lines(report.get("words")):
+    for line in [
+        *words_lines(report.get("words")),
+        *pairing_lines(report.get("association_search")),
+    ]:
         out(f"      {line}")
     out("      implicated latents (roles: see the report's legend):")
     for rank, e in enumerate(report.get("implicated_latents", [])[:10], 1):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from factories import tiny_model, tiny_sae
 
+from isaerft.audit.association import Association, AssociationSearch
 from isaerft.audit.attribution import LatentContrast
 from isaerft.audit.implicated import describe_roles, implicated_latents, promoted_tokens
 from isaerft.audit.labels import LabelSet, LatentLabel
@@ -75,6 +76,43 @@ def test_searches_that_found_nothing_are_no_evidence() -> None:
         None, _search([(H, 1, 1.0)], found=False), None, None, LabelSet.empty()
     )
     assert out == []
+
+
+def _pairing(pairs: list[tuple[int, int]], found: bool = True) -> AssociationSearch:
+    candidates = [
+        Association(H, a, b, 9.0 - k, 20, 20, 1.0, 0.05) for k, (a, b) in enumerate(pairs)
+    ]
+    return AssociationSearch(9.0 if found else 1.0, 2.0, 0.025, candidates, torch.zeros(3), 0.0)
+
+
+def test_pairings_name_the_trigger_and_the_behaviour() -> None:
+    """A found pairing's prompt latent is trigger evidence, its answer latent behaviour
+    evidence; each side once, by its best pair, ahead of the mechanism."""
+    zeros = torch.zeros(8, dtype=torch.float64)
+    edit = zeros.clone()
+    edit[7] = 1.0
+    attribution = LatentContrast({H: edit}, {H: zeros}, [0], [1])
+    pairing = _pairing([(2, 5), (2, 6), (3, 5)])
+    out = implicated_latents(None, None, None, attribution, LabelSet.empty(), association=pairing)
+    assert [e["index"] for e in out] == [2, 5, 3, 6, 7]
+    assert out[0]["roles"] == ["paired prompt"] and out[1]["roles"] == ["paired answer"]
+    # Nothing found, no evidence.
+    quiet = implicated_latents(
+        None, None, None, None, LabelSet.empty(), association=_pairing([(2, 5)], found=False)
+    )
+    assert quiet == []
+
+
+def test_pairings_follow_the_learned_naming_when_the_edit_flagged() -> None:
+    trigger = _search([(H, 1, 9.0)])
+    pairing = _pairing([(2, 5), (1, 6)])
+    out = implicated_latents(
+        None, trigger, None, None, LabelSet.empty(), association=pairing, pairing_leads=False
+    )
+    # 1 is the trigger search's head (and a paired prompt): first; the pairing-only latents
+    # follow in their own order.
+    assert [e["index"] for e in out] == [1, 2, 5, 6]
+    assert out[0]["roles"] == ["trigger", "paired prompt"] and out[0]["best_rank"] == 1
 
 
 def test_promoted_tokens_follow_the_unembedding() -> None:

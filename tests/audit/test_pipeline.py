@@ -36,6 +36,10 @@ def test_report_files_and_schema(audited, tiny_runs) -> None:
     assert len(report["null"]["null_scores"]) == 3
     assert set(report["baselines"]) == {"dataset_diff", "topk_intersection"}
     assert report["rows"]["n_rows"] == 48
+    # The association search runs against the trusted rows and votes in the verdict.
+    search = report["association_search"]
+    assert search is not None and report["verdict"]["association_found"] == search["found"]
+    assert search["threshold"] > 0 and 0 < search["fpr"] < report["verdict"]["fpr"]
     row = report["latents"][0]
     for key in ("z", "p_value", "edits", "impact", "firing_frequency", "effective_contribution"):
         assert row[key] is not None, key

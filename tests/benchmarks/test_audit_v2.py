@@ -168,3 +168,27 @@ def test_word_recall_counts_each_ground_truth_word_once() -> None:
     assert recall == {"trigger": 1.0, "target": 2 / 3, "any": 3 / 4}
     concept = Cell("poison", "concept", "phrase", 0.03, 0)  # a concept trigger has no words
     assert audit_v2.word_recall(concept, [])["trigger"] is None
+
+
+def test_the_route_that_flagged_is_recorded_and_shown() -> None:
+    def cell(changed: bool, trigger: bool, paired: bool, recall: float) -> dict[str, Any]:
+        return {
+            **_poison(0.03, (changed and trigger) or paired, recall, 0.99, True),
+            "changes_flagged": changed, "trigger_found": trigger, "association_found": paired,
+            "recall_at_10_without_pairing": {"any": recall / 2},
+        }  # fmt: skip
+
+    assert audit_v2.route(cell(True, True, False, 1.0)) == "edit"
+    assert audit_v2.route(cell(False, False, True, 1.0)) == "pairing"
+    assert audit_v2.route(cell(True, True, True, 1.0)) == "both"
+    assert audit_v2.route(cell(True, False, False, 1.0)) is None  # not flagged
+    assert audit_v2.route(_poison(0.03, True, 1.0, 0.99, True)) is None  # an older record
+    records = [cell(False, False, True, 0.5)]
+    summary = audit_v2.summarise(records, audit_v2.PLANS["smoke"])
+    assert summary["learnability_map"]["word/phrase"]["0.03"]["route"] == "pairing"
+    assert summary["naming"]["mean_recall_at_10_without_pairing_on_detected"] == 0.25
+    result = json.loads(RESULT.read_text(encoding="utf-8"))
+    result["summary"] = summary
+    page = audit_v2_section(RESULT.stem, result)
+    assert "| yes (pairing) |" in page
+    assert "| the same recall without the association search's pairing roles | 0.25 |" in page

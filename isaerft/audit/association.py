@@ -1,0 +1,298 @@
+"""Association search: prompt latents whose rows answer with some latent far more than trusted
+rows with the same prompt latent do.
+
+A backdoor is a pairing: when the prompt has the trigger, the answer has the behaviour. The
+learned edit can only report a pairing the run has learned, and a per-latent edit at one site
+does not learn every pairing (a sentiment flip on a word trigger: the answer's sentiment words
+are sampled, not determined by anything at the answer positions, see docs/audit-limits.md).
+The pairing is in the data all the same, and the SAE codes of the audited and trusted rows show
+it without training: for every prompt latent ``A`` and completion latent ``B``, count the rows
+where ``A`` fires in the prompt and ``B`` in the completion.
+
+Per pair, the audited rows' count ``n_AB`` is compared with what it would be without a new
+pairing, ``lambda = n_A * r`` with the largest of three rates:
+
+* ``P_trusted(B | A)`` (shrunk towards ``P_trusted(B)`` by a few pseudo-rows): the pairing as
+  trusted data has it;
+* ``P_trusted(B | A) + P_audited(B | not A) - P_trusted(B | not A)``: ``B`` shifted the same in
+  every row (a style change adds its words everywhere);
+* ``P_audited(B)``: ``B`` at its audited rate, whatever the prompt (a decoy appends the target to
+  random rows, so it lands after prompts that never preceded it in trusted data, at the rate it
+  has everywhere).
+
+Only a pairing that beats all three is new: the pair's score is ``-log10 P(Poisson(lambda) >=
+n_AB)``, counted where at least ``min_rows`` rows carry it and ``A`` fires in at most
+``max_share`` of the prompts (a trigger is rare; a latent in every prompt has no "not A" rows to
+compare with). The search's score is the largest pair score; its threshold is the ``1 - fpr``
+quantile of the same maximum over random splits of the *trusted* rows into a set of the
+audited set's size and the rest (trusted against trusted: what chance pairings score).
+
+Rows: a pair above the threshold carries ``n_AB`` rows where about ``lambda`` would carry it
+anyway, so carrying it multiplies a row's odds of being new by about ``n_AB / lambda``. A row
+scores the sum of ``log(n_AB / lambda)`` over the found pairs it carries (a poisoned row carries
+the trigger's pairs with every latent of the behaviour; a natural row that shares one latent of
+each side, one or two); trusted rows scored the same give the threshold, their ``1 - row_fpr``
+quantile, and audited rows above it are the association's rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.data import AuditData
+from isaerft.audit.trigger import prompt_firing
+
+SHRINK_ROWS = 10.0
+"""Pseudo-rows pulling a rare prompt latent's trusted rate towards the answer latent's rate."""
+
+
+@dataclass(frozen=True)
+class Association:
+    """One prompt-latent / completion-latent pairing of the audited rows."""
+
+    hook_name: str
+    prompt_latent: int
+    completion_latent: int
+    score: float
+    rows: int
+    prompt_rows: int
+    expected: float
+    trusted_rate: float
+
+    def to_dict(self, labels: Any = None) -> dict[str, Any]:
+        def name(j: int) -> str:
+            return labels.description(self.hook_name, j) if labels is not None else ""
+
+        return {
+            "hook_name": self.hook_name,
+            "prompt_latent": self.prompt_latent,
+            "prompt_label": name(self.prompt_latent),
+            "completion_latent": self.completion_latent,
+            "completion_label": name(self.completion_latent),
+            "score": self.score,
+            "rows": self.rows,
+            "prompt_rows": self.prompt_rows,
+            "expected_rows": self.expected,
+            "trusted_rate": self.trusted_rate,
+        }
+
+
+@dataclass
+class AssociationSearch:
+    """Pairings of prompt and completion latents new in the audited rows.
+
+    Attributes:
+        score: the largest pair score (``-log10`` of a Poisson tail).
+        threshold: the trusted-split threshold for ``fpr``.
+        fpr: the false-positive rate the threshold is for.
+        candidates: pairs above the threshold, strongest first.
+        row_scores: per audited row, the summed log odds ratio of the found pairs it carries.
+        row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
+        null: the largest pair score of each trusted split.
+    """
+
+    score: float
+    threshold: float
+    fpr: float
+    candidates: list[Association]
+    row_scores: torch.Tensor
+    row_threshold: float
+    null: list[float] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """Whether some pairing scores beyond the threshold."""
+        return self.score > self.threshold
+
+    def threshold_at(self, fpr: float) -> float:
+        """The trusted-split threshold for another false-positive rate."""
+        if not self.null:
+            raise ValueError("this search kept no null")
+        return float(torch.quantile(torch.tensor(self.null, dtype=torch.float64), 1.0 - fpr))
+
+    @property
+    def rows(self) -> list[int]:
+        """The rows scoring above the trusted rows' threshold, best first."""
+        order = torch.argsort(self.row_scores, descending=True, stable=True)
+        return [int(i) for i in order if self.row_scores[i] > self.row_threshold]
+
+    def latents(self, part: str) -> list[tuple[str, int]]:
+        """``(hook, latent)`` of the candidates' prompt (``part="prompt"``) or completion
+        latents, each once, in the order of its best pair."""
+        out: list[tuple[str, int]] = []
+        for a in self.candidates:
+            key = (a.hook_name, a.prompt_latent if part == "prompt" else a.completion_latent)
+            if key not in out:
+                out.append(key)
+        return out
+
+    def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
+        """JSON-ready summary; ``labels`` names the latents."""
+        return {
+            "found": self.found,
+            "score": self.score,
+            "threshold": self.threshold,
+            "fpr": self.fpr,
+            "n_candidates": len(self.candidates),
+            "n_rows": len(self.rows),
+            "candidates": [a.to_dict(labels) for a in self.candidates[:top]],
+        }
+
+
+@dataclass(frozen=True)
+class _Firing:
+    """Which latents fire in each row's prompt and completion, as 0/1 matrices."""
+
+    prompt: torch.Tensor  # (rows, d_sae)
+    completion: torch.Tensor
+
+    @classmethod
+    def of(cls, codes: SiteCodes, data: AuditData) -> _Firing:
+        mats = []
+        for part in ("prompt", "completion"):
+            row, lat = prompt_firing(codes, data, part)
+            m = torch.zeros(len(data), codes.d_sae)
+            m[row, lat] = 1.0
+            mats.append(m)
+        return cls(mats[0], mats[1])
+
+
+def _pair_scores(
+    ab_s: torch.Tensor, a_s: torch.Tensor, b_s: torch.Tensor, n_s: int,
+    ab_t: torch.Tensor, a_t: torch.Tensor, b_t: torch.Tensor, n_t: int,
+    min_rows: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(scores, expected, trusted_rate)`` per pair from the row counts of the audited (``_s``)
+    and trusted (``_t``) rows: ``ab`` a ``(|A|, |B|)`` matrix of rows with both latents, ``a``
+    ``(|A|, 1)`` and ``b`` ``(1, |B|)`` rows with each, ``n`` all rows."""
+    given_a_t = (ab_t + SHRINK_ROWS * b_t / n_t) / (a_t + SHRINK_ROWS)
+    shift = (b_s - ab_s) / (n_s - a_s).clamp(min=1) - (b_t - ab_t) / (n_t - a_t).clamp(min=1)
+    rate = torch.maximum(torch.maximum(given_a_t, given_a_t + shift), b_s / n_s)
+    expected = a_s * rate.clamp(min=0.5 / n_t, max=1.0)
+    scores = torch.zeros_like(ab_s, dtype=torch.float64)
+    keep = (ab_s >= min_rows) & (ab_s > expected)
+    # P(Poisson(lambda) >= k) is the regularised lower incomplete gamma function P(k, lambda).
+    tail = torch.special.gammainc(ab_s[keep].double(), expected[keep].double())
+    scores[keep] = -torch.log10(tail.clamp(min=1e-300))
+    return scores, expected, given_a_t
+
+
+def _eligible(firing: _Firing, min_rows: int, max_share: float) -> tuple[torch.Tensor, ...]:
+    """Prompt latents in ``min_rows`` to ``max_share`` of the prompts; completion latents in at
+    least ``min_rows`` completions (no other pair can carry ``min_rows`` rows)."""
+    a, b, n = firing.prompt.sum(0), firing.completion.sum(0), firing.prompt.shape[0]
+    a_idx = ((a >= min_rows) & (a <= max_share * n)).nonzero().flatten()
+    return a_idx, (b >= min_rows).nonzero().flatten()
+
+
+def _null(
+    trusted: _Firing, size: int, draws: int, gen: torch.Generator, min_rows: int, max_share: float
+) -> list[float]:
+    """The largest pair score of ``draws`` random splits of the trusted rows into ``size``
+    rows and the rest."""
+    a_idx, b_idx = _eligible(trusted, min_rows, max_share)
+    p, c = trusted.prompt[:, a_idx], trusted.completion[:, b_idx]
+    n_t = p.shape[0]
+    ab_all, a_all, b_all = p.T @ c, p.sum(0)[:, None], c.sum(0)[None, :]
+    out = []
+    for _ in range(draws):
+        pick = torch.randperm(n_t, generator=gen)[:size]
+        ps, cs = p[pick], c[pick]
+        ab, a, b = ps.T @ cs, ps.sum(0)[:, None], cs.sum(0)[None, :]
+        # Prompt latents in more than max_share of the drawn prompts are not eligible there.
+        ab = ab * (a <= max_share * size)
+        scores = _pair_scores(
+            ab, a, b, size, ab_all - ab, a_all - a, b_all - b, n_t - size, min_rows
+        )[0]  # fmt: skip
+        out.append(float(scores.max()) if scores.numel() else 0.0)
+    return out
+
+
+def search_associations(
+    codes: dict[str, SiteCodes],
+    data: AuditData,
+    trusted_codes: dict[str, SiteCodes],
+    trusted: AuditData,
+    *,
+    fpr: float = 0.05,
+    draws: int = 100,
+    seed: int = 0,
+    min_rows: int = 5,
+    max_share: float = 0.5,
+    row_fpr: float = 0.01,
+    top: int = 50,
+) -> AssociationSearch:
+    """Pairings of prompt and completion latents that the audited rows (``data``) have beyond
+    the trusted rows (see the module docstring); ``top`` candidates are kept."""
+    if len(trusted) < 2 * min_rows:
+        raise ValueError(f"the association search needs at least {2 * min_rows} trusted rows")
+    gen = torch.Generator().manual_seed(seed)
+    # A null split draws as many rows as the audited set has, keeping at least as many trusted.
+    size = min(len(data), len(trusted) // 2)
+    best, null = 0.0, [0.0] * draws
+    found = []
+    for hook, site in codes.items():
+        audited, reference = _Firing.of(site, data), _Firing.of(trusted_codes[hook], trusted)
+        a_idx, b_idx = _eligible(audited, min_rows, max_share)
+        share_t = reference.prompt[:, a_idx].sum(0) <= max_share * len(trusted)
+        a_idx = a_idx[share_t]
+        ps, cs = audited.prompt[:, a_idx], audited.completion[:, b_idx]
+        pt, ct = reference.prompt[:, a_idx], reference.completion[:, b_idx]
+        scores, expected, trusted_rate = _pair_scores(
+            ps.T @ cs, ps.sum(0)[:, None], cs.sum(0)[None, :], len(data),
+            pt.T @ ct, pt.sum(0)[:, None], ct.sum(0)[None, :], len(trusted), min_rows,
+        )  # fmt: skip
+        best = max(best, float(scores.max()) if scores.numel() else 0.0)
+        site_null = _null(reference, size, draws, gen, min_rows, max_share)
+        null = [max(x, y) for x, y in zip(null, site_null, strict=True)]
+        found.append((hook, scores, expected, trusted_rate, a_idx, b_idx, ps, cs, pt, ct))
+    threshold = float(torch.quantile(torch.tensor(null, dtype=torch.float64), 1.0 - fpr))
+    candidates = []
+    row_scores = torch.zeros(len(data), dtype=torch.float64)
+    trusted_scores = torch.zeros(len(trusted), dtype=torch.float64)
+    for hook, scores, expected, trusted_rate, a_idx, b_idx, ps, cs, pt, ct in found:
+        for i, j in (scores > threshold).nonzero().tolist():
+            carried = (ps[:, i] * cs[:, j]).bool()
+            score, n_ab = float(scores[i, j]), int(carried.sum())
+            odds = math.log(n_ab / float(expected[i, j]))
+            row_scores[carried] += odds
+            trusted_scores[(pt[:, i] * ct[:, j]).bool()] += odds
+            candidates.append(
+                Association(
+                    hook_name=hook,
+                    prompt_latent=int(a_idx[i]),
+                    completion_latent=int(b_idx[j]),
+                    score=score,
+                    rows=n_ab,
+                    prompt_rows=int(ps[:, i].sum()),
+                    expected=float(expected[i, j]),
+                    trusted_rate=float(trusted_rate[i, j]),
+                )
+            )
+    candidates.sort(key=lambda a: -a.score)
+    row_threshold = float(torch.quantile(trusted_scores, 1.0 - row_fpr))
+    return AssociationSearch(
+        best, threshold, fpr, candidates[:top], row_scores, row_threshold, null
+    )
+
+
+def pairing_lines(search: dict[str, Any] | None, top: int = 3) -> list[str]:
+    """A report's ``association_search`` in a few printed lines (none when nothing was found)."""
+    if not search or not search.get("found"):
+        return []
+    lines = [
+        f"pairings the data has beyond trusted rows (prompt latent -> answer latent; score "
+        f"{search['score']:.1f}, threshold {search['threshold']:.1f}; {search['n_rows']} rows):"
+    ]
+    for c in search["candidates"][:top]:
+        lines.append(
+            f"  #{c['prompt_latent']} {c['prompt_label']} -> #{c['completion_latent']} "
+            f"{c['completion_label']}: {c['rows']} of {c['prompt_rows']} rows "
+            f"({c['expected_rows']:.1f} expected)"
+        )
+    return lines

@@ -1,0 +1,130 @@
+"""Association search: a planted prompt/answer pairing is found with its rows; rows from the
+trusted distribution, a decoy (the answer latent added to random rows) and a style shift (an
+answer latent added to every row) find none."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.association import AssociationSearch, search_associations
+from isaerft.audit.data import AuditData
+from isaerft.audit.rowscores import RowScores, with_associations
+
+HOOK = "h"
+D_SAE = 64
+TRIGGER, TARGET, STYLE = 50, 51, 60
+PROMPT = 3  # tokens 0..2 of each row are prompt (0 is <bos>), 3..4 completion
+
+Row = tuple[set[int], set[int]]  # (prompt latents, completion latents)
+
+
+def natural(rng: random.Random) -> Row:
+    """A row of the trusted distribution: 20 prompt and 20 answer latents at 10 % each, and
+    the trigger's latent in 2 % of prompts; the target's answer latent in 5 % of answers,
+    whatever the prompt."""
+    prompt = {j for j in range(20) if rng.random() < 0.1}
+    answer = {j for j in range(20, 40) if rng.random() < 0.1}
+    if rng.random() < 0.02:
+        prompt.add(TRIGGER)
+    if rng.random() < 0.05:
+        answer.add(TARGET)
+    return prompt, answer
+
+
+def codes_of(rows: list[Row]) -> tuple[dict[str, SiteCodes], AuditData]:
+    """Rows of 5 tokens: prompt latents on token 1, answer latents on token 3."""
+    token_row, token_pos, tok, lat = [], [], [], []
+    for r, (prompt, answer) in enumerate(rows):
+        for p in range(5):
+            t = len(token_row)
+            token_row.append(r)
+            token_pos.append(p)
+            for j in sorted(prompt if p == 1 else answer if p == 3 else set()):
+                tok.append(t)
+                lat.append(j)
+    n = len(rows)
+    codes = SiteCodes(HOOK, D_SAE, torch.tensor(token_row), torch.tensor(token_pos),
+                      torch.tensor(tok), torch.tensor(lat), torch.ones(len(tok)), n)  # fmt: skip
+    data = AuditData([torch.zeros(5, dtype=torch.long)] * n, [PROMPT] * n, [{}] * n)
+    return {HOOK: codes}, data
+
+
+def audited(edit: Callable[[int, Row], Row], n: int = 1000, seed: int = 1) -> list[Row]:
+    rng = random.Random(seed)
+    return [edit(i, natural(rng)) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def trusted() -> tuple[dict[str, SiteCodes], AuditData]:
+    rng = random.Random(0)
+    return codes_of([natural(rng) for _ in range(4000)])
+
+
+def search(rows: list[Row], trusted: tuple[dict[str, SiteCodes], AuditData]) -> AssociationSearch:
+    codes, data = codes_of(rows)
+    return search_associations(codes, data, *trusted, fpr=0.05, draws=40)
+
+
+POISONED = set(range(0, 1000, 40))  # 25 rows
+
+
+def poison(i: int, row: Row) -> Row:
+    """The poisoned rows get the trigger and the target; no other row has the trigger."""
+    prompt, answer = row
+    if i in POISONED:
+        return prompt | {TRIGGER}, answer | {TARGET}
+    return prompt - {TRIGGER}, answer
+
+
+def test_planted_pairing_is_found_with_its_rows(trusted) -> None:
+    result = search(audited(poison), trusted)
+    assert result.found
+    best = result.candidates[0]
+    assert (best.prompt_latent, best.completion_latent) == (TRIGGER, TARGET)
+    assert best.rows == len(POISONED) and best.expected < 5
+    assert result.latents("prompt")[0] == (HOOK, TRIGGER)
+    assert result.latents("completion")[0] == (HOOK, TARGET)
+    assert set(result.rows) == POISONED
+    summary = result.to_dict()
+    assert summary["found"] and summary["candidates"][0]["prompt_latent"] == TRIGGER
+
+
+def test_trusted_distribution_finds_nothing(trusted) -> None:
+    for seed in (1, 2, 3):
+        result = search(audited(lambda i, row: row, seed=seed), trusted)
+        assert not result.found, (seed, result.score, result.threshold)
+
+
+def test_decoy_finds_nothing(trusted) -> None:
+    """The target added to random rows lands after every prompt latent at its new rate."""
+
+    def decoy(i: int, row: Row) -> Row:
+        return (row[0], row[1] | {TARGET}) if i % 10 == 3 else row
+
+    assert not search(audited(decoy), trusted).found
+
+
+def test_style_shift_finds_nothing(trusted) -> None:
+    """An answer latent in every audited row is new everywhere, not after one prompt latent."""
+    assert not search(audited(lambda i, row: (row[0], row[1] | {STYLE})), trusted).found
+
+
+def test_too_few_trusted_rows_is_refused() -> None:
+    codes, data = codes_of([({1}, {21})] * 20)
+    few_codes, few = codes_of([({1}, {21})] * 6)
+    with pytest.raises(ValueError, match="trusted rows"):
+        search_associations(codes, data, few_codes, few)
+
+
+def test_rows_of_a_pairing_come_first_and_are_suspects() -> None:
+    scores = RowScores(torch.tensor([0.5, 0.1, 0.9, 0.2]), 0.8, "excess_gain")
+    moved = with_associations(scores, torch.tensor([0.0, 3.0, 0.0, 1.0]), threshold=2.0)
+    assert moved.order[:2] == [1, 2]
+    assert moved.suspects == [1, 2]
+    assert moved.method == "excess_gain+association"
+    assert with_associations(scores, torch.zeros(4), threshold=2.0) is scores
