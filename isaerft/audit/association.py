@@ -33,6 +33,12 @@ scores the sum of ``log(n_AB / lambda)`` over the found pairs it carries (a pois
 the trigger's pairs with every latent of the behaviour; a natural row that shares one latent of
 each side, one or two); trusted rows scored the same give the threshold, their ``1 - row_fpr``
 quantile, and audited rows above it are the association's rows.
+
+Cost: the codes the audit already has, as 0/1 matrices of rows x latents (float32: 1 GB for
+16,000 trusted rows of a 16k-latent SAE, on the CPU), and matrix products of size
+``rows x |A| x |B|`` over the latents that fire in at least ``min_rows`` rows (per null draw the
+same on the drawn rows): about 7 s per audit on the small organism (1024 latents, 2,000 audited
+and 16,000 trusted rows, 100 draws, one CPU thread).
 """
 
 from __future__ import annotations
