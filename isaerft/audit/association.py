@@ -37,7 +37,7 @@ quantile, and audited rows above it are the association's rows.
 Cost: the codes the audit already has, as 0/1 matrices of rows x latents (float32: 1 GB for
 16,000 trusted rows of a 16k-latent SAE, on the CPU), and matrix products of size
 ``rows x |A| x |B|`` over the latents that fire in at least ``min_rows`` rows (per null draw the
-same on the drawn rows): about 7 s per audit on the small organism (1024 latents, 2,000 audited
+same on the drawn rows): about 7-10 s per audit on the small organism (1024 latents, 2,000 audited
 and 16,000 trusted rows, 100 draws, one CPU thread).
 """
 
