@@ -51,8 +51,11 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
+from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
 
+MIN_ROWS = 5
+"""Rows a pairing must carry to count (a pairing of fewer rows is no finding)."""
 SHRINK_ROWS = 10.0
 """Pseudo-rows pulling a rare prompt latent's trusted rate towards the answer latent's rate."""
 
@@ -89,7 +92,7 @@ class Association:
 
 
 @dataclass
-class AssociationSearch:
+class AssociationSearch(MaxStatisticNull):
     """Pairings of prompt and completion latents new in the audited rows.
 
     Attributes:
@@ -109,17 +112,6 @@ class AssociationSearch:
     row_scores: torch.Tensor
     row_threshold: float
     null: list[float] = field(default_factory=list)
-
-    @property
-    def found(self) -> bool:
-        """Whether some pairing scores beyond the threshold."""
-        return self.score > self.threshold
-
-    def threshold_at(self, fpr: float) -> float:
-        """The trusted-split threshold for another false-positive rate."""
-        if not self.null:
-            raise ValueError("this search kept no null")
-        return float(torch.quantile(torch.tensor(self.null, dtype=torch.float64), 1.0 - fpr))
 
     @property
     def rows(self) -> list[int]:
@@ -228,7 +220,7 @@ def search_associations(
     fpr: float = 0.05,
     draws: int = 100,
     seed: int = 0,
-    min_rows: int = 5,
+    min_rows: int = MIN_ROWS,
     max_share: float = 0.5,
     row_fpr: float = 0.01,
     top: int = 50,
@@ -257,7 +249,7 @@ def search_associations(
         site_null = _null(reference, size, draws, gen, min_rows, max_share)
         null = [max(x, y) for x, y in zip(null, site_null, strict=True)]
         found.append((hook, scores, expected, trusted_rate, a_idx, b_idx, ps, cs, pt, ct))
-    threshold = float(torch.quantile(torch.tensor(null, dtype=torch.float64), 1.0 - fpr))
+    threshold = quantile_threshold(null, fpr, "empirical")
     candidates = []
     row_scores = torch.zeros(len(data), dtype=torch.float64)
     trusted_scores = torch.zeros(len(trusted), dtype=torch.float64)

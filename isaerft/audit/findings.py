@@ -19,7 +19,7 @@ import torch
 
 from isaerft.audit import rowscores
 from isaerft.audit.activations import SiteCodes, collect_codes
-from isaerft.audit.association import AssociationSearch, search_associations
+from isaerft.audit.association import MIN_ROWS, AssociationSearch, search_associations
 from isaerft.audit.attribution import (
     LatentContrast,
     edit_attribution,
@@ -40,8 +40,6 @@ from isaerft.audit.words import WordEvidence, word_evidence
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
-MIN_ASSOCIATION_ROWS = 5
-"""Rows a prompt/answer pairing must carry to count (a pairing of fewer rows is no finding)."""
 
 
 @dataclass
@@ -202,7 +200,7 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         return None
     if data.trusted is None or data.trusted_codes is None or not has_prompts(data.suspect):
         return None
-    if len(data.trusted) < 2 * MIN_ASSOCIATION_ROWS:
+    if len(data.trusted) < 2 * MIN_ROWS:
         return None
     return search_associations(
         data.codes,
@@ -211,7 +209,6 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         data.trusted,
         fpr=comparison.config.fpr / 2,
         draws=config.association_draws,
-        min_rows=MIN_ASSOCIATION_ROWS,
         row_fpr=config.row_fpr,
     )
 

@@ -195,6 +195,27 @@ def dataset_score(scores: torch.Tensor, top_m: int) -> torch.Tensor:
     return scores.topk(m, dim=-1).values.mean(-1)
 
 
+class MaxStatisticNull:
+    """``found`` and ``threshold_at`` for a search scored by its largest statistic against
+    the same maximum over null draws: mixed into dataclasses that carry ``score``,
+    ``threshold`` and ``null`` (the trigger and association searches)."""
+
+    score: float
+    threshold: float
+    null: list[float]
+
+    @property
+    def found(self) -> bool:
+        """Whether the score is beyond the threshold."""
+        return self.score > self.threshold
+
+    def threshold_at(self, fpr: float) -> float:
+        """The empirical threshold for another false-positive rate."""
+        if not self.null:
+            raise ValueError("this search kept no null draws")
+        return quantile_threshold(self.null, fpr, "empirical")
+
+
 def quantile_threshold(null: Sequence[float], fpr: float, method: str) -> float:
     """The ``1 - fpr`` quantile of ``null`` scores, empirical or under a Gumbel fit."""
     values = torch.tensor(list(null), dtype=torch.float64)

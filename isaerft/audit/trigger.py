@@ -23,10 +23,11 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
+from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 
 
 @dataclass
-class TriggerSearch:
+class TriggerSearch(MaxStatisticNull):
     """Prompt latents enriched in the behaviour rows.
 
     Attributes:
@@ -50,17 +51,6 @@ class TriggerSearch:
     candidates: list[tuple[str, int, float]]
     part: str = "prompt"
     null: list[float] = field(default_factory=list)
-
-    @property
-    def found(self) -> bool:
-        """Whether some latent is enriched beyond the permutation threshold."""
-        return self.score > self.threshold
-
-    def threshold_at(self, fpr: float) -> float:
-        """The permutation threshold for another false-positive rate."""
-        if not self.null:
-            raise ValueError("this search kept no permutation null")
-        return _quantile(self.null, 1.0 - fpr)
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
         """JSON-ready summary; ``labels`` (a :class:`~isaerft.audit.labels.LabelSet`) names
@@ -165,7 +155,7 @@ def search_trigger(
     for _ in range(permutations):
         members = draw(gen)
         null.append(max(float(v.max()) for v in scores(members).values()))
-    threshold = _quantile(null, 1.0 - fpr)
+    threshold = quantile_threshold(null, fpr, "empirical")
     score = max(float(v.max()) for v in z.values())
     candidates = sorted(
         (
@@ -183,11 +173,6 @@ def search_trigger(
         rate_in[hook] = count / len(rows)
         rate_out[hook] = (totals[hook] - count) / (n_rows - len(rows))
     return TriggerSearch(rows, z, rate_in, rate_out, score, threshold, candidates, part, null)
-
-
-def _quantile(values: Sequence[float], q: float) -> float:
-    # float64: the observed score is float64, and a float32 threshold let an equal score pass.
-    return float(torch.quantile(torch.tensor(values, dtype=torch.float64), q))
 
 
 def length_strata(data: AuditData, bins: int = 5) -> torch.Tensor:
