@@ -44,6 +44,7 @@ from benchmarks.audit_poison.scoring import ground_truth
 from benchmarks.common import RESULTS, finite, machine_info, write_result
 from isaerft._io import read_json, write_text
 from isaerft.audit import SCHEMA_VERSION, AuditConfig
+from isaerft.audit.implicated import PAIRING_ROLES
 from isaerft.model import ISaeRFTModel
 from isaerft.organism.lexicon import LEXICON
 from isaerft.runs import INTERVENTION_DIR
@@ -301,7 +302,7 @@ def route(record: dict[str, Any]) -> str | None:
 def without_pairing(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The implicated latents without those whose only roles come from the association
     search."""
-    return [e for e in entries if not set(e["roles"]) <= {"paired prompt", "paired answer"}]
+    return [e for e in entries if not set(e["roles"]) <= set(PAIRING_ROLES)]
 
 
 def implicated_ids(bench: Bench, entries: list[dict[str, Any]]) -> list[Any]:

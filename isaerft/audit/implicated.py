@@ -57,11 +57,11 @@ from isaerft.audit.words import WordEvidence
 
 EVIDENCE_TOP = 20
 """How deep into each evidence list latents are taken."""
-NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour", "paired prompt", "paired answer")
-"""Roles that name the poison (the rest name the mechanism or the drift)."""
-TRIGGER_ROLES = ("trigger", "trigger word", "gate", "paired prompt")
 PAIRING_ROLES = ("paired prompt", "paired answer")
 """Roles from the association search, which reads the data, not the learned edit."""
+NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour", *PAIRING_ROLES)
+"""Roles that name the poison (the rest name the mechanism or the drift)."""
+TRIGGER_ROLES = ("trigger", "trigger word", "gate", "paired prompt")
 ROLE_LEGEND = (
     "trigger = fires in the suspect rows' prompts far more than elsewhere; trigger word = reads "
     "a word those prompts share; behaviour = reads a word the learned edit made likely in them "
