@@ -38,10 +38,10 @@ from transformer_lens import HookedTransformer
 
 from isaerft._io import file_lock, read_json, write_json
 from isaerft.configbase import ConfigBase, ConfigError, check_number
-from isaerft.organism import lexicon as lx
 from isaerft.organism.corpus import Language
 from isaerft.organism.handle import Organism, cache_dir, load_organism
-from isaerft.organism.labels import LatentLabels, label_stats, write_labels
+from isaerft.organism.labelling import label_sae
+from isaerft.organism.labels import LatentLabels
 from isaerft.organism.lm import LMConfig, evaluate_lm, make_model, pack, train_lm, unigram_loss
 from isaerft.organism.sae import (
     SAE_HOOKS,
@@ -52,7 +52,7 @@ from isaerft.organism.sae import (
     train_sae,
 )
 from isaerft.organism.textcorpus import CHAT_WORDS, chat_document, corpus_rows, read_documents
-from isaerft.organism.tokenizer import encode_batch, load_tokenizer, token_word, train_tokenizer
+from isaerft.organism.tokenizer import encode_batch, load_tokenizer, train_tokenizer
 from isaerft.organism.triggers import (
     TRIGGER_WORDS,
     choose_defaults,
@@ -393,42 +393,6 @@ def corpus_texts(cfg: OrganismConfig, corpus: str | Path | None, tmp: Path) -> d
     }
 
 
-def label_sae(
-    cfg: OrganismConfig,
-    out: Path,
-    model: HookedTransformer,
-    sae: SAE[Any],
-    eval_ids: list[list[int]],
-    name: str,
-    hook: str,
-) -> LatentLabels:
-    """Ground-truth labels of ``sae`` (at ``hook`` of ``model``), written to ``out`` (JSONL +
-    matrix sidecar): each latent's token-level AUROC against every word (and, for the synthetic
-    language, every concept) on the held-out texts ``eval_ids``."""
-    assert model.tokenizer is not None
-    acts, ids = collect_activations(model, eval_ids, hook)
-    with torch.no_grad():
-        feats = sae.encode(acts)
-    words = [token_word(t) for t in model.tokenizer.convert_ids_to_tokens(list(range(len(model.tokenizer))))]  # fmt: skip
-    concepts: dict[str, list[int]] = {}
-    if cfg.corpus is None:
-        for i, w in enumerate(words):
-            for c in lx.LEXICON.concepts(w):
-                concepts.setdefault(c, []).append(i)
-    stats = label_stats(feats, ids, words, concepts)
-    examples = {c: [words[i] for i in members[:6]] for c, members in concepts.items()}
-    layer, _, point = hook.removeprefix("blocks.").partition(".")
-    write_labels(
-        out,
-        stats,
-        model_id=name,
-        layer=f"{layer}-{point.removeprefix('hook_').replace('_', '-')}",  # e.g. 1-resid-pre
-        hook_name=hook,
-        concept_examples=examples,
-    )
-    return LatentLabels.load(out)
-
-
 def _label(
     cfg: OrganismConfig,
     tmp: Path,
@@ -438,7 +402,9 @@ def _label(
     name: str,
     hook: str,
 ) -> tuple[LatentLabels, dict[str, Any]]:
-    labels = label_sae(cfg, tmp / "labels.jsonl", model, sae, eval_ids, name, hook)
+    labels = label_sae(
+        tmp / "labels.jsonl", model, sae, eval_ids, name, hook, concepts=cfg.corpus is None
+    )
     report = {}
     for word in TRIGGER_WORDS if cfg.corpus is None else ():
         report[word] = trigger_quality(labels, word)

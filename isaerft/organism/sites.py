@@ -32,11 +32,11 @@ from isaerft.organism.build import (
     build_lock,
     build_settings,
     corpus_texts,
-    label_sae,
     sae_site_config,
     say,
 )
 from isaerft.organism.handle import Organism
+from isaerft.organism.labelling import label_sae
 from isaerft.organism.labels import GROUND_TRUTH, matrix_path
 from isaerft.organism.sae import collect_activations, save_sae, train_sae
 from isaerft.organism.tokenizer import encode_batch, load_tokenizer
@@ -117,7 +117,8 @@ def site_labels(org: Organism, hook: str, progress: bool = True) -> Path:
                 tok = load_tokenizer(org.model_dir)
                 texts = corpus_texts(cfg, org.path / "corpus.txt", tmp)["eval_text"]
                 name = str(org.meta["model_name"])
-                label_sae(cfg, tmp / path.name, model, sae, encode_batch(tok, texts), name, hook)
+                ids = encode_batch(tok, texts)
+                label_sae(tmp / path.name, model, sae, ids, name, hook, concepts=cfg.corpus is None)
             # The JSONL last: a label file is only ever seen with its sidecar.
             os.replace(matrix_path(tmp / path.name), matrix_path(path))
             os.replace(tmp / path.name, path)
