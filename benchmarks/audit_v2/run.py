@@ -58,10 +58,20 @@ labelled reader first (:mod:`isaerft.audit.words`), 3 = the association search's
 the naming roles (:mod:`isaerft.audit.association`), 4 = they follow the learned edit's naming
 where the learned edit flagged the data. Bump it when naming changes without a new
 report schema."""
-AUDIT_SETTINGS = {**finite(asdict(AUDIT)), "report_schema": SCHEMA_VERSION, "naming": NAMING}
+ROW_RANKING = 2
+"""How the reported rows were ranked where a pairing was found: 1 = the pairing's rows first,
+2 = each row by the rarer of its learned and pairing scores among reference rows
+(:func:`isaerft.audit.rowscores.with_associations`). Bump it when the ranking changes without a
+new report schema."""
+AUDIT_SETTINGS = {
+    **finite(asdict(AUDIT)),
+    "report_schema": SCHEMA_VERSION,
+    "naming": NAMING,
+    "row_ranking": ROW_RANKING,
+}
 """What each cached cell record was audited with: the settings, the report's schema version
-(a new schema means the audit reports something new, e.g. the word route of naming) and the
-naming version; a record made otherwise is redone."""
+(a new schema means the audit reports something new, e.g. the word route of naming), the
+naming and the row-ranking versions; a record made otherwise is redone."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ class AssociationSearch(MaxStatisticNull):
         row_scores: per audited row, the summed log odds ratio of the found pairs it carries.
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
         null: the largest pair score of each trusted split.
+        reference_row_scores: the same row score on each trusted row.
     """
 
     score: float
@@ -112,6 +113,7 @@ class AssociationSearch(MaxStatisticNull):
     row_scores: torch.Tensor
     row_threshold: float
     null: list[float] = field(default_factory=list)
+    reference_row_scores: torch.Tensor | None = None
 
     @property
     def rows(self) -> list[int]:
@@ -275,7 +277,7 @@ def search_associations(
     candidates.sort(key=lambda a: -a.score)
     row_threshold = float(torch.quantile(trusted_scores, 1.0 - row_fpr))
     return AssociationSearch(
-        best, threshold, fpr, candidates[:top], row_scores, row_threshold, null
+        best, threshold, fpr, candidates[:top], row_scores, row_threshold, null, trusted_scores
     )
 
 

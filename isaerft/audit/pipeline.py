@@ -125,7 +125,12 @@ def audit_runs(
     # (and scored against the truth) put the rows of a found pairing first.
     rows = learned_rows
     if rows is not None and association is not None and association.found:
-        rows = with_associations(rows, association.row_scores, association.row_threshold)
+        rows = with_associations(
+            rows,
+            association.row_scores,
+            association.row_threshold,
+            association.reference_row_scores,
+        )
     findings = Findings(
         rows=rows,
         gained=gained,

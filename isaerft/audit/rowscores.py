@@ -29,6 +29,11 @@ marked suspect. For ``excess_gain`` those are each reference run's own training 
 against the other references (:func:`excess_gain_null`): what an ordinary row of a run's own
 data scores. Without two reference runs and their data, outliers of the audited rows' own
 scores are marked instead: median + 5 MAD.
+
+Where the association search found a prompt/answer pairing, :func:`with_associations` adds its
+per-row evidence: each row ranks by the rarer of its two scores among reference rows (the
+learned score's and the pairing score's tail shares, :mod:`isaerft.audit.tails`), expressed on
+the learned score's scale.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData, padded_batches, run_device, token_logprobs
+from isaerft.audit.tails import ScoreTail
 
 SCORE_METHODS = ("excess_gain", "activation", "loss_drop")
 
@@ -273,16 +279,39 @@ def auroc(scores: Sequence[float] | torch.Tensor, labels: Sequence[bool] | torch
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def with_associations(scores: RowScores, association: torch.Tensor, threshold: float) -> RowScores:
-    """``scores`` re-ranked so that the rows of found prompt/answer pairings (``association``
-    above ``threshold``, see :mod:`isaerft.audit.association`) come first, by that score, and
-    are suspects; the other rows keep their order and suspect status."""
-    carried = association > threshold
+def with_associations(
+    scores: RowScores,
+    association: torch.Tensor,
+    threshold: float,
+    association_reference: torch.Tensor | None = None,
+) -> RowScores:
+    """``scores`` with the evidence of found prompt/answer pairings (``association``, each row's
+    pairing score, see :mod:`isaerft.audit.association`) added.
+
+    With reference rows for both scores (``scores.reference_scores`` and
+    ``association_reference``, the pairing score of trusted rows), a row carrying a pairing
+    scores the larger of its own score and the score that reference rows reach as rarely as
+    trusted rows reach its pairing score (:class:`~isaerft.audit.tails.ScoreTail`): the rows
+    are ranked by the smaller of their two tail shares, on the learned score's scale, so a
+    poisoned row that the learned edit misses still ranks by its pairing, and one that the edit
+    ranks first stays first. Rows whose pairing score trusted rows reach less often than the
+    suspect threshold's share are suspects. Without reference scores the rows above
+    ``threshold`` come first, by their pairing score, and are suspects."""
+    carried = association > 0
     if not bool(carried.any()):
         return scores
     base = scores.scores.double()
+    method = f"{scores.method}+association"
+    if scores.reference_scores is not None and association_reference is not None:
+        share = ScoreTail.fit(association_reference).pvalue(association)
+        lifted = ScoreTail.fit(scores.reference_scores).quantile(share)
+        combined = torch.where(carried, torch.maximum(base, lifted), base)
+        return RowScores(combined, scores.threshold, method, scores.reference_scores)
+    found = association > threshold
+    if not bool(found.any()):
+        return scores
     top = float(base.max())
     span = top - float(base.min()) + 1.0
-    combined = torch.where(carried, base + span + association.double(), base)
+    combined = torch.where(found, base + span + association.double(), base)
     suspect_at = min(scores.threshold, top + 0.5)
-    return RowScores(combined, suspect_at, f"{scores.method}+association", scores.reference_scores)
+    return RowScores(combined, suspect_at, method, scores.reference_scores)

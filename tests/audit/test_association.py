@@ -128,3 +128,22 @@ def test_rows_of_a_pairing_come_first_and_are_suspects() -> None:
     assert moved.suspects == [1, 2]
     assert moved.method == "excess_gain+association"
     assert with_associations(scores, torch.zeros(4), threshold=2.0) is scores
+
+
+def test_with_reference_rows_a_pairing_ranks_a_row_by_its_rarer_score() -> None:
+    """Rows rank by the smaller of their two reference tail shares, on the learned scale."""
+    gen = torch.Generator().manual_seed(0)
+    learned_ref = torch.randn(1000, generator=gen)
+    pairing_ref = torch.cat([torch.zeros(900), torch.rand(100, generator=gen) * 2.0])
+    threshold = float(torch.quantile(learned_ref, 0.99))
+    scores = RowScores(torch.tensor([5.0, 0.0, -1.0, 0.0]), threshold, "excess_gain", learned_ref)
+    # Row 0: learned far beyond the reference; row 1: a pairing beyond every trusted row;
+    # row 2: a pairing trusted rows often reach; row 3: no pairing.
+    pairing = torch.tensor([0.0, 10.0, 0.5, 0.0])
+    moved = with_associations(scores, pairing, 1.0, pairing_ref)
+    assert moved.method == "excess_gain+association"
+    assert set(moved.suspects) == {0, 1}
+    assert float(moved.scores[3]) == 0.0 and float(moved.scores[0]) == 5.0
+    # Row 2 is lifted only to where the learned reference is as common as its pairing score.
+    assert -1.0 < float(moved.scores[2]) < threshold
+    assert moved.reference_scores is learned_ref
