@@ -148,7 +148,7 @@ def audit_dataset(
     labels: str | Path | None = None,
     truth: str | Path | None = None,
     config: AuditConfig | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     log: Callable[[str], None] | None = None,
     bridge: bool | None = None,
     differential: bool = False,
@@ -173,7 +173,10 @@ def audit_dataset(
         labels: latent label file (defaults to the organism's for organism SAEs).
         truth: per-row ground truth for evaluation (defaults to ``<suspect>.labels.jsonl``).
         config: the audit's settings.
-        device: where to load specs given as strings.
+        device: where the model and SAEs given as specs load and where every run trains and
+            the audit runs: ``cpu``, ``cuda`` or ``mps`` (sets the runs'
+            ``trainer.accelerator``); default: the recipe's ``trainer.accelerator`` (``cpu``
+            unless it names another).
         log: called with one line per step (e.g. ``print``).
         bridge: load a ``model`` spec as a ``TransformerBridge`` (a Hugging Face hub name or
             checkpoint folder); ``None`` follows the recipe's ``model_backend``. A loaded
@@ -186,6 +189,7 @@ def audit_dataset(
             suspect's rows for disjoint shares).
     """
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
+    from isaerft.training.resolve import accelerator_for, torch_device
 
     say = log or (lambda _msg: None)
     if candidate_run is not None and recipe is not None:
@@ -211,6 +215,10 @@ def audit_dataset(
     model_spec = model if isinstance(model, str) else IN_MEMORY_MODEL
     sae_specs = [s if isinstance(s, str) else IN_MEMORY_SAE for s in sae_items]
     start = _run_recipe(candidate_run) if candidate_run is not None else _recipe_dict(recipe)
+    accelerator = (
+        accelerator_for(device) if device else start.get("trainer", {}).get("accelerator", "cpu")
+    )
+    device = torch_device(accelerator)  # no such device here: one line, before any work
     if isinstance(model, str):
         from isaerft.loading import load_model
 
@@ -228,6 +236,7 @@ def audit_dataset(
         base,
         {
             "trainer": {
+                "accelerator": accelerator,
                 "prefix_cache": backend == "hooked",  # a bridge cannot start at a layer
                 "progress_bar": False,
                 "checkpoint_every_n_steps": 0,

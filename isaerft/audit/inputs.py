@@ -106,6 +106,7 @@ def load_inputs(
     model: LanguageModel | None = None,
     saes: Sequence[SAE[Any]] | None = None,
     config: AuditConfig,
+    device: str | None = None,
 ) -> AuditInputs:
     """Read and check what :func:`~isaerft.audit.pipeline.audit_runs` audits (its arguments
     have the same meaning); raises before any step runs when the inputs do not fit."""
@@ -137,7 +138,7 @@ def load_inputs(
             config, cand, refs, start, differences, comparison, labels, label_set, list(saes),
             model, None,
         )  # fmt: skip
-    model, sae_list = _load_models(cand, model, saes)
+    model, sae_list = _load_models(cand, model, saes, device)
     check_sae_matches(cand, sae_list)
     tuned = ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(cand.source))
     suspect = _tokenize(data, model)
@@ -175,7 +176,10 @@ def _as_edits(run: str | Path | RunEdits) -> RunEdits:
 
 
 def _load_models(
-    run: RunEdits, model: LanguageModel | None, saes: Sequence[SAE[Any]] | None
+    run: RunEdits,
+    model: LanguageModel | None,
+    saes: Sequence[SAE[Any]] | None,
+    device: str | None = None,
 ) -> tuple[LanguageModel, list[SAE[Any]]]:
     if model is not None and saes is not None:
         return model, list(saes)
@@ -189,7 +193,8 @@ def _load_models(
             "model and SAE it edits; pass --model and --sae (model=, saes=)"
         )
     recipe = read_run_info(run_dir).recipe
-    device = str(next(model.parameters()).device) if model is not None else "cpu"
+    if device is None:
+        device = str(next(model.parameters()).device) if model is not None else "cpu"
     return (
         model if model is not None else load_recipe_model(recipe, device),
         list(saes) if saes is not None else load_recipe_saes(recipe, device),

@@ -88,6 +88,7 @@ def audit_runs(
     config: AuditConfig | None = None,
     out_dir: str | Path | None = None,
     extra: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> AuditResult:
     """Audit a trained run and write the report.
 
@@ -104,6 +105,8 @@ def audit_runs(
         config: what to compute.
         out_dir: where to write the report; nothing is written when ``None``.
         extra: more top-level report entries (``timings`` entries are merged).
+        device: where to load the model and SAEs that are not passed (default: the passed
+            model's device, else ``cpu``), e.g. ``cuda``.
     """
     started = time.perf_counter()
     inputs = load_inputs(
@@ -116,6 +119,7 @@ def audit_runs(
         model=model,
         saes=saes,
         config=config or AuditConfig(),
+        device=device,
     )
     learned_rows = score_rows(inputs)
     gained = gained_evidence(inputs, learned_rows)

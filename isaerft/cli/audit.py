@@ -47,6 +47,9 @@ def register(subparsers: Any) -> None:
     runs.add_argument("--model", help="model spec, for runs without run.json")
     runs.add_argument("--sae", nargs="+", help="SAE spec(s), for runs without run.json")
     runs.add_argument("--bridge", action="store_true", help=BRIDGE_HELP)
+    runs.add_argument(
+        "--device", default="cpu", help="where the model and SAEs run: cpu, cuda, mps (default cpu)"
+    )
     _common(runs)
     runs.set_defaults(func=run_audit)
 
@@ -87,7 +90,11 @@ def register(subparsers: Any) -> None:
         help="fit a start run on trusted rows first and train every run as a sparse delta from "
         "it; the audit compares the deltas (needs --runs + 1 times the suspect's trusted rows)",
     )
-    dataset.add_argument("--device", default="cpu", help="device to train on (default cpu)")
+    dataset.add_argument(
+        "--device",
+        help="where the runs train and the audit runs: cpu, cuda, mps (default: the recipe's "
+        "trainer.accelerator, cpu unless it names another)",
+    )
     _common(dataset)
     dataset.set_defaults(func=run_audit_dataset)
 
@@ -148,13 +155,16 @@ def run_audit(args: argparse.Namespace) -> int:
         raise ValueError("--bridge applies to --model; a run's own recipe says how to load it")
     if (args.model or args.sae) and not (args.model and args.sae):
         raise ValueError("--model and --sae go together")
+    from isaerft.training.resolve import accelerator_for, torch_device
+
+    device = torch_device(accelerator_for(args.device))  # one line if it is not here
     with _threads(None, args.run):
         if args.model:
             from isaerft.loading import load_model, load_sae
             from isaerft.specs import resolve_model_spec, resolve_sae_spec
 
-            model = load_model(resolve_model_spec(args.model), bridge=args.bridge)
-            saes = [load_sae(resolve_sae_spec(s)) for s in args.sae]
+            model = load_model(resolve_model_spec(args.model), device=device, bridge=args.bridge)
+            saes = [load_sae(resolve_sae_spec(s), device=device) for s in args.sae]
         result = audit_runs(
             args.run,
             args.reference,
@@ -166,6 +176,7 @@ def run_audit(args: argparse.Namespace) -> int:
             saes=saes,
             config=_config(args),
             out_dir=args.out,
+            device=device,
         )
     print_summary(result.report, args.out)
     if not args.reference:

@@ -72,6 +72,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-audit", action="store_true", help="stop after the top latents")
     parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where the runs train and the audit runs: cpu, cuda, mps (default cpu)",
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="overrides of organism-poison.yaml"
     )
     parser.set_defaults(func=run_demo_command)
@@ -85,6 +90,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         audit=not args.no_audit,
         reference_runs=args.reference_runs,
+        device=args.device,
     )
     return 0
 
@@ -97,6 +103,7 @@ def run_demo(
     out: Callable[[str], None] = print,
     audit: bool = True,
     reference_runs: int = REFERENCE_RUNS,
+    device: str = "cpu",
 ) -> DemoResult:
     """Run the demo end to end and report through ``out``; returns a :class:`DemoResult`.
 
@@ -107,6 +114,8 @@ def run_demo(
         out: where the report lines go.
         audit: run the audit step.
         reference_runs: reference runs of the audit's null.
+        device: where the runs train and the audit runs (``cpu``, ``cuda``, ``mps``); an
+            override ``trainer.accelerator=...`` says the same.
 
     The training and the audit run with the torch threads of
     :func:`isaerft.threads.resolve_threads` (an override ``trainer.threads=N``, or
@@ -116,8 +125,11 @@ def run_demo(
     from isaerft.threads import resolve_threads, torch_threads
     from isaerft.training import TrainRecipe
     from isaerft.training.recipe import find_recipe
+    from isaerft.training.resolve import accelerator_for, torch_device
 
     started = time.perf_counter()
+    accelerator = accelerator_for(device)
+    torch_device(accelerator)  # no such device here: one line, before the organism builds
     recipe = TrainRecipe.from_yaml(
         find_recipe(DEMO_RECIPE),
         [
@@ -126,6 +138,7 @@ def run_demo(
             f"output_dir={output_dir}",
             "trainer.progress_bar=false",
             "trainer.resume=never",
+            f"trainer.accelerator={accelerator}",
             *overrides,
         ],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -44,16 +45,50 @@ def torch_device(accelerator: str) -> str:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ValueError(
-            f"recipe trainer.accelerator={accelerator} but this torch build sees no CUDA GPU "
-            f"(torch {torch.__version__}); use trainer.accelerator=cpu, or install a CUDA build"
+            f"trainer.accelerator={accelerator} (or --device cuda) but this torch build sees no "
+            f"CUDA GPU (torch {torch.__version__}); use cpu, or install a CUDA build of torch"
         )
     if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("recipe trainer.accelerator=mps but MPS is not available here; use cpu")
+        raise ValueError(
+            "trainer.accelerator=mps (or --device mps) but MPS is not available here; use cpu"
+        )
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return f"cuda:{local_rank}"
     if accelerator == "mps":
         return "mps"
     return "cpu"
+
+
+def accelerator_for(device: str) -> str:
+    """The Lightning ``accelerator`` that trains on torch ``device`` (``cpu``, ``cuda``,
+    ``mps``); another CUDA card than the first is picked with ``CUDA_VISIBLE_DEVICES``."""
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        if index not in ("", "0"):
+            raise ValueError(
+                f"device {device!r}: runs train on the first visible GPU; pick card {index} "
+                f"with CUDA_VISIBLE_DEVICES={index} and pass device 'cuda'"
+            )
+        return "gpu"
+    if kind in ("cpu", "mps") and not index:
+        return kind
+    raise ValueError(f"device {device!r} is not one of cpu, cuda, mps")
+
+
+def place(model: LanguageModel, saes: Sequence[SAE[Any]], device: str) -> None:
+    """Put a model and SAEs passed in by the caller on ``device``, with TransformerLens'
+    ``cfg.device`` in step: Lightning hands a fitted module back on the CPU while
+    ``cfg.device`` still names the GPU, so a model reused for the next run (as the audit
+    does) would otherwise send its inputs to one device and hold its weights on another."""
+    target = torch.device(device)
+    param = next(model.parameters(), None)
+    named = torch.device(str(model.cfg.device or "cpu"))
+    if param is not None and (param.device != target or named != target):
+        model.to(target, print_details=False)
+    for sae in saes:
+        sae_param = next(sae.parameters(), None)
+        if sae_param is not None and sae_param.device != target:
+            sae.to(target)
 
 
 def load_recipe_model(recipe: TrainRecipe, device: str) -> LanguageModel:

@@ -161,6 +161,7 @@ def _train(
         model = resolve.load_recipe_model(recipe, device)
     if saes is None:
         saes = resolve.load_recipe_saes(recipe, device)
+    resolve.place(model, saes, device)  # a model passed in may sit elsewhere
     wrapped = ISaeRFTModel(model, list(saes), recipe.intervention)
     start = start_from(wrapped, recipe.start_from) if recipe.start_from else None
 
@@ -246,6 +247,8 @@ def _train(
                 raise KeyboardInterrupt from None
             raise
     fit_seconds = time.perf_counter() - fit_started
+    # Lightning's teardown left the module on the CPU: give the model back where it trained.
+    resolve.place(model, saes, device)
 
     top = top_moved_latents(wrapped, cfg.top_k, labels)
     blowup = module.loss_blowup()

@@ -209,8 +209,21 @@ def test_accelerator_gpu_on_a_cpu_build(setup: Setup, capsys) -> None:  # type: 
         pytest.skip("this build has CUDA")
     assert main(_train(setup, "recipe.yaml", "trainer.accelerator=gpu")) == 2
     err = capsys.readouterr().err
-    assert "trainer.accelerator=gpu but this torch build sees no CUDA GPU" in err
+    assert "trainer.accelerator=gpu (or --device cuda) but this torch build sees no CUDA" in err
     assert not (setup / "new_run").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--device", "cuda:1"], "CUDA_VISIBLE_DEVICES=1"),
+        (["demo", "--device", "tpu"], "device 'tpu' is not one of cpu, cuda, mps"),
+    ],
+)
+def test_a_device_that_cannot_train_is_one_line(argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(setup: Setup) -> None:
