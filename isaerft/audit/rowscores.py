@@ -303,8 +303,8 @@ def with_associations(
     base = scores.scores.double()
     method = f"{scores.method}+association"
     if scores.reference_scores is not None and association_reference is not None:
-        share = ScoreTail.fit(association_reference).pvalue(association)
-        lifted = ScoreTail.fit(scores.reference_scores).quantile(share)
+        rarity = ScoreTail.fit(association_reference).log_pvalue(association)
+        lifted = ScoreTail.fit(scores.reference_scores).quantile(rarity)
         combined = torch.where(carried, torch.maximum(base, lifted), base)
         return RowScores(combined, scores.threshold, method, scores.reference_scores)
     found = association > threshold

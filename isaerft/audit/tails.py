@@ -10,6 +10,7 @@ reference row keep their order and can be compared with another score's p-value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,26 +45,31 @@ class ScoreTail:
         m = max(1, min(tail_rows, max(10, n // 100), n - 1))
         start = float(ref[max(0, n - m - 1)])
         excess = ref[ref > start] - start
-        # All of the top equal: no spread to fit; a tiny scale keeps larger scores ordered.
-        scale = float(excess.mean()) if excess.numel() else 1e-12
-        return cls(ref, start, max(scale, 1e-12), (excess.numel() + 1) / (n + 1))
+        # No reference row above the start (e.g. trusted rows never carry a pairing): nothing
+        # to fit, so one unit of the score per factor e keeps larger scores ordered.
+        scale = float(excess.mean()) if excess.numel() else 1.0
+        return cls(ref, start, scale, (excess.numel() + 1) / (n + 1))
 
-    def pvalue(self, scores: torch.Tensor) -> torch.Tensor:
-        """Per score, the share of reference rows scoring at least as high (fitted past the
-        tail's start)."""
+    def log_pvalue(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per score, the natural log of the share of reference rows scoring at least as high
+        (fitted past the tail's start; in logs so that far scores do not all round to 0)."""
         x = scores.detach().double()
         n = self.reference.numel()
         at_least = n - torch.searchsorted(self.reference, x, right=False)
-        empirical = (at_least + 1).double() / (n + 1)
-        fitted = self.start_share * torch.exp(-(x - self.start) / self.scale)
+        empirical = torch.log((at_least + 1).double() / (n + 1))
+        fitted = math.log(self.start_share) - (x - self.start) / self.scale
         return torch.where(x > self.start, fitted, empirical)
 
-    def quantile(self, p: torch.Tensor) -> torch.Tensor:
-        """Per share ``p``, the score reference rows reach that rarely: the inverse of
-        :meth:`pvalue` (on the fitted tail below ``start_share``, the empirical upper quantile
-        above it)."""
-        p = p.detach().double().clamp(min=1e-300, max=1.0)
-        fitted = self.start + self.scale * torch.log(self.start_share / p)
-        q = (1.0 - p).clamp(0.0, 1.0)
-        empirical = torch.quantile(self.reference, q.flatten()).reshape(p.shape)
-        return torch.where(p < self.start_share, fitted, empirical)
+    def pvalue(self, scores: torch.Tensor) -> torch.Tensor:
+        """Per score, the share of reference rows scoring at least as high."""
+        return torch.exp(self.log_pvalue(scores))
+
+    def quantile(self, log_p: torch.Tensor) -> torch.Tensor:
+        """Per log share (:meth:`log_pvalue`), the score reference rows reach that rarely: its
+        inverse (on the fitted tail below ``start_share``, the empirical upper quantile above
+        it)."""
+        log_p = log_p.detach().double().clamp(max=0.0)
+        fitted = self.start + self.scale * (math.log(self.start_share) - log_p)
+        q = (1.0 - torch.exp(log_p)).clamp(0.0, 1.0)
+        empirical = torch.quantile(self.reference, q.flatten()).reshape(log_p.shape)
+        return torch.where(log_p < math.log(self.start_share), fitted, empirical)
