@@ -3,14 +3,15 @@
 Run from the repository root (offline, CPU)::
 
     python -m benchmarks.finetune_quality --quick            # tiny organism, 3 seeds, 30 steps
-    python -m benchmarks.finetune_quality --tasks style concept   # full mode: 300 steps
+    python -m benchmarks.finetune_quality                    # full mode: 300 steps, ~64 min
 
 The quick mode (3 seeds, 30 steps, 96 training rows, 17 methods x 5 task/objective pairs, the
 two extra site SAEs of the multisite rows trained once and cached) took 513 s (8.6 min) on a
 quiet 2-core AMD EPYC machine, and 578 s on the Tiny Shakespeare organism. The full mode (3
-seeds, 300 steps, 512 training rows, 128 held-out prompts) took 477 s on the style task and
-549 s on the concept task, 7.0x their quick time; at that ratio all five task/objective pairs
-take about 1 h.
+seeds, 300 steps, 512 training rows, 128 held-out prompts) took 64 min for all five
+task/objective pairs on the same machine (style 8, concept 9, sentiment 9, preference-DPO 14,
+preference-RePS 24 min; measured in two runs, ``--tasks style concept`` then ``--tasks
+sentiment preference``).
 
 The quick run writes ``benchmarks/results/finetune_quality-<preset>.json`` (the page's main
 tables), a full-mode run ``finetune_quality-<preset>-full.json`` beside it (its own section on

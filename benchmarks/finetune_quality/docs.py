@@ -279,6 +279,14 @@ def _full_section(full: dict[str, Any], quick: dict[str, Any], source: str) -> l
         + ", ".join(f"**{k}** ({(w or 0) / 60:.0f} min)" for k, w in walls.items())
         + ".",
     ]
+    runs = full.get("runs") or []
+    if len(runs) > 1:  # tasks added by later runs of the same settings (merged results)
+        parts = "; ".join(
+            f"{', '.join(r['tasks'])} ({r['wall_s'] / 60:.0f} min, "
+            f"{r.get('machine', {}).get('created', '?')[:10]})"
+            for r in runs
+        )
+        lines[-1] += f" Measured in {len(runs)} runs of the same settings: {parts}."
     shared = [k for k in walls if walls[k] and quick_walls.get(k)]
     if shared and all(quick_walls.values()) and set(walls) != set(quick_walls):
         scale = sum(walls[k] or 0 for k in shared) / sum(quick_walls[k] or 0 for k in shared)
