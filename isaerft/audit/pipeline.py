@@ -126,7 +126,7 @@ def audit_runs(
     trigger = trigger_search(inputs, learned_rows, "prompt")
     association = association_search(inputs)
     # The learned edit's row ranking feeds the searches that read the edit; the rows reported
-    # (and scored against the truth) put the rows of a found pairing first.
+    # (and scored against the truth) add a found pairing's evidence (with_associations).
     rows = learned_rows
     if rows is not None and association is not None and association.found:
         rows = with_associations(

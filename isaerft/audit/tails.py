@@ -2,10 +2,11 @@
 a given score (a p-value), and the score they reach that rarely (its inverse).
 
 Inside the reference rows both are empirical: ``p(x) = (rows scoring >= x + 1) / (n + 1)``.
-Past the reference's top ``tail_rows`` (at most a hundredth of them, at least 10) an exponential is fitted to
-their excesses over the score where the tail starts (peaks over threshold: Knijnenburg et al.,
-"Fewer permutations, more accurate P-values", Bioinformatics 2009), so two scores beyond every
-reference row keep their order and can be compared with another score's p-value.
+Past the reference's top ``tail_rows`` (at most a hundredth of them, at least 10) an
+exponential is fitted to their excesses over the score where the tail starts (peaks over
+threshold: Knijnenburg et al., "Fewer permutations, more accurate P-values", Bioinformatics
+2009), so two scores beyond every reference row keep their order and can be compared with
+another score's p-value.
 """
 
 from __future__ import annotations
