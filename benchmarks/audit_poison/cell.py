@@ -21,6 +21,7 @@ from benchmarks.common import finite as finite_json
 from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
 from isaerft.audit import DEFAULT_RECIPE, AuditConfig, NullConfig, RunEdits, audit_runs
 from isaerft.audit.data import read_rows, tokenize_rows
+from isaerft.training.resolve import accelerator_for
 
 from .baselines import (
     LEARNED_MIN_GAIN,
@@ -198,7 +199,7 @@ class Bench:
                 "checkpoint_every_n_steps": 0,
                 "logger": "none",
                 "resume": "never",
-                "accelerator": "gpu" if self.settings.device.startswith("cuda") else "cpu",
+                "accelerator": accelerator_for(self.settings.device),
             },
         }
         if steps is not None:

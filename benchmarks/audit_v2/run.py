@@ -265,15 +265,16 @@ def _evaluate(
     report = result.report
     truth, implicated, every_site = cell_truth(bench, cell, report)
     verdict = report["verdict"]
+    pairing = report.get("association_search") or {}
     record.update(
         {
             "audit_s": time.perf_counter() - started,
             "flagged": bool(verdict["flagged"]),
             "changes_flagged": bool(verdict["changes_flagged"]),
             "trigger_found": verdict["trigger_found"],
-            "association_found": (report.get("association_search") or {}).get("found"),
-            "association_score": (report.get("association_search") or {}).get("score"),
-            "association_threshold": (report.get("association_search") or {}).get("threshold"),
+            "association_found": pairing.get("found"),
+            "association_score": pairing.get("score"),
+            "association_threshold": pairing.get("threshold"),
             "score": verdict["score"],
             "threshold": verdict["threshold"],
             "n_suspects": report["rows"]["n_suspects"],

@@ -102,6 +102,7 @@ def time_run(
 ) -> dict[str, float]:
     """One 3-epoch run; ``{"total_s", "fit_s", "setup_s", "steps"}``."""
     from isaerft.training import PrefixCacheStore, TrainRecipe, train
+    from isaerft.training.resolve import accelerator_for
 
     recipe = TrainRecipe.from_dict(
         {
@@ -117,7 +118,7 @@ def time_run(
                 "checkpoint_every_n_steps": 0,
                 "logger": "none",
                 "resume": "never",
-                "accelerator": "gpu" if device.startswith("cuda") else "cpu",
+                "accelerator": accelerator_for(device),
             },
         }
     )

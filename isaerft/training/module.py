@@ -14,6 +14,7 @@ from isaerft.training.objectives import dpo_loss, kl_to_base, next_token_loss, s
 from isaerft.training.preference import reference_free_preference_loss
 from isaerft.training.prefix_cache import PrefixBoundary, run_from_prefix
 from isaerft.training.recipe import ObjectiveConfig, OptimConfig
+from isaerft.training.resolve import place
 
 Batch = dict[str, Any]
 
@@ -321,9 +322,7 @@ class ISaeRFTLightningModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         """Keep TransformerLens' ``cfg.device`` in step with the parameters' device."""
-        base = self.isaerft.model
-        if torch.device(base.cfg.device or "cpu") != self.device:
-            base.to(self.device, print_details=False)
+        place(self.isaerft.model, (), str(self.device))
 
     def _trainable_keys(self) -> list[str]:
         return [name for name, p in self.named_parameters() if p.requires_grad]
