@@ -11,7 +11,8 @@ quiet 2-core AMD EPYC machine, and 578 s on the Tiny Shakespeare organism. The f
 seeds, 300 steps, 512 training rows, 128 held-out prompts) took 64 min for all five
 task/objective pairs on the same machine (style 8, concept 9, sentiment 9, preference-DPO 14,
 preference-RePS 24 min; measured in two runs, ``--tasks style concept`` then ``--tasks
-sentiment preference``).
+sentiment preference``: a ``--tasks`` run adds its tasks to an existing result of the same
+settings, listing each run under ``runs``).
 
 The quick run writes ``benchmarks/results/finetune_quality-<preset>.json`` (the page's main
 tables), a full-mode run ``finetune_quality-<preset>-full.json`` beside it (its own section on

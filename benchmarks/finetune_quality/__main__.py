@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -98,6 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         default = main_result if args.quick else full_result_path(main_result, args.preset)
     out = args.out or default
+    if args.tasks and out.is_file():
+        result = merged(json.loads(out.read_text(encoding="utf-8")), result)
     write_result(out, result)
     print(f"wrote {out} in {result['wall_s']:.0f}s")
     if args.docs:
@@ -108,6 +112,32 @@ def main(argv: list[str] | None = None) -> None:
         else:
             page = write_docs(main_result, full_path=out)
         print(f"wrote {page}")
+
+
+def merged(previous: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """A ``--tasks`` run's ``result`` added to the ``previous`` result of the same preset,
+    corpus, mode and settings (a full mode is often run a few tasks at a time): its tasks
+    replace the previous ones of the same name; ``runs`` lists each run's tasks, wall time and
+    machine, and ``wall_s`` is their sum (a run whose tasks were all run again is dropped).
+    A previous result measured otherwise is replaced."""
+    keys = ("preset", "corpus", "preference_target", "mode", "settings")
+    if any(previous.get(k) != result.get(k) for k in keys):
+        return result
+    fresh = set(result["tasks"])
+    earlier = previous.get("runs") or [
+        {
+            "tasks": list(previous["tasks"]),
+            "wall_s": previous["wall_s"],
+            "machine": previous.get("machine", {}),
+        }
+    ]
+    kept = [{**r, "tasks": [t for t in r["tasks"] if t not in fresh]} for r in earlier]
+    runs = [r for r in kept if r["tasks"]]
+    runs.append(
+        {"tasks": list(result["tasks"]), "wall_s": result["wall_s"], "machine": result["machine"]}
+    )
+    tasks = {k: v for k, v in previous["tasks"].items() if k not in fresh} | result["tasks"]
+    return {**result, "tasks": tasks, "wall_s": sum(r["wall_s"] for r in runs), "runs": runs}
 
 
 if __name__ == "__main__":

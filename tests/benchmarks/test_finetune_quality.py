@@ -421,3 +421,33 @@ def test_full_mode_writes_beside_the_quick_result_and_adds_a_section(
     # style took 10x its quick time; the quick run's tasks took 120 + 3 * 240 s in all
     assert "about 2.3 h" in section and "10.0x their quick time" in section
     assert "`isaerft-scale` 0.70 -> 0.90" in section
+
+
+def test_a_full_mode_run_of_some_tasks_adds_them_to_the_full_result(
+    bench_organism: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--tasks`` runs of the same settings build one full result a few tasks at a time; a
+    task run again replaces its earlier result and the run that had only it drops out."""
+    walls = {"style": 100.0, "concept": 200.0}
+
+    def fake_run(org: Any, settings: Any, names: Any, tasks: tuple[str, ...]) -> dict[str, Any]:
+        result = _fake_result({t: "sft" for t in tasks})["tasks"]
+        return {"tasks": result, "wall_s": sum(walls[t] for t in tasks)}
+
+    monkeypatch.setattr(cli, "build_organism", lambda preset, corpus=None: bench_organism)
+    monkeypatch.setattr(cli, "run_benchmark", fake_run)
+    monkeypatch.setattr(cli, "RESULTS", tmp_path)
+    path = tmp_path / "finetune_quality-tiny-full.json"
+    cli.main(["--tasks", "style"])
+    cli.main(["--tasks", "concept"])
+    full = json.loads(path.read_text())
+    assert set(full["tasks"]) == {"style", "concept"} and full["wall_s"] == 300.0
+    assert [r["tasks"] for r in full["runs"]] == [["style"], ["concept"]]
+    walls["style"] = 150.0
+    cli.main(["--tasks", "style"])
+    full = json.loads(path.read_text())
+    assert [r["tasks"] for r in full["runs"]] == [["concept"], ["style"]]
+    assert full["wall_s"] == 350.0
+    cli.main(["--tasks", "style", "--steps", "10"])  # other settings: a result of its own
+    full = json.loads(path.read_text())
+    assert set(full["tasks"]) == {"style"} and "runs" not in full
