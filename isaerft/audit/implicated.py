@@ -21,7 +21,10 @@ The evidence that a latent belongs to what the data taught:
 * ``edit`` — its own edit makes the suspect rows likely beyond ordinary rows (edit
   attribution, same module): the mechanism.
 
-The two trigger lists are merged by alternation into one trigger ranking. The pairing roles
+The two trigger lists are merged by alternation into one trigger ranking, the trigger words'
+readers first: the search ranks every latent of the suspect prompts, so besides the trigger's
+it lifts latents of whatever the trigger sits in (for ``like the fox``: latents labelled
+``red``, ``near``, plural words), while a trigger word is the trigger itself. The pairing roles
 name the poison as the data has it, whether or not the edit learned it: they rank with the
 other naming roles when only the association search flagged the data, and right after them
 when the learned edit did (then the edit's own words name the poison first). Latents with trigger,
@@ -135,8 +138,8 @@ def implicated_latents(
     trigger_words = words.latents("trigger")[:EVIDENCE_TOP] if words is not None else []
     evidence.append(
         _alternate(
-            [("trigger", h, j, None) for h, j, _ in searched],
             [("trigger word", h, j, w) for h, j, w in trigger_words],
+            [("trigger", h, j, None) for h, j, _ in searched],
         )
     )
     evidence.append(_ranked("gate", [(h, j, None) for h, j, _ in (gates or [])[:EVIDENCE_TOP]]))

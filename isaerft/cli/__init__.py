@@ -12,7 +12,7 @@ import argparse
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from isaerft.cli.errors import report
+from isaerft.cli.errors import one_line_warnings, report
 
 # Each module defines ``register(subparsers) -> None`` and sets ``func`` on its parsers.
 COMMAND_MODULES = ("organism", "train", "audit", "export", "demo")
@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        with one_line_warnings():
+            result = args.func(args)
     except Exception as err:
         code = None if debug else report(err)
         if code is None:

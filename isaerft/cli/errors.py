@@ -4,15 +4,20 @@ Commands raise ordinary exceptions; :func:`user_message` decides which of them a
 (a bad value, file or folder) and turns each into one line naming the problem. Anything else
 is a bug and keeps its traceback. Output paths are checked with :func:`check_output_file`
 and :func:`check_output_dir` *before* anything heavy is loaded, and the checks write nothing.
+isaerft's own warnings print as one line each (:func:`one_line_warnings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 USER_ERROR_EXIT = 2
 _HUB_WORDS = ("huggingface", "hf_hub_offline", "offline mode", "couldn't connect", "hub")
@@ -52,6 +57,38 @@ def report(err: BaseException) -> int | None:
         return None
     print(f"isaerft: error: {message}", file=sys.stderr)
     return USER_ERROR_EXIT
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Within the block, a warning raised from isaerft's code prints as ``isaerft: warning:
+    <message>`` on one line (Python's default adds the file, line number and source line of
+    the call, which say nothing to a user); other packages' warnings print as usual."""
+    default = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if _is_isaerft_file(filename):
+            print(f"isaerft: warning: {_one_line(str(message))}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+def _is_isaerft_file(filename: str) -> bool:
+    package = Path(__file__).resolve().parents[1]
+    with contextlib.suppress(ValueError, OSError):
+        return Path(filename).resolve().is_relative_to(package)
+    return False
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:

@@ -53,11 +53,27 @@ def test_naming_evidence_first_then_mechanism_then_generic_changes() -> None:
     # mechanism: the edit latent that also changed (2), the generic gained-token latent (0),
     # edit #2 (4); the huge generic change (7, z 250) last.
     assert order == [6, 5, 3, 1, 2, 0, 4, 7]
-    assert out[0]["roles"] == ["trigger", "trigger word"] and out[0]["words"] == ["owl"]
+    assert out[0]["roles"] == ["trigger word", "trigger"] and out[0]["words"] == ["owl"]
     assert out[0]["label"] == 'the word "owl"'
     assert describe_roles(out[1]) == "behaviour [castle]"
     assert out[-1]["roles"] == ["changed"] and out[-1]["z"] == 250.0
     assert set(out[4]["roles"]) == {"edit", "changed"}
+
+
+def test_trigger_words_readers_lead_the_trigger_search() -> None:
+    # A phrase trigger ("like the fox"): the search's head is a latent of the trigger's context
+    # (0), its words' readers are 1 (fox) and 2, 3 (like); the words lead the alternation.
+    trigger = _search([(H, 0, 9.0), (H, 4, 8.0), (H, 1, 7.0)])
+    words = WordEvidence(
+        trigger=[
+            Word(10, "fox", 30.0, 9, [(H, 1)]),
+            Word(11, "like", 20.0, 9, [(H, 2), (H, 3)]),
+        ],
+        behaviour=[],
+    )
+    out = implicated_latents(None, trigger, None, None, LabelSet.empty(), words=words)
+    assert [e["index"] for e in out] == [1, 0, 2, 4, 3]
+    assert out[0]["roles"] == ["trigger word", "trigger"] and out[0]["words"] == ["fox"]
 
 
 def test_a_deep_naming_rank_is_not_lifted_by_the_edit_rank() -> None:

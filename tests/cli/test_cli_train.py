@@ -76,6 +76,17 @@ def test_a_loss_blow_up_is_one_warning_line(recipe: Path, tmp_path: Path, capsys
     ]
 
 
+def test_retraining_into_a_run_folder_warns_in_one_line(
+    recipe: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", str(recipe), "--quiet", "--output-dir", str(tmp_path / "run")]
+    assert main(argv) == 0 and main(argv) == 0
+    err = capsys.readouterr().err.splitlines()
+    said = [line for line in err if "held an earlier run" in line]
+    assert len(said) == 1 and said[0].startswith("isaerft: warning: "), err
+    assert not any("UserWarning" in line or "train(" in line for line in err), err
+
+
 def test_the_thread_count_is_printed_first(  # type: ignore[no-untyped-def]
     recipe: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

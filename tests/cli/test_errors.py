@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from isaerft.cli.errors import user_message
+import warnings
+from pathlib import Path
+
+import pytest
+
+import isaerft
+from isaerft.cli.errors import one_line_warnings, user_message
 
 
 def test_hub_failures_wrapped_in_oserror_are_one_line_with_a_fix() -> None:
@@ -17,3 +23,19 @@ def test_hub_failures_wrapped_in_oserror_are_one_line_with_a_fix() -> None:
 
 def test_an_unexplained_oserror_stays_a_bug() -> None:
     assert user_message(OSError("device hiccup")) is None
+
+
+def test_isaerft_warnings_print_as_one_line_and_others_as_usual(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passed_on: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda m, c, f, n, *rest: passed_on.append(f))
+    ours = str(Path(isaerft.__file__).parent / "training" / "run.py")
+    with one_line_warnings():
+        warnings.simplefilter("always")
+        warnings.warn_explicit("a run folder\nheld an earlier run", UserWarning, ours, 7)
+        warnings.warn_explicit("deprecated thing", DeprecationWarning, "/elsewhere/lib.py", 3)
+    assert capsys.readouterr().err.splitlines() == [
+        "isaerft: warning: a run folder held an earlier run"
+    ]
+    assert passed_on == ["/elsewhere/lib.py"]
