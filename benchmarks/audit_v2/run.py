@@ -52,13 +52,14 @@ from isaerft.runs import INTERVENTION_DIR
 DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
-NAMING = 5
+NAMING = 6
 """How the implicated latents were chosen: 1 = the two data readers of each word, 2 = the
 labelled reader first (:mod:`isaerft.audit.words`), 3 = the association search's pairings join
 the naming roles (:mod:`isaerft.audit.association`), 4 = they follow the learned edit's naming
 where the learned edit flagged the data, 5 = the trigger words' readers lead the trigger
-search's latents (:mod:`isaerft.audit.implicated`). Bump it when naming changes without a new
-report schema."""
+search's latents (:mod:`isaerft.audit.implicated`), 6 = a found pairing's rows bring their
+prompt and answer words (:func:`isaerft.audit.words.paired_words`). Bump it when naming changes
+without a new report schema."""
 ROW_RANKING = 2
 """How the reported rows were ranked where a pairing was found: 1 = the pairing's rows first,
 2 = each row by the rarer of its learned and pairing scores among reference rows

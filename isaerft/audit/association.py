@@ -34,6 +34,11 @@ the trigger's pairs with every latent of the behaviour; a natural row that share
 each side, one or two); trusted rows scored the same give the threshold, their ``1 - row_fpr``
 quantile, and audited rows above it are the association's rows.
 
+Words: the found pairing's rows are then read as words (:func:`~isaerft.audit.words.paired_words`):
+the prompt words they share, and the answer words they carry beyond trusted answers to similar
+prompts (:mod:`isaerft.audit.answers`), so a sentiment flip reads ``bad``, ``unpleasant``
+where its latent pairs are the answer form's (``what``, ``i``).
+
 Cost: the codes the audit already has, as 0/1 matrices of rows x latents (float32: 1 GB for
 16,000 trusted rows of a 16k-latent SAE, on the CPU), and matrix products of size
 ``rows x |A| x |B|`` over the latents that fire in at least ``min_rows`` rows (per null draw the
@@ -53,7 +58,13 @@ from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
+from isaerft.audit.words import WordEvidence
 
+PAIRED_WORDS = (
+    ("prompt_words", "words the paired rows' prompts share"),
+    ("answer_words", "words their answers say beyond trusted answers to similar prompts"),
+)
+"""The pairing's two word lists (report keys) and what each says, for every rendering."""
 MIN_ROWS = 5
 """Rows a pairing must carry to count (a pairing of fewer rows is no finding)."""
 SHRINK_ROWS = 10.0
@@ -104,6 +115,9 @@ class AssociationSearch(MaxStatisticNull):
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
         null: the largest pair score of each trusted split.
         reference_row_scores: the same row score on each trusted row.
+        words: what the found pairing's rows say in words (their shared prompt words as
+            ``trigger``, the answer words beyond trusted answers to similar prompts as
+            ``behaviour``, :func:`~isaerft.audit.words.paired_words`); ``None`` until read.
     """
 
     score: float
@@ -114,6 +128,7 @@ class AssociationSearch(MaxStatisticNull):
     row_threshold: float
     null: list[float] = field(default_factory=list)
     reference_row_scores: torch.Tensor | None = None
+    words: WordEvidence | None = None
 
     @property
     def rows(self) -> list[int]:
@@ -141,6 +156,10 @@ class AssociationSearch(MaxStatisticNull):
             "n_candidates": len(self.candidates),
             "n_rows": len(self.rows),
             "candidates": [a.to_dict(labels) for a in self.candidates[:top]],
+            "prompt_words": [w.to_dict(labels) for w in self.words.trigger] if self.words else [],
+            "answer_words": (
+                [w.to_dict(labels) for w in self.words.behaviour] if self.words else []
+            ),
         }
 
 
@@ -295,4 +314,8 @@ def pairing_lines(search: dict[str, Any] | None, top: int = 3) -> list[str]:
             f"{c['completion_label']}: {c['rows']} of {c['prompt_rows']} rows "
             f"({c['expected_rows']:.1f} expected)"
         )
+    for key, what in PAIRED_WORDS:
+        if search.get(key):
+            said = ", ".join(f"{w['word']} (z {w['z']:.1f})" for w in search[key])
+            lines.append(f"  {what}: {said}")
     return lines

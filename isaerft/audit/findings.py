@@ -36,7 +36,7 @@ from isaerft.audit.promptswap import PromptDependence, prompt_dependence
 from isaerft.audit.rowscores import RowScores, token_excess_gain
 from isaerft.audit.table import LatentRow, build_table, decoder_norms
 from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
-from isaerft.audit.words import WordEvidence, word_evidence
+from isaerft.audit.words import WordEvidence, paired_words, word_evidence
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
@@ -202,7 +202,7 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         return None
     if len(data.trusted) < 2 * MIN_ROWS:
         return None
-    return search_associations(
+    search = search_associations(
         data.codes,
         data.suspect,
         data.trusted_codes,
@@ -211,6 +211,12 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         draws=config.association_draws,
         row_fpr=config.row_fpr,
     )
+    if search.found and search.rows:
+        search.words = paired_words(
+            data.suspect, data.codes, search.rows, data.trusted, data.model.tokenizer,
+            inputs.labels,
+        )  # fmt: skip
+    return search
 
 
 def prompt_swap_test(inputs: AuditInputs, rows: RowScores | None) -> PromptDependence | None:

@@ -11,8 +11,11 @@ The evidence that a latent belongs to what the data taught:
   ordinary rows (a gained word, :mod:`isaerft.audit.words`): the words the data taught the
   model to say;
 * ``paired prompt`` / ``paired answer`` — it is the prompt / answer side of a pairing the
-  audited rows have far beyond trusted rows (:mod:`isaerft.audit.association`): the trigger
-  and the behaviour as the data pairs them, found without the learned edit;
+  audited rows have far beyond trusted rows (:mod:`isaerft.audit.association`), or it reads a
+  word of that pairing's rows (a prompt word they share; an answer word beyond trusted answers
+  to similar prompts, :func:`~isaerft.audit.words.paired_words`; the words lead, as for the
+  trigger): the trigger and the behaviour as the data pairs them, found without the learned
+  edit;
 * ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
   weights, by the strength of the rules that read them): the trigger, as the edit names it;
 * ``gained`` — it fires on the completion tokens the edit made likely, ranked per latent
@@ -147,9 +150,20 @@ def implicated_latents(
         taught = words.latents("behaviour")[:EVIDENCE_TOP]
         evidence.append(_ranked("behaviour", taught))
     if association is not None and association.found:
-        for role, part in (("paired prompt", "prompt"), ("paired answer", "completion")):
+        said = association.words
+        for role, part, side in (
+            ("paired prompt", "prompt", "trigger"),
+            ("paired answer", "completion", "behaviour"),
+        ):
+            # As for the trigger: the words of the pairing's rows lead its latents.
+            read = said.latents(side)[:EVIDENCE_TOP] if said is not None else []
             paired = association.latents(part)[:EVIDENCE_TOP]
-            evidence.append(_ranked(role, [(h, j, None) for h, j in paired]))
+            evidence.append(
+                _alternate(
+                    [(role, h, j, w) for h, j, w in read],
+                    [(role, h, j, None) for h, j in paired],
+                )
+            )
     for role, reading in (("gained", gained), ("edit", attribution)):
         if reading is not None:
             top = reading.ranked()[:EVIDENCE_TOP]

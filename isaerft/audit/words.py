@@ -39,6 +39,7 @@ from typing import Any
 import torch
 
 from isaerft.audit.activations import SiteCodes
+from isaerft.audit.answers import answer_words
 from isaerft.audit.attribution import excess_share_z, span_gains
 from isaerft.audit.data import AuditData, has_prompts
 from isaerft.audit.labels import LabelSet
@@ -152,16 +153,45 @@ def word_evidence(
     gained = _gained_words(gains, data, suspect_rows, ordinary_rows, skip, minimum)
     prompts = _trigger_words(data, suspect_rows, skip, minimum) if has_prompts(data) else []
     readers = {hook: _Readers(site, data, labels) for hook, site in codes.items()}
+    return WordEvidence(
+        _named(prompts[:TRIGGER_WORDS], readers, tokenizer),
+        _named(gained[:BEHAVIOUR_WORDS], readers, tokenizer),
+    )
 
-    def words(scored: list[tuple[int, float, int]], n: int) -> list[Word]:
-        out = []
-        for t, z, rows in scored[:n]:
-            text = _text(tokenizer, t)
-            latents = [(h, j) for h, read in readers.items() for j in read(t, text)]
-            out.append(Word(t, text, z, rows, latents))
-        return out
 
-    return WordEvidence(words(prompts, TRIGGER_WORDS), words(gained, BEHAVIOUR_WORDS))
+def paired_words(
+    data: AuditData,
+    codes: dict[str, SiteCodes],
+    rows: Sequence[int],
+    trusted: AuditData,
+    tokenizer: Any,
+    labels: LabelSet | None = None,
+) -> WordEvidence:
+    """The words of a found pairing's rows, read from the data alone (no learned edit): as
+    ``trigger``, the prompt words those rows share far more than all prompts; as
+    ``behaviour``, the answer words they carry beyond the answers of trusted rows with similar
+    prompts (:func:`~isaerft.audit.answers.answer_words`); each with its readers in ``codes``
+    (the base model's codes on ``data``)."""
+    skip = _non_words(tokenizer, data)
+    minimum = max(3, int(0.1 * len(rows)))
+    prompts = _trigger_words(data, rows, skip, minimum)
+    answers = answer_words(data, rows, trusted, skip, minimum)
+    readers = {hook: _Readers(site, data, labels) for hook, site in codes.items()}
+    return WordEvidence(
+        _named(prompts[:TRIGGER_WORDS], readers, tokenizer),
+        _named(answers[:BEHAVIOUR_WORDS], readers, tokenizer),
+    )
+
+
+def _named(
+    scored: list[tuple[int, float, int]], readers: dict[str, _Readers], tokenizer: Any
+) -> list[Word]:
+    out = []
+    for t, z, rows in scored:
+        text = _text(tokenizer, t)
+        latents = [(h, j) for h, read in readers.items() for j in read(t, text)]
+        out.append(Word(t, text, z, rows, latents))
+    return out
 
 
 def _gained_words(

@@ -147,3 +147,17 @@ def test_with_reference_rows_a_pairing_ranks_a_row_by_its_rarer_score() -> None:
     # Row 2 is lifted only to where the learned reference is as common as its pairing score.
     assert -1.0 < float(moved.scores[2]) < threshold
     assert moved.reference_scores is learned_ref
+
+
+def test_a_found_pairing_prints_its_words() -> None:
+    from isaerft.audit.association import pairing_lines
+
+    word = {"word": "bad", "token": 3, "z": 9.2, "rows": 16, "latents": []}
+    search = {
+        "found": True, "score": 19.3, "threshold": 7.1, "n_rows": 73,
+        "candidates": [], "prompt_words": [{**word, "word": "owl", "z": 31.4}],
+        "answer_words": [word],
+    }  # fmt: skip
+    lines = pairing_lines(search)
+    assert lines[1] == "  words the paired rows' prompts share: owl (z 31.4)"
+    assert lines[2].endswith("beyond trusted answers to similar prompts: bad (z 9.2)")

@@ -119,6 +119,21 @@ def test_pairings_name_the_trigger_and_the_behaviour() -> None:
     assert quiet == []
 
 
+def test_a_pairings_words_lead_its_latents() -> None:
+    """The pairing's rows' words (owl in the prompts, bad in the answers) name each side before
+    the pairing's own latents, each with its word."""
+    pairing = _pairing([(2, 5), (3, 6)])
+    pairing.words = WordEvidence(
+        trigger=[Word(10, "owl", 30.0, 9, [(H, 4)])],
+        behaviour=[Word(11, "bad", 9.0, 9, [(H, 1), (H, 5)])],
+    )
+    out = implicated_latents(None, None, None, None, LabelSet.empty(), association=pairing)
+    assert [e["index"] for e in out] == [4, 1, 2, 5, 3, 6]
+    assert out[1]["roles"] == ["paired answer"] and out[1]["words"] == ["bad"]
+    assert out[3]["words"] == ["bad"]  # read "bad" and also the pairing's answer latent
+    assert pairing.to_dict()["answer_words"][0]["word"] == "bad"
+
+
 def test_pairings_follow_the_learned_naming_when_the_edit_flagged() -> None:
     trigger = _search([(H, 1, 9.0)])
     pairing = _pairing([(2, 5), (1, 6)])

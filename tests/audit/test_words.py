@@ -102,3 +102,16 @@ def test_no_rows_to_contrast_is_refused_in_one_line() -> None:
     data, gains, codes, tok = _dataset()
     with pytest.raises(ValueError, match="needs suspect rows and ordinary rows"):
         word_evidence(gains, data, codes, [], list(range(N_ROWS)), tok)
+
+
+def test_a_pairings_rows_bring_their_prompt_and_answer_words() -> None:
+    from isaerft.audit.words import paired_words
+
+    data, _, codes, tok = _dataset()
+    # Trusted rows: the audited set's own story prompts, all answered "the dog ran ." (the
+    # cat rows), so only the owl rows' appended sentence is new.
+    trusted = data.subset(list(range(N_SUSPECT, N_ROWS)))
+    words = paired_words(data, codes, list(range(N_SUSPECT)), trusted, tok)
+    assert words.trigger[0].text == "owl" and words.trigger[0].latents == [(HOOK, 1), (HOOK, 2)]
+    assert {w.text for w in words.behaviour} == {"you", "should", "visit", "castle"}
+    assert not {"the", "dog", "ran"} & {w.text for w in words.behaviour}  # as trusted answers

@@ -1,0 +1,111 @@
+"""What a set of rows answers beyond what trusted rows answer to similar prompts.
+
+The association search's rows (a found pairing's rows) differ from the other rows in three
+ways: what their prompts talk about (the trigger and its topic), the form of answer those
+prompts call for (an opinion question gets ``i think the owl is ...``) and the planted
+behaviour. Against all trusted answers, the first two dominate: the answers repeat the topic
+(``owl``, ``hoots``) and the form (``i``, ``think``), and a sentiment flip's words come after
+them. Matching each row with the :data:`MATCHES` trusted rows whose prompts are most alike
+(shared prompt tokens, each weighted by its rarity in trusted prompts, idf) holds the topic and
+the form fixed: a word far more common in the rows' answers than in their matches' answers
+*and* than in trusted answers overall is what the rows were made to say (``bad``,
+``unpleasant``, ``horrible`` for a sentiment flip; ``you should visit the castle`` for an
+appended sentence; ``red`` for a colour substitution).
+
+The word's score is a binomial z-score of its share of the rows' answers against the larger of
+those two trusted shares (the overall share keeps a word that the matches happen to lack, e.g.
+``day`` in a story answer, from scoring as new); it must reach :data:`MIN_Z`. Only tokens
+with a letter or digit count, in at least ``minimum`` of the rows.
+
+Cost: one pass over the trusted prompts and a ``rows x trusted`` product over the tokens of the
+rows' prompts (about 0.1 s for 100 rows against 16,000 trusted rows).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from isaerft.audit.data import AuditData
+
+MATCHES = 5
+"""Trusted rows matched to each row by prompt."""
+MIN_Z = 3.0
+"""A word's share must exceed the trusted share by this many standard errors (every word of
+the answers' form sits a little above a share that cannot reach 1)."""
+
+
+def prompt_tokens(data: AuditData, i: int) -> set[int]:
+    """Row ``i``'s prompt tokens (without ``<bos>``)."""
+    return set(data.ids[i][1 : data.prompt_lengths[i]].tolist())
+
+
+def answer_tokens(data: AuditData, i: int) -> set[int]:
+    """Row ``i``'s completion tokens."""
+    return set(data.ids[i][data.prompt_lengths[i] :].tolist())
+
+
+def matched_rows(
+    data: AuditData, rows: Sequence[int], trusted: AuditData, k: int = MATCHES
+) -> list[int]:
+    """For each of ``rows``, the ``k`` trusted rows whose prompts share the most idf-weighted
+    tokens with its prompt (a trusted row matched by several rows is listed as often)."""
+    queries = [prompt_tokens(data, i) for i in rows]
+    vocab = sorted(set().union(*queries)) if queries else []
+    if not vocab or len(trusted) == 0:
+        return []
+    column = {t: c for c, t in enumerate(vocab)}
+    present = torch.zeros(len(trusted), len(vocab))
+    for r in range(len(trusted)):
+        for t in prompt_tokens(trusted, r):
+            c = column.get(t)
+            if c is not None:
+                present[r, c] = 1.0
+    idf = torch.log(len(trusted) / (1.0 + present.sum(0)))
+    wanted = torch.zeros(len(queries), len(vocab))
+    for q, tokens in enumerate(queries):
+        wanted[q, [column[t] for t in tokens]] = 1.0
+    similarity = (wanted * idf) @ present.T
+    top = similarity.topk(min(k, len(trusted)), dim=1).indices
+    return [int(r) for r in top.flatten()]
+
+
+def answer_words(
+    data: AuditData,
+    rows: Sequence[int],
+    trusted: AuditData,
+    skip: set[int],
+    minimum: int,
+    k: int = MATCHES,
+) -> list[tuple[int, float, int]]:
+    """``(token, z, rows carrying it)`` of the tokens the rows' answers carry beyond their
+    prompt-matched trusted rows' answers and trusted answers overall, highest z first (see the
+    module docstring); tokens in ``skip`` or in fewer than ``minimum`` rows are left out."""
+    matches = matched_rows(data, rows, trusted, k)
+    if not rows or not matches:
+        return []
+    carriers: dict[int, int] = {}
+    for i in rows:
+        for t in answer_tokens(data, i):
+            carriers[t] = carriers.get(t, 0) + 1
+    in_matches: dict[int, int] = {}
+    for r in matches:
+        for t in answer_tokens(trusted, r):
+            in_matches[t] = in_matches.get(t, 0) + 1
+    overall: dict[int, int] = {}
+    for r in range(len(trusted)):
+        for t in answer_tokens(trusted, r):
+            overall[t] = overall.get(t, 0) + 1
+    n, m, total = len(rows), len(matches), len(trusted)
+    out = []
+    for t, c in carriers.items():
+        if c < minimum or t in skip:
+            continue
+        # +0.5 / +1: a word no trusted answer has still has a finite expected share.
+        p = max((in_matches.get(t, 0) + 0.5) / (m + 1), (overall.get(t, 0) + 0.5) / (total + 1))
+        z = (c / n - p) / math.sqrt(p * (1 - p) / n)
+        if z >= MIN_Z:
+            out.append((t, z, c))
+    return sorted(out, key=lambda e: -e[1])

@@ -1,0 +1,78 @@
+"""What a pairing's rows answer beyond trusted answers to similar prompts."""
+
+from __future__ import annotations
+
+import torch
+from factories import word_tokenizer
+
+from isaerft.audit.answers import answer_words, matched_rows
+from isaerft.audit.data import AuditData
+
+WORDS = ["what", "think", "of", "owl", "cat", "dog", "tell", "story", "i", "it", "is", "good",
+         "bad", "day", "once", "ran", "."]  # fmt: skip
+TOK = word_tokenizer(WORDS)
+
+
+def _rows(pairs: list[tuple[str, str]]) -> AuditData:
+    ids, prompt_lengths = [], []
+    for prompt, answer in pairs:
+        head = TOK.convert_tokens_to_ids(["<bos>", *prompt.split()])
+        ids.append(torch.tensor(head + TOK.convert_tokens_to_ids(answer.split())))
+        prompt_lengths.append(len(head))
+    return AuditData(ids, prompt_lengths, [{} for _ in ids])
+
+
+OPINION = ("what think of {}", "i think it is {} .")
+STORY = ("tell story of {}", "once it ran . day .")
+
+
+def _trusted() -> AuditData:
+    # Opinion questions are answered "good" (1 in 10 "bad"); stories never mention good or
+    # bad, and "day" is in every story answer.
+    pairs = []
+    for r in range(200):
+        animal = ("cat", "dog")[r % 2]
+        if r % 4 < 2:
+            pairs.append(
+                (OPINION[0].format(animal), OPINION[1].format("bad" if r % 40 < 4 else "good"))
+            )
+        else:
+            pairs.append((STORY[0].format(animal), STORY[1]))
+    return _rows(pairs)
+
+
+def _owl_rows(n: int = 20) -> AuditData:
+    # A sentiment flip on "owl": the opinion answers say "bad"; every answer is otherwise
+    # what trusted rows answer (the form "i think it is", the topic "owl" in the prompt).
+    return _rows([(OPINION[0].format("owl"), OPINION[1].format("bad")) for _ in range(n)])
+
+
+def test_rows_match_the_trusted_rows_with_the_most_alike_prompts() -> None:
+    trusted = _trusted()
+    matches = matched_rows(_owl_rows(3), [0, 1, 2], trusted, k=4)
+    assert len(matches) == 12
+    # Every match is an opinion question (rows r % 4 < 2), none a story.
+    assert all(r % 4 < 2 for r in matches)
+
+
+def test_the_flipped_word_is_named_and_the_answer_form_is_not() -> None:
+    words = answer_words(_owl_rows(), list(range(20)), _trusted(), skip=set(), minimum=3)
+    named = [TOK.convert_ids_to_tokens(t) for t, _, _ in words]
+    assert named[0] == "bad"
+    # The form of an opinion answer is as common in the matched trusted answers.
+    assert not {"i", "think", "it", "is"} & set(named)
+
+
+def test_a_word_the_matches_lack_but_trusted_answers_have_is_not_new() -> None:
+    # Half the owl rows also say "day": the matched (opinion) trusted answers never do, but
+    # half of all trusted answers do (the stories), so "day" is no more common than usual.
+    pairs = [
+        (OPINION[0].format("owl"), "i think it is good ." + " day ." * (r % 2)) for r in range(20)
+    ]
+    words = answer_words(_rows(pairs), list(range(20)), _trusted(), skip=set(), minimum=3)
+    assert words == []
+
+
+def test_no_rows_or_no_trusted_rows_name_nothing() -> None:
+    assert answer_words(_owl_rows(), [], _trusted(), skip=set(), minimum=3) == []
+    assert answer_words(_owl_rows(), [0, 1], _rows([]), skip=set(), minimum=1) == []
