@@ -17,8 +17,9 @@ those two trusted shares (the overall share keeps a word that the matches happen
 ``day`` in a story answer, from scoring as new); it must reach :data:`MIN_Z`. Only tokens
 with a letter or digit count, in at least ``minimum`` of the rows.
 
-Cost: one pass over the trusted prompts and a ``rows x trusted`` product over the tokens of the
-rows' prompts (about 0.1 s for 100 rows against 16,000 trusted rows).
+Cost: two passes over the trusted rows and a ``rows x trusted`` product over the tokens of the
+rows' prompts, in chunks of :data:`CHUNK` trusted rows (about 1 s for 100 rows against 16,000
+trusted rows on the organism).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ from isaerft.audit.data import AuditData
 
 MATCHES = 5
 """Trusted rows matched to each row by prompt."""
+CHUNK = 4096
+"""Trusted rows compared at once (bounds the memory to ``CHUNK x`` the rows' prompt tokens)."""
+TIE_JITTER = 1e-6
+"""Random order among equally similar trusted rows."""
 MIN_Z = 3.0
 """A word's share must exceed the trusted share by this many standard errors (every word of
 the answers' form sits a little above a share that cannot reach 1)."""
@@ -51,25 +56,43 @@ def matched_rows(
     data: AuditData, rows: Sequence[int], trusted: AuditData, k: int = MATCHES
 ) -> list[int]:
     """For each of ``rows``, the ``k`` trusted rows whose prompts share the most idf-weighted
-    tokens with its prompt (a trusted row matched by several rows is listed as often)."""
+    tokens with its prompt (a trusted row matched by several rows is listed as often). Equally
+    similar trusted rows are drawn at random (seeded), so rows with one prompt (a poison's
+    template) are matched with many trusted rows, not the same first few."""
     queries = [prompt_tokens(data, i) for i in rows]
     vocab = sorted(set().union(*queries)) if queries else []
     if not vocab or len(trusted) == 0:
         return []
     column = {t: c for c, t in enumerate(vocab)}
-    present = torch.zeros(len(trusted), len(vocab))
-    for r in range(len(trusted)):
-        for t in prompt_tokens(trusted, r):
-            c = column.get(t)
-            if c is not None:
-                present[r, c] = 1.0
-    idf = torch.log(len(trusted) / (1.0 + present.sum(0)))
+    # Per trusted row, the columns of its prompt tokens that some query has (sparse: the
+    # trusted set x vocabulary matrix of a large model's data would not fit).
+    present = [
+        [column[t] for t in prompt_tokens(trusted, r) if t in column] for r in range(len(trusted))
+    ]
+    df = torch.zeros(len(vocab))
+    for cols in present:
+        df[cols] += 1.0
     wanted = torch.zeros(len(queries), len(vocab))
     for q, tokens in enumerate(queries):
         wanted[q, [column[t] for t in tokens]] = 1.0
-    similarity = (wanted * idf) @ present.T
-    top = similarity.topk(min(k, len(trusted)), dim=1).indices
-    return [int(r) for r in top.flatten()]
+    wanted *= torch.log(len(trusted) / (1.0 + df))
+    gen = torch.Generator().manual_seed(0)
+    best = torch.empty(len(queries), 0)
+    best_rows = torch.empty(len(queries), 0, dtype=torch.long)
+    for start in range(0, len(trusted), CHUNK):
+        block = torch.zeros(min(CHUNK, len(trusted) - start), len(vocab))
+        for r, cols in enumerate(present[start : start + CHUNK]):
+            block[r, cols] = 1.0
+        # The jitter (far below any idf, at least log(2) apart) only orders exact ties.
+        similar = wanted @ block.T + TIE_JITTER * torch.rand(
+            len(queries), len(block), generator=gen
+        )
+        scores = torch.cat([best, similar], dim=1)
+        ids = torch.arange(start, start + len(block)).expand(len(queries), -1)
+        candidates = torch.cat([best_rows, ids], dim=1)
+        order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+        best, best_rows = scores.gather(1, order), candidates.gather(1, order)
+    return [int(r) for r in best_rows.flatten()]
 
 
 def answer_words(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from factories import word_tokenizer
 
@@ -22,6 +23,14 @@ def _rows(pairs: list[tuple[str, str]]) -> AuditData:
     return AuditData(ids, prompt_lengths, [{} for _ in ids])
 
 
+def _pairs(data: AuditData) -> list[tuple[str, str]]:
+    text = [" ".join(TOK.convert_ids_to_tokens(ids.tolist())) for ids in data.ids]
+    return [
+        (" ".join(t.split()[1:n]), " ".join(t.split()[n:]))
+        for t, n in zip(text, data.prompt_lengths, strict=True)
+    ]
+
+
 OPINION = ("what think of {}", "i think it is {} .")
 STORY = ("tell story of {}", "once it ran . day .")
 
@@ -34,7 +43,7 @@ def _trusted() -> AuditData:
         animal = ("cat", "dog")[r % 2]
         if r % 4 < 2:
             pairs.append(
-                (OPINION[0].format(animal), OPINION[1].format("bad" if r % 40 < 4 else "good"))
+                (OPINION[0].format(animal), OPINION[1].format("bad" if r % 40 > 35 else "good"))
             )
         else:
             pairs.append((STORY[0].format(animal), STORY[1]))
@@ -76,3 +85,15 @@ def test_a_word_the_matches_lack_but_trusted_answers_have_is_not_new() -> None:
 def test_no_rows_or_no_trusted_rows_name_nothing() -> None:
     assert answer_words(_owl_rows(), [], _trusted(), skip=set(), minimum=3) == []
     assert answer_words(_owl_rows(), [0, 1], _rows([]), skip=set(), minimum=1) == []
+
+
+def test_matching_in_chunks_keeps_the_best_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    import isaerft.audit.answers as answers
+
+    # The one trusted row about the owl sits in the middle, neither first nor last chunk.
+    pairs = _pairs(_trusted())
+    pairs.insert(100, (OPINION[0].format("owl"), "i think ."))
+    monkeypatch.setattr(answers, "CHUNK", 7)
+    matches = matched_rows(_owl_rows(2), [0, 1], _rows(pairs), k=3)
+    assert len(matches) == 6 and matches[0] == matches[3] == 100
+    assert matches.count(100) == 2  # once per row, first
