@@ -83,7 +83,8 @@ def matched_rows(
         block = torch.zeros(min(CHUNK, len(trusted) - start), len(vocab))
         for r, cols in enumerate(present[start : start + CHUNK]):
             block[r, cols] = 1.0
-        # The jitter (far below any idf, at least log(2) apart) only orders exact ties.
+        # The jitter reorders only rows within 1e-6 of each other: in practice exact ties
+        # (trusted prompts with the same tokens as far as the query's tokens go).
         similar = wanted @ block.T + TIE_JITTER * torch.rand(
             len(queries), len(block), generator=gen
         )
