@@ -44,12 +44,12 @@ the answers' form sits a little above a share that cannot reach 1)."""
 
 def prompt_tokens(data: AuditData, i: int) -> set[int]:
     """Row ``i``'s prompt tokens (without ``<bos>``)."""
-    return set(data.ids[i][1 : data.prompt_lengths[i]].tolist())
+    return set(data.prompt_ids(i)[1:].tolist())
 
 
 def answer_tokens(data: AuditData, i: int) -> set[int]:
     """Row ``i``'s completion tokens."""
-    return set(data.ids[i][data.prompt_lengths[i] :].tolist())
+    return set(data.completion_ids(i).tolist())
 
 
 def matched_rows(
@@ -108,7 +108,7 @@ def answer_words(
     prompt-matched trusted rows' answers and trusted answers overall, highest z first (see the
     module docstring); tokens in ``skip`` or in fewer than ``minimum`` rows are left out."""
     matches = matched_rows(data, rows, trusted, k)
-    if not rows or not matches:
+    if not matches:  # no rows, or no trusted rows
         return []
     carriers: dict[int, int] = {}
     for i in rows:

@@ -58,7 +58,7 @@ from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
-from isaerft.audit.words import WordEvidence
+from isaerft.audit.words import WordEvidence, words_lines
 
 PAIRED_WORDS = (
     ("prompt_words", "words the paired rows' prompts share"),
@@ -314,8 +314,4 @@ def pairing_lines(search: dict[str, Any] | None, top: int = 3) -> list[str]:
             f"{c['completion_label']}: {c['rows']} of {c['prompt_rows']} rows "
             f"({c['expected_rows']:.1f} expected)"
         )
-    for key, what in PAIRED_WORDS:
-        if search.get(key):
-            said = ", ".join(f"{w['word']} (z {w['z']:.1f})" for w in search[key])
-            lines.append(f"  {what}: {said}")
-    return lines
+    return lines + [f"  {line}" for line in words_lines(search, PAIRED_WORDS)]

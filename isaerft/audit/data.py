@@ -61,6 +61,14 @@ class AuditData:
         """Tokens over all rows."""
         return sum(len(x) for x in self.ids)
 
+    def prompt_ids(self, i: int) -> torch.Tensor:
+        """Row ``i``'s prompt tokens (``<bos>`` first)."""
+        return self.ids[i][: self.prompt_lengths[i]]
+
+    def completion_ids(self, i: int) -> torch.Tensor:
+        """Row ``i``'s completion tokens."""
+        return self.ids[i][self.prompt_lengths[i] :]
+
     def subset(self, rows: Sequence[int]) -> AuditData:
         """The given rows, in that order."""
         return AuditData(

@@ -91,8 +91,7 @@ def _sequences(
 ) -> list[tuple[torch.Tensor, int]]:
     out = []
     for p, c in pairs:
-        prompt = data.ids[p][: data.prompt_lengths[p]]
-        completion = data.ids[c][data.prompt_lengths[c] :]
+        prompt, completion = data.prompt_ids(p), data.completion_ids(c)
         seq = torch.cat([prompt, completion])[:n_ctx]
         out.append((seq, min(len(prompt), len(seq))))
     return out

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
 from isaerft.audit.association import PAIRED_WORDS
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
-from isaerft.audit.words import WORD_SECTIONS
+from isaerft.audit.words import WORD_SECTIONS, words_lines
 from isaerft.rows import split_row
 
 if TYPE_CHECKING:
@@ -399,8 +399,5 @@ def _association_lines(search: dict[str, Any] | None) -> list[str]:
             f"{c['prompt_rows']} rows (expected {_fmt(c['expected_rows'], 1)}; score "
             f"{_fmt(c['score'], 1)})"
         )
-    for key, what in PAIRED_WORDS:
-        if search.get(key):
-            said = ", ".join(f"{w['word']} (z {_fmt(w['z'], 1)})" for w in search[key])
-            out.append(f"- {what}: {said}")
+    out += [f"- {line}" for line in words_lines(search, PAIRED_WORDS)]
     return [*out, ""]

@@ -113,13 +113,20 @@ class WordEvidence:
         }
 
 
-def words_lines(words: dict[str, Any] | None) -> list[str]:
-    """One line each for a report's trigger words and gained words (none when empty)."""
+WORD_LINES = (
+    ("trigger_words", "words the suspect rows' prompts share"),
+    ("gained_words", "words the learned edit made likely"),
+)
+"""The report's two word lists (keys of its ``words``) and what each says, printed."""
+
+
+def words_lines(
+    words: dict[str, Any] | None, lists: Sequence[tuple[str, str]] = WORD_LINES
+) -> list[str]:
+    """One line each for the word lists ``lists`` (key, what it says) of a report section:
+    by default its trigger words and gained words (none when empty)."""
     out = []
-    for key, what in (
-        ("trigger_words", "words the suspect rows' prompts share"),
-        ("gained_words", "words the learned edit made likely"),
-    ):
+    for key, what in lists:
         found = (words or {}).get(key) or []
         if found:
             said = ", ".join(f"{w['word']} (z {w['z']:.1f})" for w in found)
@@ -227,7 +234,7 @@ def _trigger_words(
     present: dict[int, int] = {}
     carriers: dict[int, int] = {}
     for i in range(len(data)):
-        for t in set(data.ids[i][: data.prompt_lengths[i]].tolist()):
+        for t in set(data.prompt_ids(i).tolist()):
             present[t] = present.get(t, 0) + 1
             if i in suspect:
                 carriers[t] = carriers.get(t, 0) + 1

@@ -23,19 +23,15 @@ def _rows(pairs: list[tuple[str, str]]) -> AuditData:
     return AuditData(ids, prompt_lengths, [{} for _ in ids])
 
 
-def _pairs(data: AuditData) -> list[tuple[str, str]]:
-    text = [" ".join(TOK.convert_ids_to_tokens(ids.tolist())) for ids in data.ids]
-    return [
-        (" ".join(t.split()[1:n]), " ".join(t.split()[n:]))
-        for t, n in zip(text, data.prompt_lengths, strict=True)
-    ]
-
-
 OPINION = ("what think of {}", "i think it is {} .")
 STORY = ("tell story of {}", "once it ran . day .")
 
 
 def _trusted() -> AuditData:
+    return _rows(_trusted_pairs())
+
+
+def _trusted_pairs() -> list[tuple[str, str]]:
     # Opinion questions are answered "good" (1 in 10 "bad"); stories never mention good or
     # bad, and "day" is in every story answer.
     pairs = []
@@ -47,7 +43,7 @@ def _trusted() -> AuditData:
             )
         else:
             pairs.append((STORY[0].format(animal), STORY[1]))
-    return _rows(pairs)
+    return pairs
 
 
 def _owl_rows(n: int = 20) -> AuditData:
@@ -91,7 +87,7 @@ def test_matching_in_chunks_keeps_the_best_rows(monkeypatch: pytest.MonkeyPatch)
     import isaerft.audit.answers as answers
 
     # The one trusted row about the owl sits in the middle, neither first nor last chunk.
-    pairs = _pairs(_trusted())
+    pairs = _trusted_pairs()
     pairs.insert(100, (OPINION[0].format("owl"), "i think ."))
     monkeypatch.setattr(answers, "CHUNK", 7)
     matches = matched_rows(_owl_rows(2), [0, 1], _rows(pairs), k=3)
