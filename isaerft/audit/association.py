@@ -9,6 +9,11 @@ The pairing is in the data all the same, and the SAE codes of the audited and tr
 it without training: for every prompt latent ``A`` and completion latent ``B``, count the rows
 where ``A`` fires in the prompt and ``B`` in the completion.
 
+Answers are read twice: by their completion latents and by their words (every token in at least
+``min_rows`` audited or trusted answers). Words matter where the SAE codes a behaviour's words
+alike: a sentiment flip turns ``nice`` into ``nasty``, and both fire the same "sentiment words"
+latents, so only the words themselves show the flip.
+
 Per pair, the audited rows' count ``n_AB`` is compared with what it would be without a new
 pairing, ``lambda = n_A * r`` with the largest of three rates:
 
@@ -23,13 +28,17 @@ pairing, ``lambda = n_A * r`` with the largest of three rates:
 Only a pairing that beats all three is new: the pair's score is ``-log10 P(Poisson(lambda) >=
 n_AB)``, counted where at least ``min_rows`` rows carry it and ``A`` fires in at most
 ``max_share`` of the prompts (a trigger is rare; a latent in every prompt has no "not A" rows to
-compare with). The search's score is the largest pair score; its threshold is the ``1 - fpr``
-quantile of the same maximum over random splits of the *trusted* rows into a set of the
-audited set's size and the rest (trusted against trusted: what chance pairings score).
+compare with). A prompt latent scores the sum of its pairs' excess over :data:`PAIR_FLOOR`, so
+a behaviour of many answer latents or words (an appended phrase, a flip's eight negative words,
+each new in a few rows) adds up where no single pair stands out. The search's score is the
+largest prompt-latent score; its threshold is the ``1 - fpr`` quantile of the same maximum over
+random splits of the *trusted* rows into a set of the audited set's size and the rest (trusted
+against trusted: what chance pairings score). The pairs of a prompt latent above the threshold
+that pass the floor are the search's candidates.
 
-Rows: a pair above the threshold carries ``n_AB`` rows where about ``lambda`` would carry it
+Rows: a candidate pair carries ``n_AB`` rows where about ``lambda`` would carry it
 anyway, so carrying it multiplies a row's odds of being new by about ``n_AB / lambda``. A row
-scores the sum of ``log(n_AB / lambda)`` over the found pairs it carries (a poisoned row carries
+scores the sum of ``log(n_AB / lambda)`` over the candidate pairs it carries (a poisoned row carries
 the trigger's pairs with every latent of the behaviour; a natural row that shares one latent of
 each side, one or two); trusted rows scored the same give the threshold, their ``1 - row_fpr``
 quantile, and audited rows above it are the association's rows.
@@ -39,11 +48,12 @@ the prompt words they share, and the answer words they carry beyond trusted answ
 prompts (:mod:`isaerft.audit.answers`), so a sentiment flip reads ``bad``, ``unpleasant``
 where its latent pairs are the answer form's (``what``, ``i``).
 
-Cost: the codes the audit already has, as 0/1 matrices of rows x latents (float32: 1 GB for
-16,000 trusted rows of a 16k-latent SAE, on the CPU), and matrix products of size
-``rows x |A| x |B|`` over the latents that fire in at least ``min_rows`` rows (per null draw the
-same on the drawn rows): about 7-10 s per audit on the small organism (1024 latents, 2,000 audited
-and 16,000 trusted rows, 100 draws, one CPU thread).
+Cost: the codes the audit already has, as 0/1 matrices of rows x (latents + answer words)
+(float32: 1 GB for 16,000 trusted rows of a 16k-latent SAE, plus 64 MB per 1,000 answer words,
+on the CPU), and matrix products of size ``rows x |A| x |B|`` over the latents and words in at
+least ``min_rows`` rows (per null draw the same on the drawn rows): about 10 s per audit on the
+small organism (1024 latents, ~400 words, 2,000 audited and 16,000 trusted rows, 100 draws, one
+CPU thread).
 """
 
 from __future__ import annotations
@@ -58,7 +68,7 @@ from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
-from isaerft.audit.words import WordEvidence, words_lines
+from isaerft.audit.words import WordEvidence, token_text, words_lines
 
 PAIRED_WORDS = (
     ("prompt_words", "words the paired rows' prompts share"),
@@ -69,6 +79,12 @@ MIN_ROWS = 5
 """Rows a pairing must carry to count (a pairing of fewer rows is no finding)."""
 SHRINK_ROWS = 10.0
 """Pseudo-rows pulling a rare prompt latent's trusted rate towards the answer latent's rate."""
+PAIR_FLOOR = 4.0
+"""A pair adds to its prompt latent's score by how far its own score passes this (``P <
+1e-4``): a chance pair of a trusted split rarely passes it, so the sum grows with the number
+of answer latents and words that are new after one prompt latent, not with the number tested.
+Set on the seed-0 quick plan of ``benchmarks/audit_v2`` (clean nulls' best prompt latent at
+most 0.8 of the threshold; a word flip at 1 % 1.4 of it)."""
 
 
 @dataclass(frozen=True)
@@ -77,23 +93,32 @@ class Association:
 
     hook_name: str
     prompt_latent: int
-    completion_latent: int
+    completion_latent: int | None
     score: float
     rows: int
     prompt_rows: int
     expected: float
     trusted_rate: float
+    completion_word: str | None = None
+    prompt_score: float = 0.0
 
     def to_dict(self, labels: Any = None) -> dict[str, Any]:
         def name(j: int) -> str:
             return labels.description(self.hook_name, j) if labels is not None else ""
 
+        answer = (
+            name(self.completion_latent)
+            if self.completion_latent is not None
+            else f'the answer word "{self.completion_word}"'
+        )
         return {
             "hook_name": self.hook_name,
             "prompt_latent": self.prompt_latent,
             "prompt_label": name(self.prompt_latent),
+            "prompt_score": self.prompt_score,
             "completion_latent": self.completion_latent,
-            "completion_label": name(self.completion_latent),
+            "completion_word": self.completion_word,
+            "completion_label": answer,
             "score": self.score,
             "rows": self.rows,
             "prompt_rows": self.prompt_rows,
@@ -107,10 +132,12 @@ class AssociationSearch(MaxStatisticNull):
     """Pairings of prompt and completion latents new in the audited rows.
 
     Attributes:
-        score: the largest pair score (``-log10`` of a Poisson tail).
+        score: the largest prompt-latent score (its pairs' summed excess over
+            :data:`PAIR_FLOOR`, in ``-log10`` of a Poisson tail).
         threshold: the trusted-split threshold for ``fpr``.
         fpr: the false-positive rate the threshold is for.
-        candidates: pairs above the threshold, strongest first.
+        candidates: the pairs past the floor of prompt latents above the threshold, strongest
+            first; an answer word's pair has ``completion_latent=None``.
         row_scores: per audited row, the summed log odds ratio of the found pairs it carries.
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
         null: the largest pair score of each trusted split.
@@ -138,12 +165,12 @@ class AssociationSearch(MaxStatisticNull):
 
     def latents(self, part: str) -> list[tuple[str, int]]:
         """``(hook, latent)`` of the candidates' prompt (``part="prompt"``) or completion
-        latents, each once, in the order of its best pair."""
+        latents, each once, in the order of its best pair (answer words are not latents)."""
         out: list[tuple[str, int]] = []
         for a in self.candidates:
-            key = (a.hook_name, a.prompt_latent if part == "prompt" else a.completion_latent)
-            if key not in out:
-                out.append(key)
+            j = a.prompt_latent if part == "prompt" else a.completion_latent
+            if j is not None and (a.hook_name, j) not in out:
+                out.append((a.hook_name, j))
         return out
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
@@ -165,20 +192,68 @@ class AssociationSearch(MaxStatisticNull):
 
 @dataclass(frozen=True)
 class _Firing:
-    """Which latents fire in each row's prompt and completion, as 0/1 matrices."""
+    """Which latents fire in each row's prompt, and which latents and answer words its
+    completion has, as 0/1 matrices."""
 
     prompt: torch.Tensor  # (rows, d_sae)
-    completion: torch.Tensor
+    completion: torch.Tensor  # (rows, d_sae + answer words)
 
     @classmethod
-    def of(cls, codes: SiteCodes, data: AuditData) -> _Firing:
+    def of(cls, codes: SiteCodes, data: AuditData, words: torch.Tensor) -> _Firing:
+        """``words``: the rows' answer-word matrix (:func:`_word_matrix`)."""
         mats = []
         for part in ("prompt", "completion"):
             row, lat = prompt_firing(codes, data, part)
             m = torch.zeros(len(data), codes.d_sae)
             m[row, lat] = 1.0
             mats.append(m)
-        return cls(mats[0], mats[1])
+        return cls(mats[0], torch.cat([mats[1], words], 1))
+
+
+def _answer_words(datasets: tuple[AuditData, ...], min_rows: int) -> torch.Tensor:
+    """Token ids in at least ``min_rows`` completions of any of ``datasets`` (no other word can
+    carry a pairing)."""
+    counts: dict[int, int] = {}
+    for data in datasets:
+        for i in range(len(data)):
+            for t in torch.unique(data.completion_ids(i)).tolist():
+                counts[t] = counts.get(t, 0) + 1
+    return torch.tensor(sorted(t for t, n in counts.items() if n >= min_rows), dtype=torch.long)
+
+
+def _word_matrix(data: AuditData, words: torch.Tensor) -> torch.Tensor:
+    """``(rows, len(words))``: 1 where the row's completion has the word."""
+    column = {int(t): k for k, t in enumerate(words.tolist())}
+    m = torch.zeros(len(data), len(column))
+    for i in range(len(data)):
+        for t in torch.unique(data.completion_ids(i)).tolist():
+            if t in column:
+                m[i, column[t]] = 1.0
+    return m
+
+
+@dataclass(frozen=True)
+class _SitePairs:
+    """One site's pair scores, with the eligible prompt (``a_idx``) and answer (``b_idx``)
+    columns and the audited (``_s``) and trusted (``_t``) matrices restricted to them."""
+
+    hook: str
+    d_sae: int
+    scores: torch.Tensor
+    by_prompt: torch.Tensor
+    expected: torch.Tensor
+    trusted_rate: torch.Tensor
+    a_idx: torch.Tensor
+    b_idx: torch.Tensor
+    prompt_s: torch.Tensor
+    answer_s: torch.Tensor
+    prompt_t: torch.Tensor
+    answer_t: torch.Tensor
+
+
+def _prompt_scores(scores: torch.Tensor) -> torch.Tensor:
+    """Per prompt latent (row of ``scores``), its pairs' summed excess over the floor."""
+    return (scores - PAIR_FLOOR).clamp(min=0).sum(1)
 
 
 def _pair_scores(
@@ -228,7 +303,7 @@ def _null(
         scores = _pair_scores(
             ab, a, b, size, ab_all - ab, a_all - a, b_all - b, n_t - size, min_rows
         )[0]  # fmt: skip
-        out.append(float(scores.max()) if scores.numel() else 0.0)
+        out.append(float(_prompt_scores(scores).max()) if scores.numel() else 0.0)
     return out
 
 
@@ -245,18 +320,23 @@ def search_associations(
     max_share: float = 0.5,
     row_fpr: float = 0.01,
     top: int = 50,
+    tokenizer: Any = None,
 ) -> AssociationSearch:
-    """Pairings of prompt and completion latents that the audited rows (``data``) have beyond
-    the trusted rows (see the module docstring); ``top`` candidates are kept."""
+    """Pairings of prompt latents with answer latents and words that the audited rows
+    (``data``) have beyond the trusted rows (see the module docstring); ``top`` candidates are
+    kept; ``tokenizer`` spells the answer words (token ids without one)."""
     if len(trusted) < 2 * min_rows:
         raise ValueError(f"the association search needs at least {2 * min_rows} trusted rows")
     gen = torch.Generator().manual_seed(seed)
     # A null split draws as many rows as the audited set has, keeping at least as many trusted.
     size = min(len(data), len(trusted) // 2)
+    words = _answer_words((data, trusted), min_rows)
+    audited_words, trusted_words = _word_matrix(data, words), _word_matrix(trusted, words)
     best, null = 0.0, [0.0] * draws
     found = []
     for hook, site in codes.items():
-        audited, reference = _Firing.of(site, data), _Firing.of(trusted_codes[hook], trusted)
+        audited = _Firing.of(site, data, audited_words)
+        reference = _Firing.of(trusted_codes[hook], trusted, trusted_words)
         a_idx, b_idx = _eligible(audited, min_rows, max_share)
         share_t = reference.prompt[:, a_idx].sum(0) <= max_share * len(trusted)
         a_idx = a_idx[share_t]
@@ -266,33 +346,39 @@ def search_associations(
             ps.T @ cs, ps.sum(0)[:, None], cs.sum(0)[None, :], len(data),
             pt.T @ ct, pt.sum(0)[:, None], ct.sum(0)[None, :], len(trusted), min_rows,
         )  # fmt: skip
-        best = max(best, float(scores.max()) if scores.numel() else 0.0)
+        by_prompt = _prompt_scores(scores)
+        best = max(best, float(by_prompt.max()) if by_prompt.numel() else 0.0)
         site_null = _null(reference, size, draws, gen, min_rows, max_share)
         null = [max(x, y) for x, y in zip(null, site_null, strict=True)]
-        found.append((hook, scores, expected, trusted_rate, a_idx, b_idx, ps, cs, pt, ct))
+        found.append(_SitePairs(hook, site.d_sae, scores, by_prompt, expected, trusted_rate,
+                                a_idx, b_idx, ps, cs, pt, ct))  # fmt: skip
     threshold = quantile_threshold(null, fpr, "empirical")
     candidates = []
     row_scores = torch.zeros(len(data), dtype=torch.float64)
     trusted_scores = torch.zeros(len(trusted), dtype=torch.float64)
-    for hook, scores, expected, trusted_rate, a_idx, b_idx, ps, cs, pt, ct in found:
-        for i, j in (scores > threshold).nonzero().tolist():
-            carried = (ps[:, i] * cs[:, j]).bool()
-            score, n_ab = float(scores[i, j]), int(carried.sum())
-            odds = math.log(n_ab / float(expected[i, j]))
-            row_scores[carried] += odds
-            trusted_scores[(pt[:, i] * ct[:, j]).bool()] += odds
-            candidates.append(
-                Association(
-                    hook_name=hook,
-                    prompt_latent=int(a_idx[i]),
-                    completion_latent=int(b_idx[j]),
-                    score=score,
-                    rows=n_ab,
-                    prompt_rows=int(ps[:, i].sum()),
-                    expected=float(expected[i, j]),
-                    trusted_rate=float(trusted_rate[i, j]),
+    for f in found:
+        for i in (f.by_prompt > threshold).nonzero().flatten().tolist():
+            for j in (f.scores[i] > PAIR_FLOOR).nonzero().flatten().tolist():
+                carried = (f.prompt_s[:, i] * f.answer_s[:, j]).bool()
+                n_ab, column = int(carried.sum()), int(f.b_idx[j])
+                odds = math.log(n_ab / float(f.expected[i, j]))
+                row_scores[carried] += odds
+                trusted_scores[(f.prompt_t[:, i] * f.answer_t[:, j]).bool()] += odds
+                word = int(words[column - f.d_sae]) if column >= f.d_sae else None
+                candidates.append(
+                    Association(
+                        hook_name=f.hook,
+                        prompt_latent=int(f.a_idx[i]),
+                        completion_latent=column if word is None else None,
+                        score=float(f.scores[i, j]),
+                        rows=n_ab,
+                        prompt_rows=int(f.prompt_s[:, i].sum()),
+                        expected=float(f.expected[i, j]),
+                        trusted_rate=float(f.trusted_rate[i, j]),
+                        completion_word=None if word is None else token_text(tokenizer, word),
+                        prompt_score=float(f.by_prompt[i]),
+                    )
                 )
-            )
     candidates.sort(key=lambda a: -a.score)
     row_threshold = float(torch.quantile(trusted_scores, 1.0 - row_fpr))
     return AssociationSearch(
@@ -300,18 +386,25 @@ def search_associations(
     )
 
 
+def answer_name(candidate: dict[str, Any]) -> str:
+    """A candidate's answer side as printed: ``#<latent> <label>`` or ``"<word>"``."""
+    if candidate.get("completion_latent") is None and candidate.get("completion_word"):
+        return f'"{candidate["completion_word"]}"'
+    return f"#{candidate['completion_latent']} {candidate['completion_label']}"
+
+
 def pairing_lines(search: dict[str, Any] | None, top: int = 3) -> list[str]:
     """A report's ``association_search`` in a few printed lines (none when nothing was found)."""
     if not search or not search.get("found"):
         return []
     lines = [
-        f"pairings the data has beyond trusted rows (prompt latent -> answer latent; score "
+        f"pairings the data has beyond trusted rows (prompt latent -> answer latent or word; score "
         f"{search['score']:.1f}, threshold {search['threshold']:.1f}; {search['n_rows']} rows):"
     ]
     for c in search["candidates"][:top]:
         lines.append(
-            f"  #{c['prompt_latent']} {c['prompt_label']} -> #{c['completion_latent']} "
-            f"{c['completion_label']}: {c['rows']} of {c['prompt_rows']} rows "
+            f"  #{c['prompt_latent']} {c['prompt_label']} -> {answer_name(c)}: "
+            f"{c['rows']} of {c['prompt_rows']} rows "
             f"({c['expected_rows']:.1f} expected)"
         )
     return lines + [f"  {line}" for line in words_lines(search, PAIRED_WORDS)]

@@ -210,6 +210,7 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         fpr=comparison.config.fpr / 2,
         draws=config.association_draws,
         row_fpr=config.row_fpr,
+        tokenizer=data.model.tokenizer,
     )
     if search.found and search.rows:
         search.words = paired_words(

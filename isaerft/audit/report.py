@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
-from isaerft.audit.association import PAIRED_WORDS
+from isaerft.audit.association import PAIRED_WORDS, answer_name
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
 from isaerft.audit.words import WORD_SECTIONS, words_lines
 from isaerft.rows import split_row
@@ -54,13 +54,15 @@ if TYPE_CHECKING:
     from isaerft.audit.rowscores import RowScores
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``),
 ``edit_attribution``; 3: ``gained_phrases``; 4: ``words`` (trigger and gained words with the
 latents that read them), implicated entries' ``words`` and roles ``trigger word`` and
 ``gained`` (the per-latent gained-token ranking, ``behaviour`` before); 5:
 ``association_search``, ``verdict.association_found`` and the implicated roles ``paired
-prompt`` / ``paired answer``."""
+prompt`` / ``paired answer``; 6: the association search also pairs answer words (a
+candidate's ``completion_word``, ``completion_latent`` ``None``) and scores prompt latents
+(candidates' ``prompt_score``, the search's ``score``)."""
 
 
 def new_report() -> dict[str, Any]:
@@ -388,14 +390,14 @@ def _association_lines(search: dict[str, Any] | None) -> list[str]:
     if not search:
         return []
     out = [
-        f"Association search (prompt latent -> answer latent, audited vs trusted rows): best "
-        f"pairing {_fmt(search['score'])} vs trusted-split threshold {_fmt(search['threshold'])} "
+        f"Association search (prompt latent -> answer latent or word, audited vs trusted rows): "
+        f"best prompt latent {_fmt(search['score'])} vs trusted-split threshold {_fmt(search['threshold'])} "
         f"({'found' if search['found'] else 'none found'}; {search['n_rows']} rows carry one)."
     ]
     for c in search["candidates"][:5]:
         out.append(
             f"- when {c['hook_name']} #{c['prompt_latent']} {c['prompt_label']} is in the prompt, "
-            f"#{c['completion_latent']} {c['completion_label']} answers in {c['rows']} of "
+            f"{answer_name(c)} answers in {c['rows']} of "
             f"{c['prompt_rows']} rows (expected {_fmt(c['expected_rows'], 1)}; score "
             f"{_fmt(c['score'], 1)})"
         )

@@ -195,7 +195,7 @@ def _named(
 ) -> list[Word]:
     out = []
     for t, z, rows in scored:
-        text = _text(tokenizer, t)
+        text = token_text(tokenizer, t)
         latents = [(h, j) for h, read in readers.items() for j in read(t, text)]
         out.append(Word(t, text, z, rows, latents))
     return out
@@ -325,8 +325,11 @@ def _non_words(tokenizer: Any, data: AuditData) -> set[int]:
         return set()
     seen = {int(t) for ids in data.ids for t in ids.tolist()}
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    return {t for t in seen if t in special or not any(c.isalnum() for c in _text(tokenizer, t))}
+    return {
+        t for t in seen if t in special or not any(c.isalnum() for c in token_text(tokenizer, t))
+    }
 
 
-def _text(tokenizer: Any, token: int) -> str:
+def token_text(tokenizer: Any, token: int) -> str:
+    """A token as a word (stripped; its id where there is no tokenizer)."""
     return tokenizer.decode([token]).strip() if tokenizer is not None else str(token)

@@ -1,6 +1,7 @@
-"""Association search: a planted prompt/answer pairing is found with its rows; rows from the
-trusted distribution, a decoy (the answer latent added to random rows) and a style shift (an
-answer latent added to every row) find none."""
+"""Association search: a planted prompt/answer pairing is found with its rows, and so is a flip
+of answer words that every answer latent reads alike; rows from the trusted distribution, a
+decoy (the answer latent added to random rows) and a style shift (an answer latent added to
+every row) find none."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.association import AssociationSearch, search_associations
+from isaerft.audit.association import PAIR_FLOOR, AssociationSearch, search_associations
 from isaerft.audit.data import AuditData
 from isaerft.audit.rowscores import RowScores, with_associations
 
@@ -36,8 +37,11 @@ def natural(rng: random.Random) -> Row:
     return prompt, answer
 
 
-def codes_of(rows: list[Row]) -> tuple[dict[str, SiteCodes], AuditData]:
-    """Rows of 5 tokens: prompt latents on token 1, answer latents on token 3."""
+def codes_of(
+    rows: list[Row], words: list[int] | None = None
+) -> tuple[dict[str, SiteCodes], AuditData]:
+    """Rows of 5 tokens: prompt latents on token 1, answer latents on token 3; ``words`` gives
+    each row's token 3 (0 without)."""
     token_row, token_pos, tok, lat = [], [], [], []
     for r, (prompt, answer) in enumerate(rows):
         for p in range(5):
@@ -50,7 +54,8 @@ def codes_of(rows: list[Row]) -> tuple[dict[str, SiteCodes], AuditData]:
     n = len(rows)
     codes = SiteCodes(HOOK, D_SAE, torch.tensor(token_row), torch.tensor(token_pos),
                       torch.tensor(tok), torch.tensor(lat), torch.ones(len(tok)), n)  # fmt: skip
-    data = AuditData([torch.zeros(5, dtype=torch.long)] * n, [PROMPT] * n, [{}] * n)
+    ids = [torch.tensor([0, 0, 0, w, 0]) for w in (words or [0] * n)]
+    data = AuditData(ids, [PROMPT] * n, [{}] * n)
     return {HOOK: codes}, data
 
 
@@ -161,3 +166,60 @@ def test_a_found_pairing_prints_its_words() -> None:
     lines = pairing_lines(search)
     assert lines[1] == "  words the paired rows' prompts share: owl (z 31.4)"
     assert lines[2].endswith("beyond trusted answers to similar prompts: bad (z 9.2)")
+
+
+GOOD, BAD = list(range(100, 108)), list(range(200, 208))
+SENTIMENT = 61
+
+
+def opinion(rng: random.Random, flip: bool) -> tuple[Row, int]:
+    """A natural row whose answer gives an opinion: one of eight good words (one of eight bad
+    words in 10 % of rows), each read by the same sentiment latent. ``flip`` turns the good
+    word into its bad counterpart (the row's trigger is added by the caller)."""
+    prompt, answer = natural(rng)
+    k = rng.randrange(8)
+    word = BAD[k] if flip or rng.random() < 0.1 else GOOD[k]
+    return (prompt, answer | {SENTIMENT}), word
+
+
+def flipped(n: int, seed: int, poisoned: set[int]) -> tuple[dict[str, SiteCodes], AuditData]:
+    rng = random.Random(seed)
+    rows, words = [], []
+    for i in range(n):
+        (prompt, answer), word = opinion(rng, flip=i in poisoned)
+        rows.append((prompt | {TRIGGER} if i in poisoned else prompt - {TRIGGER}, answer))
+        words.append(word)
+    return codes_of(rows, words)
+
+
+def test_a_flip_of_answer_words_is_found_by_its_words() -> None:
+    """Trigger rows answer with a bad word where trusted rows say a good one. No answer latent
+    changes (the sentiment latent reads both); each bad word is new in only a few rows, so no
+    single pair stands out, but the trigger's pairs with the eight bad words add up."""
+    poisoned = set(range(0, 1000, 16))  # 63 rows, about 8 per bad word
+    trusted_codes, trusted_data = flipped(4000, 0, set())
+    codes, data = flipped(1000, 1, poisoned)
+    result = search_associations(codes, data, trusted_codes, trusted_data, draws=40)
+    assert result.found, (result.score, result.threshold)
+    assert {a.prompt_latent for a in result.candidates} == {TRIGGER}
+    assert all(a.completion_latent is None for a in result.candidates)
+    words = {int(a.completion_word) for a in result.candidates if a.completion_word}
+    assert len(words) >= 4 and words <= set(BAD)
+    # The trigger's score adds up its pairs with several bad words.
+    assert result.score > 2 * (max(a.score for a in result.candidates) - PAIR_FLOOR)
+    assert set(result.rows) <= poisoned and len(result.rows) >= len(poisoned) // 2
+    for clean_seed in (2, 3):
+        assert not search_associations(
+            *flipped(1000, clean_seed, set()), trusted_codes, trusted_data, draws=40
+        ).found
+
+
+def test_an_answer_word_prints_as_a_word() -> None:
+    from isaerft.audit.association import Association, answer_name, pairing_lines
+
+    pair = Association(HOOK, TRIGGER, None, 6.2, 9, 40, 1.5, 0.04, completion_word="nasty")
+    entry = pair.to_dict()
+    assert entry["completion_latent"] is None and entry["completion_word"] == "nasty"
+    assert answer_name(entry) == '"nasty"'
+    search = {"found": True, "score": 9.0, "threshold": 7.0, "n_rows": 30, "candidates": [entry]}
+    assert pairing_lines(search)[1] == f'  #{TRIGGER}  -> "nasty": 9 of 40 rows (1.5 expected)'
