@@ -65,6 +65,7 @@ from typing import Any
 import torch
 
 from isaerft.audit.activations import SiteCodes
+from isaerft.audit.answers import answer_tokens
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
@@ -89,7 +90,8 @@ most 0.8 of the threshold; a word flip at 1 % 1.4 of it)."""
 
 @dataclass(frozen=True)
 class Association:
-    """One prompt-latent / completion-latent pairing of the audited rows."""
+    """One pairing of the audited rows: a prompt latent with a completion latent, or with an
+    answer word (``completion_latent`` ``None``, ``completion_word`` set)."""
 
     hook_name: str
     prompt_latent: int
@@ -140,7 +142,7 @@ class AssociationSearch(MaxStatisticNull):
             first; an answer word's pair has ``completion_latent=None``.
         row_scores: per audited row, the summed log odds ratio of the found pairs it carries.
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
-        null: the largest pair score of each trusted split.
+        null: the largest prompt-latent score of each trusted split.
         reference_row_scores: the same row score on each trusted row.
         words: what the found pairing's rows say in words (their shared prompt words as
             ``trigger``, the answer words beyond trusted answers to similar prompts as
@@ -200,7 +202,7 @@ class _Firing:
 
     @classmethod
     def of(cls, codes: SiteCodes, data: AuditData, words: torch.Tensor) -> _Firing:
-        """``words``: the rows' answer-word matrix (:func:`_word_matrix`)."""
+        """``words``: the rows' answer-word matrix (:func:`_word_matrices`)."""
         mats = []
         for part in ("prompt", "completion"):
             row, lat = prompt_firing(codes, data, part)
@@ -210,26 +212,27 @@ class _Firing:
         return cls(mats[0], torch.cat([mats[1], words], 1))
 
 
-def _answer_words(datasets: tuple[AuditData, ...], min_rows: int) -> torch.Tensor:
-    """Token ids in at least ``min_rows`` completions of any of ``datasets`` (no other word can
-    carry a pairing)."""
+def _word_matrices(
+    datasets: tuple[AuditData, ...], min_rows: int
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The answer words (token ids in at least ``min_rows`` completions of any of
+    ``datasets``: no other word can carry a pairing) and, per dataset, its ``(rows, words)``
+    0/1 matrix of the words each row's completion has."""
+    answers = [[answer_tokens(data, i) for i in range(len(data))] for data in datasets]
     counts: dict[int, int] = {}
-    for data in datasets:
-        for i in range(len(data)):
-            for t in torch.unique(data.completion_ids(i)).tolist():
+    for rows in answers:
+        for tokens in rows:
+            for t in tokens:
                 counts[t] = counts.get(t, 0) + 1
-    return torch.tensor(sorted(t for t, n in counts.items() if n >= min_rows), dtype=torch.long)
-
-
-def _word_matrix(data: AuditData, words: torch.Tensor) -> torch.Tensor:
-    """``(rows, len(words))``: 1 where the row's completion has the word."""
-    column = {int(t): k for k, t in enumerate(words.tolist())}
-    m = torch.zeros(len(data), len(column))
-    for i in range(len(data)):
-        for t in torch.unique(data.completion_ids(i)).tolist():
-            if t in column:
-                m[i, column[t]] = 1.0
-    return m
+    words = sorted(t for t, n in counts.items() if n >= min_rows)
+    column = {t: k for k, t in enumerate(words)}
+    mats = []
+    for rows in answers:
+        m = torch.zeros(len(rows), len(words))
+        for i, tokens in enumerate(rows):
+            m[i, [column[t] for t in tokens if t in column]] = 1.0
+        mats.append(m)
+    return torch.tensor(words, dtype=torch.long), mats
 
 
 @dataclass(frozen=True)
@@ -330,8 +333,7 @@ def search_associations(
     gen = torch.Generator().manual_seed(seed)
     # A null split draws as many rows as the audited set has, keeping at least as many trusted.
     size = min(len(data), len(trusted) // 2)
-    words = _answer_words((data, trusted), min_rows)
-    audited_words, trusted_words = _word_matrix(data, words), _word_matrix(trusted, words)
+    words, (audited_words, trusted_words) = _word_matrices((data, trusted), min_rows)
     best, null = 0.0, [0.0] * draws
     found = []
     for hook, site in codes.items():
