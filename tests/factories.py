@@ -46,6 +46,7 @@ def tiny_model(
         normalization_type="LN",
         dtype=dtype,
         seed=seed,
+        device="cpu",  # TransformerLens picks cuda when it sees one; the tiny SAEs are on the CPU
     )
     return HookedTransformer(cfg).eval()
 

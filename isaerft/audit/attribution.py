@@ -139,7 +139,8 @@ def latent_shares(
     shares = {site.hook_name: torch.zeros(site.sae.cfg.d_sae, dtype=torch.float64)
               for site in model.sites}  # fmt: skip
     for (site, _), value, grad in zip(params, saved, grads):
-        contribution = value.double() * grad / steps
+        # The shares are read on the CPU, whatever device the model ran on.
+        contribution = (value.double() * grad / steps).cpu()
         d_sae = site.sae.cfg.d_sae
         if contribution.shape == (d_sae,):
             shares[site.hook_name] += contribution

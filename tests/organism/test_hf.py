@@ -21,7 +21,7 @@ ATOL = 1e-4
 def _random_gpt2(act_fn: str, eps: float) -> HookedTransformer:
     cfg = HookedTransformerConfig(
         n_layers=2, d_model=32, n_heads=4, d_head=8, d_mlp=128, n_ctx=16, d_vocab=50,
-        act_fn=act_fn, normalization_type="LN", eps=eps, seed=0,
+        act_fn=act_fn, normalization_type="LN", eps=eps, seed=0, device="cpu",
     )  # fmt: skip
     model = HookedTransformer(cfg).eval()
     with torch.no_grad():  # a non-zero unembedding bias and LayerNorm params, like a trained LM
@@ -55,7 +55,7 @@ def test_fold_unembed_bias_is_exact_on_zero_mean_inputs() -> None:
 def test_non_gpt2_model_is_refused() -> None:
     cfg = HookedTransformerConfig(
         n_layers=1, d_model=16, n_heads=2, d_head=8, d_mlp=64, n_ctx=8, d_vocab=20,
-        act_fn="silu", normalization_type="RMS",
+        act_fn="silu", normalization_type="RMS", device="cpu",
     )  # fmt: skip
     with pytest.raises(ValueError, match="not GPT-2 shaped"):
         to_hf_model(HookedTransformer(cfg))

@@ -73,7 +73,14 @@ def test_transformer_lens_offline(
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     cfg = HookedTransformerConfig(
-        n_layers=1, d_model=16, n_ctx=64, d_head=8, n_heads=2, d_vocab=len(tok), act_fn="gelu"
+        n_layers=1,
+        d_model=16,
+        n_ctx=64,
+        d_head=8,
+        n_heads=2,
+        d_vocab=len(tok),
+        act_fn="gelu",
+        device="cpu",
     )
     model = HookedTransformer(cfg, tokenizer=tok)
     text = docs[0].text
