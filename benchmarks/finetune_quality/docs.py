@@ -1,6 +1,7 @@
 """``docs/comparison.md`` and its plot, generated from a ``finetune_quality-<preset>.json`` alone
 (plus, when they exist next to it, the corpus organism's ``finetune_quality-<preset>-corpus.json``
-and a full-mode run's ``finetune_quality-<preset>-full.json``).
+a full-mode run's ``finetune_quality-<preset>-full.json`` and the quick results of the other
+organism presets, ``finetune_quality-<other preset>.json``).
 
 Every number on the page is read from the result file; the verdicts ("where isaerft loses")
 are computed from it against the issue's goals, never typed in.
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from isaerft._io import write_text
+from isaerft.organism.build import ORGANISM_PRESETS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLOT = "img/comparison/gap_vs_params.png"
@@ -299,17 +301,41 @@ def _full_section(full: dict[str, Any], quick: dict[str, Any], source: str) -> l
     lines += ["", "### Where isaerft loses (and wins) with more training\n"]
     for task, data in full["tasks"].items():
         lines += verdicts(task, data["methods"])
-        before = quick["tasks"].get(task, {}).get("methods", {})
-        moved = [
-            f"`{n}` {before[n]['gap_closed']:.2f} -> {m['gap_closed']:.2f}"
-            for n, m in data["methods"].items()
-            if n in before
-            and before[n].get("gap_closed") is not None
-            and m.get("gap_closed") is not None
-        ]
-        if moved:
-            lines.append(f"  Gap closed, quick -> full: {', '.join(moved)}.")
+        lines += _moved(quick["tasks"].get(task, {}), data, "quick -> full")
     return [*lines, "", *_task_sections(full, level="###")]
+
+
+def _moved(before: dict[str, Any], after: dict[str, Any], how: str) -> list[str]:
+    """One line: each method's gap closed in ``before`` and ``after`` (one task's entries)."""
+    was = before.get("methods", {})
+    moved = [
+        f"`{n}` {was[n]['gap_closed']:.2f} -> {m['gap_closed']:.2f}"
+        for n, m in after["methods"].items()
+        if n in was and was[n].get("gap_closed") is not None and m.get("gap_closed") is not None
+    ]
+    return [f"  Gap closed, {how}: {', '.join(moved)}."] if moved else []
+
+
+def preset_result_path(result_path: Path, preset: str) -> Path:
+    """Where the quick result of another organism preset sits: next to the main result."""
+    return Path(result_path).with_name(f"finetune_quality-{preset}.json")
+
+
+def _preset_section(other: dict[str, Any], main: dict[str, Any], source: str) -> list[str]:
+    """Another organism preset's quick run: verdicts, each method's gap closed beside the main
+    preset's, and its tables."""
+    preset, size = other["preset"], main["preset"]
+    lines = [
+        f"## On the `{preset}` organism\n",
+        f"Result `{source}`, measured in {_measured(other)} The same tasks and methods as "
+        f"above on another organism (its own model, SAE and site SAEs), so that a verdict of "
+        f"the `{size}` organism can be told from one of its size.\n",
+        f"### Where isaerft loses (and wins) on `{preset}`\n",
+    ]
+    for task, data in other["tasks"].items():
+        lines += verdicts(task, data["methods"])
+        lines += _moved(main["tasks"].get(task, {}), data, f"`{size}` -> `{preset}`")
+    return [*lines, "", *_task_sections(other, level="###")]
 
 
 def write_docs(
@@ -319,18 +345,25 @@ def write_docs(
     full_path: Path | None = None,
 ) -> Path:
     """Write the comparison page (and its plot next to it, under ``img/``); the corpus
-    organism's result ``corpus_path`` (default: :func:`corpus_result_path`) and a full-mode
-    result ``full_path`` (default: :func:`full_result_path`) add their sections when they
-    exist."""
+    organism's result ``corpus_path`` (default: :func:`corpus_result_path`), a full-mode
+    result ``full_path`` (default: :func:`full_result_path`) and the quick results of the
+    other organism presets (:func:`preset_result_path`) add their sections when they exist."""
     result = json.loads(Path(result_path).read_text())
     corpus_path = Path(corpus_path or corpus_result_path(result_path, result["preset"]))
     corpus = json.loads(corpus_path.read_text()) if corpus_path.is_file() else None
     full_path = Path(full_path or full_result_path(result_path, result["preset"]))
     full = json.loads(full_path.read_text()) if full_path.is_file() else None
+    presets = {
+        name: preset_result_path(result_path, name)
+        for name in ORGANISM_PRESETS
+        if name != result["preset"] and preset_result_path(result_path, name).is_file()
+    }
+    others = {name: json.loads(path.read_text()) for name, path in presets.items()}
     out = out or DOCS / "comparison.md"
     plot(result, out.parent / PLOT)
     sources = f"benchmarks/results/{Path(result_path).name}"
-    for extra, path in ((corpus, corpus_path), (full, full_path)):
+    extras = [(corpus, corpus_path), (full, full_path), *((others[n], presets[n]) for n in others)]
+    for extra, path in extras:
         if extra is not None:
             sources += f" and benchmarks/results/{path.name}"
     lines = [HEADER.format(source=sources)]
@@ -348,6 +381,7 @@ def write_docs(
             if full is not None
             else ""
         )
+        + "".join(f" The `{n}` organism's quick run is in its own section below." for n in others)
         + "\n"
     )
     lines += ["## Where isaerft loses (and wins)\n"]
@@ -359,4 +393,6 @@ def write_docs(
         lines += _corpus_section(corpus, f"benchmarks/results/{corpus_path.name}")
     if full is not None:
         lines += _full_section(full, result, f"benchmarks/results/{full_path.name}")
+    for name, other in others.items():
+        lines += _preset_section(other, result, f"benchmarks/results/{presets[name].name}")
     return write_text(out, "\n".join(lines))

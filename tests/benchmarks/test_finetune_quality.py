@@ -384,6 +384,27 @@ def test_greedy_answers_batch_prompts_of_any_length(bench: Bench, task: Any) -> 
         assert 0 < len(answer) <= 12 and eos not in answer[:-1]
 
 
+def test_another_presets_quick_result_adds_its_section(tmp_path: Path) -> None:
+    """A ``small`` organism's quick result beside the ``tiny`` one gets its own section: its
+    verdicts, each method's gap closed beside tiny's, its tables; the page names its file."""
+    main = tmp_path / "finetune_quality-tiny.json"
+    main.write_text(json.dumps(_fake_result(MAIN_TASKS)))
+    page = write_docs(main, tmp_path / "comparison.md").read_text()
+    assert "`small` organism" not in page
+    small = _fake_result({"style": "sft", "concept": "sft"}) | {"preset": "small"}
+    small["tasks"]["style"]["methods"]["isaerft-scale"] = small["tasks"]["style"]["methods"][
+        "isaerft-scale"
+    ] | {"gap_closed": 0.95}
+    (tmp_path / "finetune_quality-small.json").write_text(json.dumps(small))
+    page = write_docs(main, tmp_path / "comparison.md").read_text()
+    assert "benchmarks/results/finetune_quality-small.json" in page.split("\n\n")[1]
+    head, section = page.split("## On the `small` organism\n")
+    assert "## sentiment (sft)" in head and "### sentiment" not in section
+    assert "### style (sft)" in section and "### concept (sft)" in section
+    assert "`isaerft-scale` 0.70 -> 0.95" in section and "`tiny` -> `small`" in section
+    assert "### Where isaerft loses (and wins) on `small`" in section
+
+
 def test_full_mode_writes_beside_the_quick_result_and_adds_a_section(
     bench_organism: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:  # fmt: skip
