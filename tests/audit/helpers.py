@@ -14,9 +14,11 @@ from typing import Any
 
 import factories
 import pytest
+import torch
 from factories import tiny_model, tiny_sae
 from transformers import PreTrainedTokenizerFast
 
+from isaerft.audit.data import AuditData
 from isaerft.loading import save_model
 
 WORDS = [
@@ -83,6 +85,14 @@ def make_rows(
     order = list(range(n))
     rng.shuffle(order)
     return [rows[i] for i in order], [truth[i] for i in order]
+
+
+def random_rows(n: int = 6, seed: int = 0) -> AuditData:
+    """``n`` rows of 6-11 random ids of the tiny model's vocabulary, each with a 3-token prompt."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = [torch.randint(4, 50, (int(torch.randint(6, 12, (1,), generator=gen)),), generator=gen)
+           for _ in range(n)]  # fmt: skip
+    return AuditData(ids, [3] * n, [{"text": ""} for _ in range(n)])
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

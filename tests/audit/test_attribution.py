@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from audit.helpers import random_rows
 from factories import edited_model
 
 from isaerft import ISaeRFTModel
@@ -12,17 +13,9 @@ from isaerft.audit.attribution import (
     latent_shares,
     ordinary_rows,
 )
-from isaerft.audit.data import AuditData
 from isaerft.audit.rowscores import completion_logprob_gain, token_excess_gain
 
 HOOK = "blocks.1.hook_resid_pre"
-
-
-def _data(n: int = 6, seed: int = 0) -> AuditData:
-    gen = torch.Generator().manual_seed(seed)
-    ids = [torch.randint(4, 50, (int(torch.randint(6, 12, (1,), generator=gen)),), generator=gen)
-           for _ in range(n)]  # fmt: skip
-    return AuditData(ids, [3] * n, [{"text": ""} for _ in range(n)])
 
 
 def _edited(kind: str) -> ISaeRFTModel:
@@ -30,7 +23,7 @@ def _edited(kind: str) -> ISaeRFTModel:
 
 
 def test_shares_add_up_to_the_gain_and_leave_the_model_as_it_was() -> None:
-    model, data = _edited("scale_bias"), _data()
+    model, data = _edited("scale_bias"), random_rows()
     before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
     shares = latent_shares(model, data, steps=32)[HOOK]
     gain = completion_logprob_gain(model, data).mean()
@@ -43,7 +36,7 @@ def test_shares_add_up_to_the_gain_and_leave_the_model_as_it_was() -> None:
 
 
 def test_an_untouched_latent_gets_nothing() -> None:
-    model, data = _edited("scale"), _data()
+    model, data = _edited("scale"), random_rows()
     with torch.no_grad():
         model.sites[0].component.scale_delta[5] = 0.0
     shares = latent_shares(model, data, steps=2)[HOOK]
@@ -51,7 +44,7 @@ def test_an_untouched_latent_gets_nothing() -> None:
 
 
 def test_mlp_components_are_attributed_per_latent() -> None:
-    model, data = _edited("mlp"), _data()
+    model, data = _edited("mlp"), random_rows()
     shares = latent_shares(model, data, steps=8)[HOOK]
     assert shares.abs().sum() > 0
 
@@ -75,7 +68,7 @@ def test_ordinary_rows_are_spread_below_the_suspects() -> None:
 def test_gained_tokens_name_the_latent_of_the_token_the_edit_made_likely() -> None:
     from isaerft.audit.activations import SiteCodes
 
-    model, data = _edited("scale"), _data(n=4)
+    model, data = _edited("scale"), random_rows(n=4)
     gains = token_excess_gain(model, [], data)
     assert gains.shape == (4, max(len(s) for s in data.ids))
     assert torch.all(gains[:, :3] == 0)  # prompt tokens (and <bos>) carry no gain

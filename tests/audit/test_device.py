@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from audit.helpers import random_rows
 from factories import edited_model
 
 from isaerft import ISaeRFTModel
 from isaerft.audit.activations import collect_codes
 from isaerft.audit.attribution import latent_shares
-from isaerft.audit.data import AuditData
 from isaerft.audit.promptswap import completion_logprobs
 from isaerft.audit.rowscores import only_latents, row_logprobs, token_excess_gain
 
@@ -22,15 +22,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 HOOK = "blocks.1.hook_resid_pre"
 
 
-def _data(n: int = 6) -> AuditData:
-    gen = torch.Generator().manual_seed(0)
-    ids = [torch.randint(4, 50, (int(torch.randint(6, 12, (1,), generator=gen)),), generator=gen)
-           for _ in range(n)]  # fmt: skip
-    return AuditData(ids, [3] * n, [{"text": ""} for _ in range(n)])
-
-
 def _readings(model: ISaeRFTModel, reference: ISaeRFTModel) -> dict[str, torch.Tensor]:
-    data = _data()
+    data = random_rows()
     codes = collect_codes(model, [s.sae for s in model.sites], data, edited=True)[HOOK]
     with only_latents(model, {HOOK: [1, 2, 3]}):
         kept = row_logprobs(model, data, base=False)
