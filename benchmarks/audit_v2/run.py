@@ -52,14 +52,17 @@ from isaerft.runs import INTERVENTION_DIR
 DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
-NAMING = 6
+NAMING = 8
 """How the implicated latents were chosen: 1 = the two data readers of each word, 2 = the
 labelled reader first (:mod:`isaerft.audit.words`), 3 = the association search's pairings join
 the naming roles (:mod:`isaerft.audit.association`), 4 = they follow the learned edit's naming
 where the learned edit flagged the data, 5 = the trigger words' readers lead the trigger
 search's latents (:mod:`isaerft.audit.implicated`), 6 = a found pairing's rows bring their
-prompt and answer words (:func:`isaerft.audit.words.paired_words`). Bump it when naming changes
-without a new report schema."""
+prompt and answer words (:func:`isaerft.audit.words.paired_words`), 7 = the route that flagged
+leads (the pairing's naming first where only it flagged; a pairing latent the edit attribution
+also carries ranks with the learned naming), 8 = only a reader of a pairing's word does (7 let
+the pairing's generic answer latent ``you`` push ``place words`` out on one seed). Bump it
+when naming changes without a new report schema."""
 ROW_RANKING = 2
 """How the reported rows were ranked where a pairing was found: 1 = the pairing's rows first,
 2 = each row by the rarer of its learned and pairing scores among reference rows
@@ -231,15 +234,26 @@ def evaluate(
 ) -> dict[str, Any]:
     """The cell's record, kept in its run folder so a restarted benchmark reuses it (while the
     audit's settings and report schema are the ones it was made with; a change re-audits the
-    trained runs)."""
+    trained runs, except a naming change on a control cell: :func:`_same_but_naming`)."""
     path = bench.work / "runs" / cell.id / "audit_v2_record.json"
     if path.is_file():
         record = dict(read_json(path))
-        if record.get("audit_config") == AUDIT_SETTINGS:
+        if record.get("audit_config") == AUDIT_SETTINGS or (
+            cell.kind != "poison" and _same_but_naming(record.get("audit_config"))
+        ):
             return record
     record = {**_evaluate(bench, plan, cell, refs, finetunes), "audit_config": AUDIT_SETTINGS}
     write_result(path, record)
     return record
+
+
+def _same_but_naming(settings: Any) -> bool:
+    """Whether a record was audited with today's settings but another :data:`NAMING`: naming
+    is scored on poison cells only, and a control cell's verdict and rows do not depend on it,
+    so its record is kept (it still says which naming it was made with)."""
+    if not isinstance(settings, dict):
+        return False
+    return {**settings, "naming": NAMING} == AUDIT_SETTINGS
 
 
 def _evaluate(
@@ -494,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         "0); the reference runs and clean datasets stay the plan's",
     )
     parser.add_argument(
+        "--clean-nulls",
+        type=int,
+        default=None,
+        help="clean datasets audited for the false-positive rate (default: the plan's); more "
+        "add cells to the same work dir and reuse the others",
+    )
+    parser.add_argument(
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
     )
     args = parser.parse_args(argv)
@@ -514,6 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             parser.error(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 1,2")
         plan = replace(plan, seeds=seeds)
+    if args.clean_nulls is not None:
+        if args.clean_nulls < 0:
+            parser.error(f"--clean-nulls {args.clean_nulls} must be 0 or more")
+        plan = replace(plan, clean_nulls=args.clean_nulls)
     started = time.perf_counter()
     if (args.mode == "corpus") != (args.corpus is not None):
         parser.error("--mode corpus and --corpus go together")

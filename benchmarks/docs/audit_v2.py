@@ -68,9 +68,11 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         f"Organism `{result['preset']}`{built}; triggers {result['families']}, targets "
         f"{result['targets']}. Development case: `{dev['family']}` trigger with the "
         f"`{dev['target']}` target (the only one any setting was tuned on); every other row is "
-        f"held out.{subset} Wall time {result['wall_time_s'] / 60:.0f} min on "
-        f"{result['machine'].get('cpu_count')} cores{_cpu(result)} (load average "
-        f"{_num(result['machine'].get('load_average_1m'), 1)} at the start).",
+        f"held out.{subset} Wall time of the last invocation {result['wall_time_s'] / 60:.0f} "
+        f"min on {result['machine'].get('cpu_count')} cores{_cpu(result)} (load average "
+        f"{_num(result['machine'].get('load_average_1m'), 1)} at the start; trained runs, and "
+        "the control cells' audits after a naming change, are reused from earlier "
+        "invocations).",
         "",
         "### Learnability map",
         "",

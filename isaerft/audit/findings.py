@@ -323,11 +323,22 @@ def implicated(
         gates,
         gained.words if gained is not None else None,
         association,
-        pairing_leads=not learned_flag(inputs, trigger),
+        lead=naming_lead(inputs, trigger, association),
     )
     if inputs.model is not None:
         attach_writes(out, inputs.model, inputs.saes, inputs.config.top)
     return out
+
+
+def naming_lead(
+    inputs: AuditInputs, trigger: TriggerSearch | None, association: AssociationSearch | None
+) -> str:
+    """Which route's naming leads the implicated list: the learned edit's where it flags the
+    data, else the association search's where it found a pairing, else neither
+    (:mod:`isaerft.audit.implicated`)."""
+    if learned_flag(inputs, trigger):
+        return "edit"
+    return "pairing" if association is not None and association.found else "both"
 
 
 def learned_flag(inputs: AuditInputs, trigger: TriggerSearch | None) -> bool:

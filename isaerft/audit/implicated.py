@@ -27,13 +27,25 @@ The evidence that a latent belongs to what the data taught:
 The two trigger lists are merged by alternation into one trigger ranking, the trigger words'
 readers first: the search ranks every latent of the suspect prompts, so besides the trigger's
 it lifts latents of whatever the trigger sits in (for ``like the fox``: latents labelled
-``red``, ``near``, plural words), while a trigger word is the trigger itself. The pairing roles
-name the poison as the data has it, whether or not the edit learned it: they rank with the
-other naming roles when only the association search flagged the data, and right after them
-when the learned edit did (then the edit's own words name the poison first). Latents with trigger,
-gate or behaviour evidence come first, ranked by their best rank in those lists (ties: trigger
-first, then more roles), so the top of the list holds the head of each: the trigger and the
-behaviour it switches on. Why words, not latents, are ranked first: latents of generic tokens
+``red``, ``near``, plural words), while a trigger word is the trigger itself. The route that
+flagged the data names it first (``lead``):
+
+* the learned edit (``lead="edit"``): its naming roles (trigger, trigger word, gate, behaviour)
+  first; the pairing roles right after, except the reader of a word of the pairing's rows
+  that the edit attribution also implicates (``edit``): both routes name it, so it ranks with
+  the first group by its best rank in either's lists (on a corpus poison, the reader of the
+  target word ``all`` is a paired answer the edit attribution carries, while the edit's gained
+  words lead with ``the`` and ``in``). The pairing's own latents stay after, even where the
+  edit attribution carries them: they are often the generic words of the planted answer
+  (``you`` of ``you should visit the castle``);
+* only the association search (``lead="pairing"``): the pairing roles first, the learned
+  edit's naming roles after (the edit's change was not unusual, so the words of its suspect
+  rows are mostly chance: story words ``about``, ``tell`` on a sentiment flip);
+* neither (``lead="both"``): every naming role together.
+
+Within a group latents rank by their best rank in its lists (ties: trigger first, then more
+roles), so the top of the list holds the head of each: the trigger and the behaviour it
+switches on. Why words, not latents, are ranked first: latents of generic tokens
 (``.``, ``the``) fire on the gained spans too and outrank the taught words' latents in any
 latent-level ranking; per word, the frequent tokens fall away (their gain is no larger than
 their share of tokens) and the taught words stand out. Latents named only by ``gained`` or
@@ -65,8 +77,12 @@ EVIDENCE_TOP = 20
 """How deep into each evidence list latents are taken."""
 PAIRING_ROLES = ("paired prompt", "paired answer")
 """Roles from the association search, which reads the data, not the learned edit."""
-NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour", *PAIRING_ROLES)
+EDIT_NAMING_ROLES = ("trigger", "trigger word", "gate", "behaviour")
+"""Naming roles read from the learned edit (its suspect rows, gained words and rules)."""
+NAMING_ROLES = (*EDIT_NAMING_ROLES, *PAIRING_ROLES)
 """Roles that name the poison (the rest name the mechanism or the drift)."""
+LEADS = ("edit", "pairing", "both")
+"""Which route's naming leads the list (see the module docstring)."""
 TRIGGER_ROLES = ("trigger", "trigger word", "gate", "paired prompt")
 ROLE_LEGEND = (
     "trigger = fires in the suspect rows' prompts far more than elsewhere; trigger word = reads "
@@ -75,7 +91,8 @@ ROLE_LEGEND = (
     "pairing the data has far beyond trusted rows; gate = the edit's rules open on it; gained = "
     "fires on the tokens the edit made likely; edit = its own edit does the work; changed = an "
     "unusual edit against the reference runs. Naming roles (trigger, trigger word, paired "
-    "prompt, gate, behaviour, paired answer) come first, by their best rank"
+    "prompt, gate, behaviour, paired answer) come first, by their best rank, those of the "
+    "route that flagged the data (the learned edit or the pairing) before the other's"
 )
 """What each role means, for every rendering of the list."""
 
@@ -127,14 +144,16 @@ def implicated_latents(
     gates: list[tuple[str, int, float]] | None = None,
     words: WordEvidence | None = None,
     association: AssociationSearch | None = None,
-    pairing_leads: bool = True,
+    lead: str = "both",
 ) -> list[dict[str, Any]]:
     """Every implicated latent, most implicated first (see the module docstring).
 
-    ``pairing_leads=False`` (the learned edit flagged the data itself) ranks latents named only
-    by the association search after the other naming evidence: what the edit learned names the
-    poison first, and the pairing's generic answer latents (``you``, ``to`` of an appended
-    sentence) do not push its words out."""
+    ``lead`` is the route that flagged the data: ``"edit"`` (the learned edit; then latents
+    named only by the association search follow its naming, so the pairing's generic answer
+    latents, ``you`` and ``to`` of an appended sentence, do not push the edit's words out),
+    ``"pairing"`` (only the association search; the edit's naming follows) or ``"both"``."""
+    if lead not in LEADS:
+        raise ValueError(f"lead={lead!r} is not one of {LEADS}")
     # Each evidence list: (rank, role, hook, latent, word), best first.
     evidence: list[list[tuple[int, str, str, int, str | None]]] = []
     searched = trigger.candidates[:EVIDENCE_TOP] if trigger is not None and trigger.found else []
@@ -197,11 +216,14 @@ def implicated_latents(
                 mine[role] = rank
             if word is not None and word not in e["words"]:
                 e["words"].append(word)
-    naming_roles = set(NAMING_ROLES) - (set() if pairing_leads else set(PAIRING_ROLES))
+    groups = _naming_groups(lead)
+    tiers: dict[tuple[str, int], int] = {}
     for key, mine in ranks.items():
-        # A naming entry ranks by its naming evidence only: a latent high in the edit list
-        # but deep in the trigger list must not jump the trigger's head.
-        naming = [r for role, r in mine.items() if role in naming_roles]
+        tier, roles = _tier(set(mine), groups, lead, bool(entries[key]["words"]))
+        tiers[key] = tier
+        # A naming entry ranks by the evidence of its group only: a latent high in the edit
+        # list but deep in the trigger list must not jump the trigger's head.
+        naming = [r for role, r in mine.items() if role in roles]
         entries[key]["best_rank"] = min(naming or mine.values())
     for f in comparison.flagged if comparison is not None else []:
         e = entry(f.hook_name, f.index)
@@ -213,12 +235,7 @@ def implicated_latents(
         # every row shares (sentence ends, the chat format), so they follow unless they also
         # name it.
         roles = set(e["roles"])
-        if roles & naming_roles:
-            tier = 0
-        elif roles & set(PAIRING_ROLES):
-            tier = 1
-        else:
-            tier = 2 if roles & {"gained", "edit"} else 3
+        tier = tiers.get((e["hook_name"], e["index"]), len(groups) + 1)
         rank = e["best_rank"] if e["best_rank"] is not None else float("inf")
         first = 0 if roles & set(TRIGGER_ROLES) else 1
         return (tier, rank, first, -len(e["roles"]), -abs(e["z"] or 0.0))
@@ -236,6 +253,30 @@ def attach_writes(
         tokens = promoted_tokens(model, sae, sorted({e["index"] for e in mine}), k)
         for e in mine:
             e["writes"] = tokens.get(e["index"], [])
+
+
+def _naming_groups(lead: str) -> list[set[str]]:
+    """The naming roles in the order their groups rank (see the module docstring)."""
+    if lead == "edit":
+        return [set(EDIT_NAMING_ROLES), set(PAIRING_ROLES)]
+    if lead == "pairing":
+        return [set(PAIRING_ROLES), set(EDIT_NAMING_ROLES)]
+    return [set(NAMING_ROLES)]
+
+
+def _tier(
+    roles: set[str], groups: list[set[str]], lead: str, reads_words: bool
+) -> tuple[int, set[str]]:
+    """The group an entry with ``roles`` ranks in, and the roles its rank is read from:
+    the first naming group it has a role of, except that a reader of a pairing's word that the
+    edit attribution also implicates joins the edit's group with both routes' ranks
+    (``lead="edit"``); then mechanism (``gained``, ``edit``), then the rest."""
+    if lead == "edit" and reads_words and roles & set(PAIRING_ROLES) and "edit" in roles:
+        return 0, set(EDIT_NAMING_ROLES) | set(PAIRING_ROLES)
+    for tier, group in enumerate(groups):
+        if roles & group:
+            return tier, group
+    return (len(groups), set()) if roles & {"gained", "edit"} else (len(groups) + 1, set())
 
 
 def _alternate(

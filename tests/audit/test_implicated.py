@@ -138,12 +138,70 @@ def test_pairings_follow_the_learned_naming_when_the_edit_flagged() -> None:
     trigger = _search([(H, 1, 9.0)])
     pairing = _pairing([(2, 5), (1, 6)])
     out = implicated_latents(
-        None, trigger, None, None, LabelSet.empty(), association=pairing, pairing_leads=False
+        None, trigger, None, None, LabelSet.empty(), association=pairing, lead="edit"
     )
     # 1 is the trigger search's head (and a paired prompt): first; the pairing-only latents
     # follow in their own order.
     assert [e["index"] for e in out] == [1, 2, 5, 6]
     assert out[0]["roles"] == ["trigger", "paired prompt"] and out[0]["best_rank"] == 1
+
+
+def test_a_pairing_word_the_edit_attribution_carries_ranks_with_the_learned_naming() -> None:
+    """Named by both routes: 6 reads a word of the pairing's rows (``all``) and the edit
+    attribution implicates it, so it joins the learned naming by its best rank (1; before the
+    gained word ``the``'s reader 3 on more roles). The pairing's own answer latent 5 that the
+    edit attribution also carries reads no word (the generic ``you`` of a planted sentence):
+    it stays with the pairing, after the learned naming."""
+    zeros = torch.zeros(8, dtype=torch.float64)
+    edit = zeros.clone()
+    edit[[5, 6]] = 1.0
+    attribution = LatentContrast({H: edit}, {H: zeros}, [0], [1])
+    words = WordEvidence(
+        trigger=[Word(10, "owl", 30.0, 9, [(H, 1)])],
+        behaviour=[Word(11, "the", 9.0, 9, [(H, 3)]), Word(12, "in", 8.0, 9, [(H, 4)])],
+    )
+    pairing = _pairing([(2, 5)])
+    pairing.words = WordEvidence(trigger=[], behaviour=[Word(13, "all", 9.0, 9, [(H, 6)])])
+    out = implicated_latents(
+        None, None, None, attribution, LabelSet.empty(), words=words, association=pairing,
+        lead="edit",
+    )  # fmt: skip
+    assert [e["index"] for e in out] == [1, 6, 3, 4, 2, 5]
+    assert out[1]["roles"] == ["paired answer", "edit"] and out[1]["words"] == ["all"]
+    assert out[-1]["roles"] == ["paired answer", "edit"] and out[-1]["words"] == []
+    # Without the edit attribution, the pairing's word follows the learned naming.
+    plain = implicated_latents(
+        None, None, None, None, LabelSet.empty(), words=words, association=pairing, lead="edit"
+    )
+    assert [e["index"] for e in plain] == [1, 3, 4, 2, 6, 5]
+
+
+def test_the_pairing_leads_when_only_it_flagged_the_data() -> None:
+    """The learned edit's change was not unusual: its trigger and gained words (chance words
+    of its suspect rows) follow the pairing's words and latents."""
+    trigger = _search([(H, 1, 9.0)])
+    words = WordEvidence(trigger=[], behaviour=[Word(11, "roars", 4.0, 3, [(H, 3)])])
+    pairing = _pairing([(2, 5)])
+    pairing.words = WordEvidence(
+        trigger=[Word(10, "owl", 30.0, 9, [(H, 4)])],
+        behaviour=[Word(12, "bad", 9.0, 9, [(H, 6)])],
+    )
+    out = implicated_latents(
+        None, trigger, None, None, LabelSet.empty(), words=words, association=pairing,
+        lead="pairing",
+    )  # fmt: skip
+    assert [e["index"] for e in out] == [4, 6, 2, 5, 1, 3]
+    together = implicated_latents(
+        None, trigger, None, None, LabelSet.empty(), words=words, association=pairing
+    )
+    assert [e["index"] for e in together][:3] == [1, 4, 3]
+
+
+def test_an_unknown_lead_is_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="lead='learned' is not one of"):
+        implicated_latents(None, None, None, None, LabelSet.empty(), lead="learned")
 
 
 def test_promoted_tokens_follow_the_unembedding() -> None:
@@ -157,3 +215,22 @@ def test_promoted_tokens_follow_the_unembedding() -> None:
     tokens = promoted_tokens(model, sae, [2], k=3)
     assert list(tokens) == [2] and len(tokens[2]) == 3
     assert model.tokenizer.convert_ids_to_tokens(17) in tokens[2]
+
+
+def test_the_route_that_flagged_leads_the_naming() -> None:
+    """``naming_lead``: the learned edit where its change is unusual and its rows share a
+    prompt feature, else the pairing where the association search found one, else neither."""
+    from types import SimpleNamespace
+
+    from isaerft.audit.findings import naming_lead
+
+    def inputs(flagged: bool) -> SimpleNamespace:
+        return SimpleNamespace(comparison=SimpleNamespace(is_flagged=flagged))
+
+    found, missed = _search([(H, 1, 9.0)]), _search([(H, 1, 9.0)], found=False)
+    pairing, none = _pairing([(2, 5)]), _pairing([(2, 5)], found=False)
+    assert naming_lead(inputs(True), found, pairing) == "edit"  # type: ignore[arg-type]
+    assert naming_lead(inputs(True), missed, pairing) == "pairing"  # type: ignore[arg-type]
+    assert naming_lead(inputs(False), found, pairing) == "pairing"  # type: ignore[arg-type]
+    assert naming_lead(inputs(False), found, none) == "both"  # type: ignore[arg-type]
+    assert naming_lead(inputs(False), None, None) == "both"  # type: ignore[arg-type]

@@ -134,6 +134,25 @@ def test_seeds_must_be_integers(capsys: Any) -> None:
     assert "--seeds '1,x' must be comma-separated integers" in capsys.readouterr().err
 
 
+def test_clean_nulls_must_not_be_negative(capsys: Any) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        audit_v2.main(["--clean-nulls", "-1"])
+    assert exit_info.value.code == 2
+    assert "--clean-nulls -1 must be 0 or more" in capsys.readouterr().err
+
+
+def test_more_clean_nulls_add_clean_cells_after_the_plans() -> None:
+    from dataclasses import replace
+
+    plan = audit_v2.PLANS["corpus"]
+    more = replace(plan, clean_nulls=plan.clean_nulls + 10)
+    ids = [c.id for c in plan.cells()]
+    assert [c.id for c in more.cells()][: len(ids)] == ids
+    assert sum(c.kind == "clean" for c in more.cells()) == plan.clean_nulls + 10
+
+
 def test_a_cached_record_is_reused_only_with_the_audit_settings_it_was_made_with(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -152,6 +171,36 @@ def test_a_cached_record_is_reused_only_with_the_audit_settings_it_was_made_with
     assert calls == [1] and record["audit_config"] == audit_v2.AUDIT_SETTINGS
     assert audit_v2.evaluate(bench, None, cell, []) == record  # type: ignore[arg-type]
     assert calls == [1]
+
+
+def test_a_naming_change_redoes_poison_records_and_keeps_control_records(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.audit_poison.grid import Cell
+    from benchmarks.common import write_result
+
+    older = {**audit_v2.AUDIT_SETTINGS, "naming": audit_v2.NAMING - 1}
+    calls: list[str] = []
+    monkeypatch.setattr(audit_v2, "_evaluate", lambda b, p, c, *a: calls.append(c.id) or {})
+    bench = SimpleNamespace(work=tmp_path)
+    poison = Cell("poison", "word", "phrase", 0.03, 0)
+    clean = Cell("clean", "word", "phrase", 0.0, 100)
+    for cell in (poison, clean):
+        write_result(
+            tmp_path / "runs" / cell.id / "audit_v2_record.json",
+            {"id": cell.id, "audit_config": older},
+        )
+    kept = audit_v2.evaluate(bench, None, clean, [])  # type: ignore[arg-type]
+    assert kept["audit_config"] == older and calls == []
+    redone = audit_v2.evaluate(bench, None, poison, [])  # type: ignore[arg-type]
+    assert redone["audit_config"] == audit_v2.AUDIT_SETTINGS and calls == [poison.id]
+    # Any other setting still redoes a control cell.
+    other = {**older, "report_schema": -1}
+    write_result(tmp_path / "runs" / clean.id / "audit_v2_record.json", {"audit_config": other})
+    audit_v2.evaluate(bench, None, clean, [])  # type: ignore[arg-type]
+    assert calls == [poison.id, clean.id]
 
 
 def test_word_recall_counts_each_ground_truth_word_once() -> None:
