@@ -264,6 +264,27 @@ class ISaeRFTModel(nn.Module):
         """Whether :meth:`set_anchor` was called (the L1 measures from the anchor)."""
         return self._anchor is not None
 
+    def l1_targets(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
+        """Each penalised parameter with the value its L1 penalty measures from (zero, or its
+        anchor, see :meth:`set_anchor`): what a proximal L1 update shrinks towards.
+
+        Refused with one line for a kind whose penalty depends on the input
+        (:attr:`~isaerft.components.LatentComponent.parameter_l1` is ``False``).
+        """
+        out: list[tuple[nn.Parameter, torch.Tensor]] = []
+        for site in self.sites:
+            if not site.component.parameter_l1:
+                raise ValueError(
+                    f"component {self.config.component!r} has an input-dependent L1 penalty, so "
+                    "it cannot be shrunk by a proximal update; use optim.l1_update=gradient or "
+                    "a scale, bias or scale_bias component"
+                )
+            for name, param in site.component.named_parameters():
+                key = f"{site.hook_name}/{name}"
+                centre = self._anchor[key] if self._anchor is not None else torch.zeros_like(param)
+                out.append((param, centre.to(param.device)))
+        return out
+
     def deviation_l1(self) -> torch.Tensor:
         """The sparsity penalty: the L1 norm of the deviation from identity, summed over sites,
         from the last forward (or the parameters' L1 distance from the anchor, see

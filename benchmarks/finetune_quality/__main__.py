@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         default = main_result if args.quick else full_result_path(main_result, args.preset)
     out = args.out or default
-    if args.tasks and out.is_file():
+    if (args.tasks or args.methods) and out.is_file():
         result = merged(json.loads(out.read_text(encoding="utf-8")), result)
     write_result(out, result)
     print(f"wrote {out} in {result['wall_s']:.0f}s")
@@ -119,11 +119,20 @@ def merged(previous: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     corpus, mode and settings (a full mode is often run a few tasks at a time): its tasks
     replace the previous ones of the same name; ``runs`` lists each run's tasks, wall time and
     machine, and ``wall_s`` is their sum (a run whose tasks were all run again is dropped).
-    A previous result measured otherwise is replaced."""
+    A ``--methods`` run adds its methods to the previous tasks instead (replacing those of the
+    same name, and an earlier run of no more methods on no more tasks; ``full-ft``, which every
+    run trains first for ``gap_closed``, is seeded and so the same). A previous result measured otherwise is replaced."""
     keys = ("preset", "corpus", "preference_target", "mode", "settings")
     if any(previous.get(k) != result.get(k) for k in keys):
         return result
-    fresh = set(result["tasks"])
+    # Tasks the run left some previous methods out of: add its methods to the previous ones.
+    added = {
+        name
+        for name, task in result["tasks"].items()
+        if name in previous["tasks"]
+        and set(previous["tasks"][name]["methods"]) - set(task["methods"])
+    }
+    fresh = set(result["tasks"]) - added
     earlier = previous.get("runs") or [
         {
             "tasks": list(previous["tasks"]),
@@ -133,10 +142,31 @@ def merged(previous: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     ]
     kept = [{**r, "tasks": [t for t in r["tasks"] if t not in fresh]} for r in earlier]
     runs = [r for r in kept if r["tasks"]]
-    runs.append(
-        {"tasks": list(result["tasks"]), "wall_s": result["wall_s"], "machine": result["machine"]}
-    )
-    tasks = {k: v for k, v in previous["tasks"].items() if k not in fresh} | result["tasks"]
+    run: dict[str, Any] = {
+        "tasks": list(result["tasks"]),
+        "wall_s": result["wall_s"],
+        "machine": result["machine"],
+    }
+    if added:
+        run["methods"] = sorted({m for t in added for m in result["tasks"][t]["methods"]})
+        # An earlier run of these methods on these tasks was measured again: drop it.
+        runs = [
+            r
+            for r in runs
+            if not (set(r.get("methods", ())) and set(r["methods"]) <= set(run["methods"]))
+            or not set(r["tasks"]) <= set(run["tasks"])
+        ]
+    runs.append(run)
+    tasks = {k: v for k, v in previous["tasks"].items() if k not in fresh} | {
+        k: v for k, v in result["tasks"].items() if k in fresh
+    }
+    for name in added:
+        before, now = previous["tasks"][name], result["tasks"][name]
+        tasks[name] = {
+            **before,
+            "methods": before["methods"] | now["methods"],
+            "wall_s": before.get("wall_s", 0.0) + now.get("wall_s", 0.0),
+        }
     return {**result, "tasks": tasks, "wall_s": sum(r["wall_s"] for r in runs), "runs": runs}
 
 

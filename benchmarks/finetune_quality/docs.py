@@ -53,7 +53,11 @@ preference behaviour (its `behaviour_success` is in the JSON), so suppression he
 likelihood pushed below base, not the removal of a behaviour that was there: it separates edits
 that are odd in their factor from those that are not, and is no evidence of RePS-style
 suppression of a behaviour the prompt asks for. `moved_latents` = isaerft latents whose edit
-exceeds 1e-3 (no L1 penalty here). `-multisite` methods put the component at every residual
+exceeds 1e-3; only the `-sparse` methods have an L1 penalty, applied as a proximal step after
+each AdamW step (`optim.l1_update: proximal`, with the coefficient the JSON records as
+`l1_coefficient`, chosen once on the dev task), so their unmoved latents are exactly at
+identity.
+`-multisite` methods put the component at every residual
 site of the organism (each block's input and the last block's output), each with its own SAE
 trained on the organism's SAE text (`isaerft.organism.sites.site_sae`).
 LoRA, IA3 and full fine-tuning train the organism's Hugging Face GPT-2 checkpoint through PEFT;
@@ -147,6 +151,25 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
         )
     if m.get("moved_latents") is not None:
         out.append(f"  Moved latents: {m['moved_latents']:.0f}.")
+    return out + _sparsity(methods)
+
+
+def _sparsity(methods: dict[str, Any]) -> list[str]:
+    """Per ``-sparse`` method: latents moved and the share of its dense twin's gap kept."""
+    out = []
+    for name, m in sorted(methods.items()):
+        dense = methods.get(name.removesuffix("-sparse"))
+        if not name.endswith("-sparse") or dense is None or m.get("moved_latents") is None:
+            continue
+        kept = m["gap_closed"] / dense["gap_closed"] if dense["gap_closed"] else float("nan")
+        out.append(
+            f"  Sparse: `{name}` (L1 {m.get('l1_coefficient', float('nan')):g}) moves "
+            f"{m['moved_latents']:.0f} latent(s) "
+            f"(`{name.removesuffix('-sparse')}`: {dense['moved_latents']:.0f}) and closes "
+            f"{m['gap_closed']:.3f} of the gap ({kept:.0%} of the dense edit's); behaviour "
+            f"success {m['behaviour_success']:.2f} vs {dense['behaviour_success']:.2f}, "
+            f"capability KL {m['capability_kl']:.3f} vs {dense['capability_kl']:.3f}."
+        )
     return out
 
 

@@ -210,6 +210,9 @@ def run_task(
         for seed, r in enumerate(rows):
             r["gap_closed"] = metrics.gap_closed(base_loss, r["loss"], full[seed])
         methods[name] = aggregate(rows) | {"tuned_value": chosen[name]}
+        l1 = METHODS[name][1].get("l1")
+        if l1:
+            methods[name]["l1_coefficient"] = l1
     return {
         "objective": objective,
         "base": {"loss": base_loss, "behaviour_success": base_success},

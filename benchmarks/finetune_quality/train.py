@@ -146,6 +146,7 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        method.after_step(opt)
         sched.step()
         times.append(time.perf_counter() - start)
     warm = times[min(3, len(times) - 1) :]

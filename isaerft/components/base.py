@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
@@ -21,6 +21,12 @@ class LatentComponent(nn.Module, ABC):
     makes decoding cheaper. With ``config.init == "identity"`` every subclass must return
     an exact zero delta, which is what makes the spliced model bit-identical at init.
     """
+
+    parameter_l1: ClassVar[bool] = False
+    """Whether the sparsity penalty is the summed ``|value|`` of the tensors :meth:`edits`
+    returns, which are then the parameters themselves (0 is the identity). Only such kinds can
+    train with ``optim.l1_update: proximal``, which shrinks exactly these parameters; a kind
+    whose penalty depends on the input (``mlp``, ``conditional``) leaves it ``False``."""
 
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
         super().__init__()

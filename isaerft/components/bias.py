@@ -21,6 +21,8 @@ class BiasComponent(LatentComponent):
     once per forward rather than once per token.
     """
 
+    parameter_l1 = True
+
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
         super().__init__(d_sae, config)
         init = torch.zeros(d_sae, dtype=self.param_dtype)

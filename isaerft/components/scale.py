@@ -21,6 +21,8 @@ class ScaleComponent(LatentComponent):
     each token are decoded when they are few (see ``sparse_decode_density``).
     """
 
+    parameter_l1 = True
+
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
         super().__init__(d_sae, config)
         init = torch.zeros(d_sae, dtype=self.param_dtype)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 class ScaleBiasComponent(LatentComponent):
     """A per-latent affine map; each part keeps its own cheap decode path."""
 
+    parameter_l1 = True
+
     def __init__(self, d_sae: int, config: ISaeRFTConfig) -> None:
         super().__init__(d_sae, config)
         self.scale = ScaleComponent(d_sae, config)

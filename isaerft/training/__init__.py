@@ -16,6 +16,7 @@ from isaerft.training.prefix_cache import PrefixCache, PrefixCacheStore
 from isaerft.training.recipe import TrainRecipe
 from isaerft.training.record import RunInfo, load_run, read_run_info
 from isaerft.training.run import RunResult, train
+from isaerft.training.sparsity import proximal_l1_
 
 # Everything else (the recipe's sections, tokenising, prefix boundaries, the top-latents
 # logger) is importable from its module: isaerft.training.recipe, .data, .prefix_cache, ...
@@ -31,6 +32,7 @@ __all__ = [
     "TrainRecipe",
     "format_moved_latents",
     "load_run",
+    "proximal_l1_",
     "read_latent_labels",
     "read_run_info",
     "top_moved_latents",

@@ -15,6 +15,7 @@ from isaerft.training.preference import reference_free_preference_loss
 from isaerft.training.prefix_cache import PrefixBoundary, run_from_prefix
 from isaerft.training.recipe import ObjectiveConfig, OptimConfig
 from isaerft.training.resolve import place
+from isaerft.training.sparsity import proximal_l1_
 
 Batch = dict[str, Any]
 
@@ -134,7 +135,10 @@ class ISaeRFTLightningModule(pl.LightningModule):
                 logits, main["input_ids"], main["loss_mask"], main["denominator"]
             )
         parts["l1"] = l1.detach()
-        total = parts["objective"] + self.l1_coefficient * l1
+        # A proximal L1 update applies the penalty after the step instead (sparsity.py).
+        total = parts["objective"]
+        if self.optim.l1_update == "gradient":
+            total = total + self.l1_coefficient * l1
         if self.objective.kl_coefficient > 0 and "kl" in batch:
             kl_batch = batch["kl"]
             with torch.no_grad():
@@ -261,10 +265,15 @@ class ISaeRFTLightningModule(pl.LightningModule):
                 f"before the update and the last good checkpoint is kept. {REMEDY}"
             )
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Step, then stop if the update left a parameter non-finite or exploded: this runs
-        before any checkpoint of the step is written, so the last checkpoint stays good."""
-        super().optimizer_step(*args, **kwargs)
+    def optimizer_step(
+        self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None
+    ) -> None:
+        """Step (and apply a proximal L1 update), then stop if the update left a parameter
+        non-finite or exploded: this runs before any checkpoint of the step is written, so the
+        last checkpoint stays good."""
+        super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+        if self.optim.l1_update == "proximal":
+            proximal_l1_(optimizer, self.isaerft.l1_targets(), self.l1_coefficient)
         with torch.no_grad():
             largest = max(
                 float(p.detach().abs().max()) for p in self.isaerft.trainable_parameters()

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from isaerft.components import component_kinds
 from isaerft.config import ISaeRFTConfig
 from isaerft.configbase import (
     ConfigBase,
@@ -23,6 +24,7 @@ from isaerft.configbase import (
 )
 from isaerft.rows.render import DEFAULT_FIELDS
 from isaerft.training._dataclass_tree import apply_overrides
+from isaerft.training.sparsity import L1_UPDATES
 
 __all__ = [
     "apply_overrides"
@@ -204,6 +206,10 @@ class OptimConfig(_Section):
         scheduler: ``constant``, ``linear`` (decay to 0) or ``cosine`` (decay to 0).
         warmup_steps: linear warm-up steps before the schedule.
         grad_clip: clip the gradient norm to this value; ``None`` disables clipping.
+        l1_update: how ``intervention.l1_coefficient`` acts: ``gradient`` (a loss term) or
+            ``proximal`` (an exact soft-threshold after each step, so latents the data does not
+            move stay exactly unchanged; ``scale``, ``bias`` and ``scale_bias`` only; see
+            :mod:`isaerft.training.sparsity`).
     """
 
     optimizer: str = "adam"
@@ -213,6 +219,7 @@ class OptimConfig(_Section):
     scheduler: str = "constant"
     warmup_steps: int = 0
     grad_clip: float | None = None
+    l1_update: str = "gradient"
 
     config_name: ClassVar[str] = "recipe optim"
 
@@ -220,6 +227,7 @@ class OptimConfig(_Section):
         """Ranges and choices (types are checked by the config base)."""
         self.choice("optimizer", OPTIMIZERS)
         self.choice("scheduler", SCHEDULERS)
+        self.choice("l1_update", L1_UPDATES)
         self.positive("lr")
         self.positive("weight_decay", allow_zero=True)
         self.integer("warmup_steps", 0)
@@ -374,6 +382,8 @@ class TrainRecipe(_Section):
                 f"recipe objective.kind={kind} needs preference rows, but data.format="
                 f"{self.data.format!r}; use data.format=preference (or auto)"
             )
+        if self.optim.l1_update == "proximal":
+            self._check_proximal()
         if self.intervention.dtype == "float16" and self.optim.optimizer != "sgd":
             # Adam divides by sqrt(v) + eps; in float16 eps=1e-8 rounds to 0 and squared
             # gradients underflow to 0, so the first update is 0/0: NaN whatever the lr.
@@ -382,6 +392,21 @@ class TrainRecipe(_Section):
                 f"{self.optim.optimizer}: Adam's eps (1e-8) and squared gradients underflow to 0 "
                 "in float16, so its updates are NaN; use intervention.dtype=float32 (or bfloat16) "
                 "and keep model_dtype=float16 for the frozen model, or optim.optimizer=sgd"
+            )
+
+    def _check_proximal(self) -> None:
+        """A proximal L1 update needs a penalty to apply and a kind whose penalty it can apply."""
+        component = self.intervention.component
+        if not component_kinds()[component].parameter_l1:
+            raise ConfigError(
+                f"recipe optim.l1_update=proximal cannot train component={component!r}: its L1 "
+                "penalty depends on the input; use optim.l1_update=gradient, or a scale, bias "
+                "or scale_bias component"
+            )
+        if self.intervention.l1_coefficient == 0:
+            raise ConfigError(
+                "recipe optim.l1_update=proximal does nothing with intervention.l1_coefficient=0;"
+                " set a coefficient (e.g. 1e-3) or use optim.l1_update=gradient"
             )
 
     @property

@@ -472,3 +472,50 @@ def test_a_full_mode_run_of_some_tasks_adds_them_to_the_full_result(
     cli.main(["--tasks", "style", "--steps", "10"])  # other settings: a result of its own
     full = json.loads(path.read_text())
     assert set(full["tasks"]) == {"style"} and "runs" not in full
+
+
+def test_a_run_of_some_methods_adds_them_to_the_previous_tasks(
+    bench_organism: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--methods`` measures new methods without re-running the others: they join the
+    previous tasks (full-ft, trained first in every run, is replaced by its seeded twin)."""
+
+    def fake_run(org: Any, settings: Any, names: Any, tasks: tuple[str, ...]) -> dict[str, Any]:
+        result = _fake_result(dict.fromkeys(tasks, "sft"))["tasks"]
+        for task in result.values():
+            kept = {n: m for n, m in task["methods"].items() if names is None or n in names}
+            task["methods"] = kept | (
+                {"isaerft-scale-sparse": task["methods"]["isaerft-scale"]} if names else {}
+            )
+        return {"tasks": result, "wall_s": 40.0 if names else 100.0}
+
+    monkeypatch.setattr(cli, "build_organism", lambda preset, corpus=None: bench_organism)
+    monkeypatch.setattr(cli, "run_benchmark", fake_run)
+    monkeypatch.setattr(cli, "RESULTS", tmp_path)
+    path = tmp_path / "finetune_quality-tiny.json"
+    cli.main(["--quick", "--tasks", "style"])
+    cli.main(["--quick", "--tasks", "style", "--methods", "full-ft", "isaerft-scale-sparse"])
+    result = json.loads(path.read_text())
+    assert set(result["tasks"]["style"]["methods"]) == {
+        "full-ft", "lora-r8", "isaerft-scale", "isaerft-scale-sparse"
+    }  # fmt: skip
+    assert result["wall_s"] == 140.0
+    assert [r.get("methods") for r in result["runs"]] == [
+        None, ["full-ft", "isaerft-scale-sparse"]
+    ]  # fmt: skip
+    cli.main(["--quick", "--tasks", "style", "--methods", "full-ft", "isaerft-scale-sparse"])
+    again = json.loads(path.read_text())
+    assert again["wall_s"] == 140.0 and len(again["runs"]) == 2  # the repeat replaced it
+
+
+def test_verdicts_say_what_a_sparse_edit_keeps() -> None:
+    methods = _fake_result({"style": "sft"})["tasks"]["style"]["methods"]
+    methods["isaerft-scale"] |= {"moved_latents": 500.0, "behaviour_success": 0.8}
+    methods["isaerft-scale-sparse"] = methods["isaerft-scale"] | {
+        "gap_closed": 0.35, "moved_latents": 20.0, "behaviour_success": 0.6,
+        "l1_coefficient": 0.01, "capability_kl": 0.002,
+    }  # fmt: skip
+    line = next(s for s in docs_module.verdicts("style", methods) if "Sparse:" in s)
+    assert "`isaerft-scale-sparse` (L1 0.01) moves 20 latent(s) (`isaerft-scale`: 500)" in line
+    assert "0.350 of the gap (50% of the dense edit's)" in line and "0.60 vs 0.80" in line
+    assert "capability KL 0.002 vs 0.010" in line

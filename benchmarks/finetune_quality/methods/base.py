@@ -64,6 +64,9 @@ class Method:
     def prepare(self, ctx: MethodContext) -> None:
         """Compute anything derived from data before training (default: nothing)."""
 
+    def after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Called after each optimizer step, before the schedule moves (default: nothing)."""
+
 
 class Steerable(Method):
     """A method whose edit can be applied ``scale`` times (``scale`` 1 is the trained edit)."""
