@@ -169,8 +169,22 @@ def _sparsity(methods: dict[str, Any]) -> list[str]:
             f"{m['gap_closed']:.3f} of the gap ({kept:.0%} of the dense edit's); behaviour "
             f"success {m['behaviour_success']:.2f} vs {dense['behaviour_success']:.2f}, "
             f"capability KL {m['capability_kl']:.3f} vs {dense['capability_kl']:.3f}."
+            + _reading(m.get("top_latents_seed0") or [])
         )
     return out
+
+
+def _reading(top: list[dict[str, Any]]) -> str:
+    """The sparse edit's three largest latents as a reader sees them (label and edit)."""
+    if not top:
+        return ""
+    shown = [
+        f"#{t['index']} {t['label']} ("
+        + ", ".join(f"{k} {t[k]:+.2f}" for k in ("scale", "bias") if k in t)
+        + ")"
+        for t in top[:3]
+    ]
+    return " Largest edits (seed 0): " + "; ".join(shown) + "."
 
 
 def _shortfall(ratio: float, params: float) -> str:

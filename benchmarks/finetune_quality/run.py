@@ -189,6 +189,7 @@ def run_task(
     names = ["full-ft", *[n for n in names if n != "full-ft"]]  # full-ft first: gap_closed needs it
     per_seed: dict[str, list[dict[str, Any]]] = {}
     chosen: dict[str, float] = {}
+    readings: dict[str, list[dict[str, Any]]] = {}  # a sparse edit's top latents, seed 0
     for name in names:
         t0 = time.perf_counter()
         chosen[name], tuned = bench.tune(name, task, objective, data)
@@ -198,6 +199,8 @@ def run_task(
             else:
                 method, step_s = bench.fit(name, task, objective, seed, chosen[name], data)
             row = bench.evaluate(method, task, objective, data)
+            if seed == 0 and isinstance(method, ISaeRFT) and method.l1 > 0:
+                readings[name] = method.top_latents(bench.org.labels().description)
             row |= {
                 "trainable_params": method.num_trainable(),
                 "step_time_over_floor": step_s / floor,
@@ -213,6 +216,8 @@ def run_task(
         l1 = METHODS[name][1].get("l1")
         if l1:
             methods[name]["l1_coefficient"] = l1
+        if name in readings:
+            methods[name]["top_latents_seed0"] = readings[name]
     return {
         "objective": objective,
         "base": {"loss": base_loss, "behaviour_success": base_success},

@@ -514,8 +514,27 @@ def test_verdicts_say_what_a_sparse_edit_keeps() -> None:
     methods["isaerft-scale-sparse"] = methods["isaerft-scale"] | {
         "gap_closed": 0.35, "moved_latents": 20.0, "behaviour_success": 0.6,
         "l1_coefficient": 0.01, "capability_kl": 0.002,
+        "top_latents_seed0": [{"index": 7, "label": 'the word "red"', "scale": 0.5}],
     }  # fmt: skip
     line = next(s for s in docs_module.verdicts("style", methods) if "Sparse:" in s)
     assert "`isaerft-scale-sparse` (L1 0.01) moves 20 latent(s) (`isaerft-scale`: 500)" in line
     assert "0.350 of the gap (50% of the dense edit's)" in line and "0.60 vs 0.80" in line
     assert "capability KL 0.002 vs 0.010" in line
+    assert 'Largest edits (seed 0): #7 the word "red" (scale +0.50).' in line
+
+
+def test_a_sparse_edit_names_its_largest_latents(bench: Bench, task: Any) -> None:
+    method = build_method("isaerft-scale_bias-sparse", bench.context(task, seed=0))
+    assert isinstance(method, ISaeRFT) and method.l1 > 0
+    batch = make_batch(task.rows["train"][:4], bench.pad, bench.base_logits)
+    train(method, [batch], "sft", steps=3, lr=0.3, seed=0)
+    top = method.top_latents(lambda i: f"latent {i}", k=3)
+    component = method.model.sites[0].component
+    magnitude = component.magnitude()
+    assert 0 < len(top) <= 3 and method.moved_latents() < magnitude.numel()
+    assert [t["index"] for t in top] == magnitude.topk(len(top)).indices.tolist()
+    first = top[0]
+    assert first["label"] == f"latent {first['index']}" and {"scale", "bias"} <= set(first)
+    assert abs(first["scale"]) + abs(first["bias"]) == pytest.approx(
+        float(magnitude.max()), abs=1e-3
+    )

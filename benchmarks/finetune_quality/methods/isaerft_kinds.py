@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -66,6 +69,19 @@ class ISaeRFT(Steerable):
         """The proximal L1 update of the ``-sparse`` methods (nothing for ``l1 == 0``)."""
         if self.l1 > 0:
             proximal_l1_(optimizer, self.model.l1_targets(), self.l1)
+
+    def top_latents(self, describe: Callable[[int], str], k: int = 5) -> list[dict[str, Any]]:
+        """The ``k`` latents whose edit moved most (one site): index, ``describe(index)``, and
+        each edit's value (``scale`` as ``s - 1``, ``bias``), for reading what was learned."""
+        site = self.model.sites[0]
+        magnitude = site.component.magnitude()
+        edits = {name: value.detach() for name, value in site.component.edits().items()}
+        top = magnitude.topk(min(k, int((magnitude > 0).sum()))).indices.tolist()
+        return [
+            {"index": i, "label": describe(i)}
+            | {name: round(float(v[i]), 4) for name, v in edits.items()}
+            for i in top
+        ]
 
     def moved_latents(self, tolerance: float = 1e-3) -> int:
         """Latents whose edit moved beyond ``tolerance`` (how sparse the explanation is)."""
