@@ -56,7 +56,8 @@ suppression of a behaviour the prompt asks for. `moved_latents` = isaerft latent
 exceeds 1e-3; only the `-sparse` methods have an L1 penalty, applied as a proximal step after
 each AdamW step (`optim.l1_update: proximal`, with the coefficient the JSON records as
 `l1_coefficient`, chosen once on the dev task), so their unmoved latents are exactly at
-identity.
+identity; the `-top32` methods keep only the 32 largest latent edits after each step (the JSON's
+`latent_budget`), the rest set back to identity.
 `-multisite` methods put the component at every residual
 site of the organism (each block's input and the last block's output), each with its own SAE
 trained on the organism's SAE text (`isaerft.organism.sites.site_sae`).
@@ -154,18 +155,27 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     return out + _sparsity(methods)
 
 
+SPARSE_SUFFIXES = ("-sparse", "-top32")
+"""Method-name suffixes of the sparse isaerft variants (an L1 coefficient, a latent budget)."""
+
+
 def _sparsity(methods: dict[str, Any]) -> list[str]:
-    """Per ``-sparse`` method: latents moved and the share of its dense twin's gap kept."""
+    """Per sparse variant: latents moved and the share of its dense twin's gap kept."""
     out = []
     for name, m in sorted(methods.items()):
-        dense = methods.get(name.removesuffix("-sparse"))
-        if not name.endswith("-sparse") or dense is None or m.get("moved_latents") is None:
+        suffix = next((x for x in SPARSE_SUFFIXES if name.endswith(x)), None)
+        dense = methods.get(name.removesuffix(suffix)) if suffix else None
+        if dense is None or m.get("moved_latents") is None:
             continue
+        how = (
+            f"L1 {m['l1_coefficient']:g}"
+            if m.get("l1_coefficient")
+            else f"at most {m.get('latent_budget', '?')} latents"
+        )
         kept = m["gap_closed"] / dense["gap_closed"] if dense["gap_closed"] else float("nan")
         out.append(
-            f"  Sparse: `{name}` (L1 {m.get('l1_coefficient', float('nan')):g}) moves "
-            f"{m['moved_latents']:.0f} latent(s) "
-            f"(`{name.removesuffix('-sparse')}`: {dense['moved_latents']:.0f}) and closes "
+            f"  Sparse: `{name}` ({how}) moves {m['moved_latents']:.0f} latent(s) "
+            f"(`{name.removesuffix(suffix)}`: {dense['moved_latents']:.0f}) and closes "
             f"{m['gap_closed']:.3f} of the gap ({kept:.0%} of the dense edit's); behaviour "
             f"success {m['behaviour_success']:.2f} vs {dense['behaviour_success']:.2f}, "
             f"capability KL {m['capability_kl']:.3f} vs {dense['capability_kl']:.3f}."

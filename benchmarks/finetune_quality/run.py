@@ -199,7 +199,7 @@ def run_task(
             else:
                 method, step_s = bench.fit(name, task, objective, seed, chosen[name], data)
             row = bench.evaluate(method, task, objective, data)
-            if seed == 0 and isinstance(method, ISaeRFT) and method.l1 > 0:
+            if seed == 0 and isinstance(method, ISaeRFT) and method.sparse:
                 readings[name] = method.top_latents(bench.org.labels().description)
             row |= {
                 "trainable_params": method.num_trainable(),
@@ -213,9 +213,9 @@ def run_task(
         for seed, r in enumerate(rows):
             r["gap_closed"] = metrics.gap_closed(base_loss, r["loss"], full[seed])
         methods[name] = aggregate(rows) | {"tuned_value": chosen[name]}
-        l1 = METHODS[name][1].get("l1")
-        if l1:
-            methods[name]["l1_coefficient"] = l1
+        for key, field in (("l1", "l1_coefficient"), ("budget", "latent_budget")):
+            if METHODS[name][1].get(key):
+                methods[name][field] = METHODS[name][1][key]
         if name in readings:
             methods[name]["top_latents_seed0"] = readings[name]
     return {

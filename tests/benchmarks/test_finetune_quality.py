@@ -538,3 +538,12 @@ def test_a_sparse_edit_names_its_largest_latents(bench: Bench, task: Any) -> Non
     assert abs(first["scale"]) + abs(first["bias"]) == pytest.approx(
         float(magnitude.max()), abs=1e-3
     )
+
+
+def test_a_latent_budget_keeps_only_its_largest_edits(bench: Bench, task: Any) -> None:
+    method = build_method("isaerft-scale_bias-top32", bench.context(task, seed=0))
+    assert isinstance(method, ISaeRFT) and method.budget == 32 and method.sparse
+    batch = make_batch(task.rows["train"][:4], bench.pad, bench.base_logits)
+    train(method, [batch], "sft", steps=3, lr=0.3, seed=0)
+    magnitude = method.model.sites[0].component.magnitude()
+    assert int((magnitude > 0).sum()) == 32

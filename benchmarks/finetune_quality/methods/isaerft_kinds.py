@@ -25,13 +25,18 @@ MULTISITE_KINDS = ("scale", "bias", "scale_bias", "mlp")
 """The kinds also compared at every residual site (``isaerft-<kind>-multisite``)."""
 
 SPARSE_KINDS = ("scale", "scale_bias")
-"""The kinds also compared with a proximal L1 update (``isaerft-<kind>-sparse``)."""
+"""The kinds also compared with a proximal L1 update (``isaerft-<kind>-sparse``) and with a
+latent budget (``isaerft-<kind>-top32``)."""
 SPARSE_L1 = 0.01
 """The L1 coefficient of the ``-sparse`` methods (:mod:`isaerft.training.sparsity`): an edit
 parameter moves only where its Adam-averaged (clipped) gradient exceeds this. Chosen once, on
 the dev task (``style``, tiny preset, quick mode), as the largest of 0.001, 0.003, 0.01, 0.03
 at which ``isaerft-scale_bias-sparse`` kept >= 90 % of ``isaerft-scale_bias``'s gap closed
 (0.712 vs 0.731, 110 of 512 latents moved; 0.03 kept 0.643 with 32); not tuned per task."""
+LATENT_BUDGET = 32
+"""The ``-top32`` methods keep only this many latents moved (the largest after each step; the
+rest are set back to identity): how much of a task fits in a fixed, readable number of
+latents, whatever the scale of its gradients (which a fixed L1 coefficient depends on)."""
 
 
 class ISaeRFT(Steerable):
@@ -46,10 +51,15 @@ class ISaeRFT(Steerable):
     supports_factor = True
 
     def __init__(
-        self, ctx: MethodContext, kind: str, multisite: bool = False, l1: float = 0.0
+        self,
+        ctx: MethodContext,
+        kind: str,
+        multisite: bool = False,
+        l1: float = 0.0,
+        budget: int = 0,
     ) -> None:
         torch.manual_seed(ctx.seed)
-        self.kind, self.l1 = kind, l1
+        self.kind, self.l1, self.budget = kind, l1, budget
         saes = list(ctx.site_saes.values()) if multisite else [ctx.sae]
         if multisite and len(saes) < 2:
             raise ValueError(
@@ -65,10 +75,24 @@ class ISaeRFT(Steerable):
         with self.model.edit_factor(self.scale):
             return self.model(tokens, return_type="logits")  # type: ignore[no-any-return]
 
+    @property
+    def sparse(self) -> bool:
+        """Whether training keeps the edit sparse (an L1 coefficient or a latent budget)."""
+        return self.l1 > 0 or self.budget > 0
+
     def after_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """The proximal L1 update of the ``-sparse`` methods (nothing for ``l1 == 0``)."""
+        """The proximal L1 update of the ``-sparse`` methods, the latent budget of the
+        ``-top32`` ones (hard thresholding); nothing otherwise."""
         if self.l1 > 0:
             proximal_l1_(optimizer, self.model.l1_targets(), self.l1)
+        if self.budget > 0:
+            with torch.no_grad():
+                for site in self.model.sites:
+                    magnitude = site.component.magnitude()
+                    dropped = torch.ones_like(magnitude, dtype=torch.bool)
+                    dropped[magnitude.topk(min(self.budget, magnitude.numel())).indices] = False
+                    for edit in site.component.edits().values():
+                        edit[dropped.to(edit.device)] = 0.0
 
     def top_latents(self, describe: Callable[[int], str], k: int = 5) -> list[dict[str, Any]]:
         """The ``k`` latents whose edit moved most (one site): index, ``describe(index)``, and
@@ -94,3 +118,4 @@ for _kind in MULTISITE_KINDS:
     register(f"isaerft-{_kind}-multisite", kind=_kind, multisite=True)(ISaeRFT)
 for _kind in SPARSE_KINDS:
     register(f"isaerft-{_kind}-sparse", kind=_kind, l1=SPARSE_L1)(ISaeRFT)
+    register(f"isaerft-{_kind}-top{LATENT_BUDGET}", kind=_kind, budget=LATENT_BUDGET)(ISaeRFT)
