@@ -121,7 +121,8 @@ def merged(previous: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     machine, and ``wall_s`` is their sum (a run whose tasks were all run again is dropped).
     A ``--methods`` run adds its methods to the previous tasks instead (replacing those of the
     same name, and an earlier run of no more methods on no more tasks; ``full-ft``, which every
-    run trains first for ``gap_closed``, is seeded and so the same). A previous result measured otherwise is replaced."""
+    run trains first for ``gap_closed``, is seeded and so the same). A previous result measured
+    otherwise is replaced."""
     keys = ("preset", "corpus", "preference_target", "mode", "settings")
     if any(previous.get(k) != result.get(k) for k in keys):
         return result

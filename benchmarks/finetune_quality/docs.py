@@ -155,27 +155,25 @@ def verdicts(task: str, methods: dict[str, Any]) -> list[str]:
     return out + _sparsity(methods)
 
 
-SPARSE_SUFFIXES = ("-sparse", "-top32")
-"""Method-name suffixes of the sparse isaerft variants (an L1 coefficient, a latent budget)."""
-
-
 def _sparsity(methods: dict[str, Any]) -> list[str]:
-    """Per sparse variant: latents moved and the share of its dense twin's gap kept."""
+    """Per sparse variant (a record with an ``l1_coefficient`` or a ``latent_budget``, named
+    ``<dense twin>-<suffix>``): latents moved and the share of its dense twin's gap kept."""
     out = []
     for name, m in sorted(methods.items()):
-        suffix = next((x for x in SPARSE_SUFFIXES if name.endswith(x)), None)
-        dense = methods.get(name.removesuffix(suffix)) if suffix else None
-        if dense is None or m.get("moved_latents") is None:
+        twin = name.rsplit("-", 1)[0]
+        dense = methods.get(twin)
+        sparse = m.get("l1_coefficient") or m.get("latent_budget")
+        if not sparse or dense is None or m.get("moved_latents") is None:
             continue
         how = (
             f"L1 {m['l1_coefficient']:g}"
             if m.get("l1_coefficient")
-            else f"at most {m.get('latent_budget', '?')} latents"
+            else f"at most {m['latent_budget']} latents"
         )
         kept = m["gap_closed"] / dense["gap_closed"] if dense["gap_closed"] else float("nan")
         out.append(
             f"  Sparse: `{name}` ({how}) moves {m['moved_latents']:.0f} latent(s) "
-            f"(`{name.removesuffix(suffix)}`: {dense['moved_latents']:.0f}) and closes "
+            f"(`{twin}`: {dense['moved_latents']:.0f}) and closes "
             f"{m['gap_closed']:.3f} of the gap ({kept:.0%} of the dense edit's); behaviour "
             f"success {m['behaviour_success']:.2f} vs {dense['behaviour_success']:.2f}, "
             f"capability KL {m['capability_kl']:.3f} vs {dense['capability_kl']:.3f}."

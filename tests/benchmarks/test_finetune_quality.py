@@ -516,7 +516,13 @@ def test_verdicts_say_what_a_sparse_edit_keeps() -> None:
         "l1_coefficient": 0.01, "capability_kl": 0.002,
         "top_latents_seed0": [{"index": 7, "label": 'the word "red"', "scale": 0.5}],
     }  # fmt: skip
-    line = next(s for s in docs_module.verdicts("style", methods) if "Sparse:" in s)
+    methods["isaerft-scale-top32"] = methods["isaerft-scale"] | {
+        "gap_closed": 0.56, "moved_latents": 32.0, "latent_budget": 32, "capability_kl": 0.01,
+    }  # fmt: skip
+    lines = [s for s in docs_module.verdicts("style", methods) if "Sparse:" in s]
+    assert len(lines) == 2 and "`isaerft-scale-top32` (at most 32 latents) moves 32" in lines[1]
+    assert "(80% of the dense edit's)" in lines[1]
+    line = lines[0]
     assert "`isaerft-scale-sparse` (L1 0.01) moves 20 latent(s) (`isaerft-scale`: 500)" in line
     assert "0.350 of the gap (50% of the dense edit's)" in line and "0.60 vs 0.80" in line
     assert "capability KL 0.002 vs 0.010" in line
