@@ -162,8 +162,7 @@ def _sparsity(methods: dict[str, Any]) -> list[str]:
     for name, m in sorted(methods.items()):
         twin = name.rsplit("-", 1)[0]
         dense = methods.get(twin)
-        sparse = m.get("l1_coefficient") or m.get("latent_budget")
-        if not sparse or dense is None or m.get("moved_latents") is None:
+        if not _is_sparse(m) or dense is None or m.get("moved_latents") is None:
             continue
         how = (
             f"L1 {m['l1_coefficient']:g}"
@@ -180,6 +179,42 @@ def _sparsity(methods: dict[str, Any]) -> list[str]:
             + _reading(m.get("top_latents_seed0") or [])
         )
     return out
+
+
+def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
+    """Per task, each isaerft kind that has sparse variants: gap closed (latents moved) dense
+    and per variant, so the price of a short explanation reads in one place."""
+    sparse = {n for t in result["tasks"].values() for n, m in t["methods"].items() if _is_sparse(m)}
+    suffixes = sorted({n.rsplit("-", 1)[1] for n in sparse})
+    rows = []
+    for task, data in result["tasks"].items():
+        methods = data["methods"]
+        for twin in sorted({n.rsplit("-", 1)[0] for n in sparse} & set(methods)):
+            cells = [methods.get(f"{twin}-{x}") for x in suffixes]
+            if not any(cells):
+                continue
+            shown = [_gap_and_moved(m) if m else "n/a" for m in (methods[twin], *cells)]
+            rows.append(f"| {task} | `{twin}` | " + " | ".join(shown) + " |")
+    if not rows:
+        return []
+    return [
+        f"{level} Sparse edits\n",
+        "Gap closed (latents moved) of each kind dense and with each sparse variant "
+        "(`-sparse`: the L1 as a proximal step; `-top32`: a budget of 32 latents).\n",
+        "| task | kind | dense | " + " | ".join(f"`-{x}`" for x in suffixes) + " |",
+        "|---|---|---:|" + "---:|" * len(suffixes),
+        *rows,
+        "",
+    ]
+
+
+def _is_sparse(m: dict[str, Any]) -> bool:
+    return bool(m.get("l1_coefficient") or m.get("latent_budget"))
+
+
+def _gap_and_moved(m: dict[str, Any]) -> str:
+    moved = m.get("moved_latents")
+    return f"{_fmt(m['gap_closed'], 'gap_closed')} ({moved:.0f})" if moved is not None else "n/a"
 
 
 def _reading(top: list[dict[str, Any]]) -> str:
@@ -380,7 +415,7 @@ def _preset_section(other: dict[str, Any], main: dict[str, Any], source: str) ->
     for task, data in other["tasks"].items():
         lines += verdicts(task, data["methods"])
         lines += _moved(main["tasks"].get(task, {}), data, f"`{size}` -> `{preset}`")
-    return [*lines, "", *_task_sections(other, level="###")]
+    return [*lines, "", *_sparse_table(other, "###"), *_task_sections(other, level="###")]
 
 
 def write_docs(
@@ -433,6 +468,7 @@ def write_docs(
     for task, data in result["tasks"].items():
         lines += verdicts(task, data["methods"])
     lines += ["", f"![gap closed vs trainable parameters]({PLOT})", ""]
+    lines += _sparse_table(result)
     lines += _task_sections(result)
     if corpus is not None:
         lines += _corpus_section(corpus, f"benchmarks/results/{corpus_path.name}")

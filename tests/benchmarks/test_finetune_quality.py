@@ -553,3 +553,18 @@ def test_a_latent_budget_keeps_only_its_largest_edits(bench: Bench, task: Any) -
     train(method, [batch], "sft", steps=3, lr=0.3, seed=0)
     magnitude = method.model.sites[0].component.magnitude()
     assert int((magnitude > 0).sum()) == 32
+
+
+def test_the_sparse_table_puts_each_variant_beside_its_dense_kind() -> None:
+    result = _fake_result({"style": "sft", "concept": "sft"})
+    style = dict(result["tasks"]["style"]["methods"])
+    style["isaerft-scale"] = style["isaerft-scale"] | {"moved_latents": 500.0}
+    style["isaerft-scale-top32"] = style["isaerft-scale"] | {
+        "gap_closed": 0.5, "moved_latents": 32.0, "latent_budget": 32
+    }  # fmt: skip
+    result["tasks"]["style"] = result["tasks"]["style"] | {"methods": style}
+    table = docs_module._sparse_table(result)
+    assert "| task | kind | dense | `-top32` |" in table
+    assert "| style | `isaerft-scale` | 0.700 (500) | 0.500 (32) |" in table
+    assert not any(row.startswith("| concept") for row in table)  # no sparse variant there
+    assert docs_module._sparse_table(_fake_result({"style": "sft"})) == []
