@@ -346,7 +346,7 @@ def _corpus_section(corpus: dict[str, Any], source: str) -> list[str]:
     ]
     for task, data in corpus["tasks"].items():
         lines += verdicts(task, data["methods"])
-    return [*lines, "", *_task_sections(corpus, level="###")]
+    return [*lines, "", *_sparse_table(corpus, "###"), *_task_sections(corpus, level="###")]
 
 
 def _full_section(full: dict[str, Any], quick: dict[str, Any], source: str) -> list[str]:
