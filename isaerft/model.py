@@ -271,19 +271,20 @@ class ISaeRFTModel(nn.Module):
         Refused with one line for a kind whose penalty depends on the input
         (:attr:`~isaerft.components.LatentComponent.parameter_l1` is ``False``).
         """
-        out: list[tuple[nn.Parameter, torch.Tensor]] = []
-        for site in self.sites:
-            if not site.component.parameter_l1:
-                raise ValueError(
-                    f"component {self.config.component!r} has an input-dependent L1 penalty, so "
-                    "it cannot be shrunk by a proximal update; use optim.l1_update=gradient or "
-                    "a scale, bias or scale_bias component"
-                )
-            for name, param in site.component.named_parameters():
-                key = f"{site.hook_name}/{name}"
-                centre = self._anchor[key] if self._anchor is not None else torch.zeros_like(param)
-                out.append((param, centre.to(param.device)))
-        return out
+        if not all(site.component.parameter_l1 for site in self.sites):
+            raise ValueError(
+                f"component {self.config.component!r} has an input-dependent L1 penalty, so "
+                "it cannot be shrunk by a proximal update; use optim.l1_update=gradient or "
+                "a scale, bias or scale_bias component"
+            )
+        anchor = self._anchor
+        return [
+            (
+                param,
+                (anchor[key] if anchor is not None else torch.zeros_like(param)).to(param.device),
+            )
+            for key, param in self.named_trainable_parameters()
+        ]
 
     def deviation_l1(self) -> torch.Tensor:
         """The sparsity penalty: the L1 norm of the deviation from identity, summed over sites,

@@ -160,9 +160,11 @@ def _sparsity(methods: dict[str, Any]) -> list[str]:
     ``<dense twin>-<suffix>``): latents moved and the share of its dense twin's gap kept."""
     out = []
     for name, m in sorted(methods.items()):
-        twin = name.rsplit("-", 1)[0]
+        if not _is_sparse(m):
+            continue
+        twin, _ = _twin_and_suffix(name)
         dense = methods.get(twin)
-        if not _is_sparse(m) or dense is None or m.get("moved_latents") is None:
+        if dense is None or m.get("moved_latents") is None:
             continue
         how = (
             f"L1 {m['l1_coefficient']:g}"
@@ -185,11 +187,11 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
     """Per task, each isaerft kind that has sparse variants: gap closed (latents moved) dense
     and per variant, so the price of a short explanation reads in one place."""
     sparse = {n for t in result["tasks"].values() for n, m in t["methods"].items() if _is_sparse(m)}
-    suffixes = sorted({n.rsplit("-", 1)[1] for n in sparse})
+    suffixes = sorted({_twin_and_suffix(n)[1] for n in sparse})
     rows = []
     for task, data in result["tasks"].items():
         methods = data["methods"]
-        for twin in sorted({n.rsplit("-", 1)[0] for n in sparse} & set(methods)):
+        for twin in sorted({_twin_and_suffix(n)[0] for n in sparse} & set(methods)):
             cells = [methods.get(f"{twin}-{x}") for x in suffixes]
             if not any(cells):
                 continue
@@ -206,6 +208,12 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
         *rows,
         "",
     ]
+
+
+def _twin_and_suffix(name: str) -> tuple[str, str]:
+    """A sparse variant is named ``<dense twin>-<suffix>`` (``isaerft-scale-top32``)."""
+    twin, suffix = name.rsplit("-", 1)
+    return twin, suffix
 
 
 def _is_sparse(m: dict[str, Any]) -> bool:

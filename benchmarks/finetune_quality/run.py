@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,11 @@ class Bench:
             for ids in encode_batch(tok, docs)  # type: ignore[arg-type]
         ]
 
+    @functools.cached_property
+    def describe_latent(self) -> Callable[[int], str]:
+        """The organism's label of a latent of its SAE (loaded once, on first use)."""
+        return self.org.labels().description
+
     def base_logits(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.tl(tokens, return_type="logits")  # type: ignore[no-any-return]
 
@@ -200,7 +207,7 @@ def run_task(
                 method, step_s = bench.fit(name, task, objective, seed, chosen[name], data)
             row = bench.evaluate(method, task, objective, data)
             if seed == 0 and isinstance(method, ISaeRFT) and method.sparse:
-                readings[name] = method.top_latents(bench.org.labels().description)
+                readings[name] = method.top_latents(bench.describe_latent)
             row |= {
                 "trainable_params": method.num_trainable(),
                 "step_time_over_floor": step_s / floor,

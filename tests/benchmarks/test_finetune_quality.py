@@ -155,7 +155,7 @@ def test_conditional_kind_sees_the_whole_context(bench: Bench, task: Any) -> Non
 
 
 def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path) -> None:
-    names = ["full-ft", "lora-r8", "isaerft-scale", "isaerft-scale-multisite", "isaerft-conditional", "steering-vector", "diffmean"]  # fmt: skip
+    names = ["full-ft", "lora-r8", "isaerft-scale", "isaerft-scale-multisite", "isaerft-conditional", "isaerft-scale-sparse", "steering-vector", "diffmean"]  # fmt: skip
     tuned = dataclasses.replace(SMALL, tune=True)  # tunes, and reuses the best seed-0 run
     result = run_benchmark(bench_organism, tuned, names, ("style", "preference"), log=print)
     assert set(result["tasks"]) == {"style", "preference-dpo", "preference-reps"}
@@ -173,6 +173,12 @@ def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path
     conditional = reps["isaerft-conditional"]
     assert conditional["suppression"] is not None and conditional["moved_latents"] >= 0
     assert math.isfinite(conditional["behaviour_success"]) and conditional["peak_mib"] > 0
+    # A sparse variant records its coefficient and its largest edits with the organism's labels.
+    sparse = result["tasks"]["style"]["methods"]["isaerft-scale-sparse"]
+    labels = bench_organism.labels()
+    assert sparse["l1_coefficient"] == 0.01 and "l1_coefficient" not in reps["isaerft-scale"]
+    top = sparse["top_latents_seed0"]
+    assert top and all(t["label"] == labels.description(t["index"]) for t in top)
     path = tmp_path / "finetune_quality-tiny.json"
     path.write_text(json.dumps({"preset": "tiny", "mode": "test", **result}))
     page = write_docs(path, tmp_path / "comparison.md").read_text()
