@@ -54,9 +54,12 @@ likelihood pushed below base, not the removal of a behaviour that was there: it 
 that are odd in their factor from those that are not, and is no evidence of RePS-style
 suppression of a behaviour the prompt asks for. `moved_latents` = isaerft latents whose edit
 exceeds 1e-3; only the `-sparse` methods have an L1 penalty, applied as a proximal step after
-each AdamW step (`optim.l1_update: proximal`, with the coefficient the JSON records as
-`l1_coefficient`, chosen once on the dev task), so their unmoved latents are exactly at
-identity; the `-top32` methods keep only the 32 largest latent edits after each step (the JSON's
+each AdamW step (`optim.l1_update: proximal`), so their unmoved latents are exactly at
+identity. A `-sparse` method trains at its dense twin's tuned learning rate and chooses its
+coefficient per task on the dev split: the largest of 0.001, 0.003, 0.01 and 0.03 whose edit
+keeps at least 90 % of the dense twin's dev gain over the base model (the smallest when none
+does; the dev loss alone would always pick the smallest). The JSON records the choice as
+`l1_coefficient` and each coefficient's kept share under `l1_selection`; the `-top32` methods keep only the 32 largest latent edits after each step (the JSON's
 `latent_budget`), the rest set back to identity.
 `-multisite` methods put the component at every residual
 site of the organism (each block's input and the last block's output), each with its own SAE
@@ -162,7 +165,7 @@ def _sparsity(methods: dict[str, Any]) -> list[str]:
     for name, m in sorted(methods.items()):
         if not _is_sparse(m):
             continue
-        twin, _ = _twin_and_suffix(name)
+        twin, _ = twin_and_suffix(name)
         dense = methods.get(twin)
         if dense is None or m.get("moved_latents") is None:
             continue
@@ -187,11 +190,11 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
     """Per task, each isaerft kind that has sparse variants: gap closed (latents moved) dense
     and per variant, so the price of a short explanation reads in one place."""
     sparse = {n for t in result["tasks"].values() for n, m in t["methods"].items() if _is_sparse(m)}
-    suffixes = sorted({_twin_and_suffix(n)[1] for n in sparse})
+    suffixes = sorted({twin_and_suffix(n)[1] for n in sparse})
     rows = []
     for task, data in result["tasks"].items():
         methods = data["methods"]
-        for twin in sorted({_twin_and_suffix(n)[0] for n in sparse} & set(methods)):
+        for twin in sorted({twin_and_suffix(n)[0] for n in sparse} & set(methods)):
             cells = [methods.get(f"{twin}-{x}") for x in suffixes]
             if not any(cells):
                 continue
@@ -201,8 +204,10 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
         return []
     return [
         f"{level} Sparse edits\n",
-        "Gap closed (latents moved) of each kind dense and with each sparse variant "
-        "(`-sparse`: the L1 as a proximal step; `-top32`: a budget of 32 latents).\n",
+        "Gap closed (latents moved; for `-sparse`, the L1 it chose) of each kind dense and "
+        "with each sparse variant "
+        "(`-sparse`: the L1 as a proximal step, its coefficient chosen per task on the dev "
+        "split; `-top32`: a budget of 32 latents).\n",
         "| task | kind | dense | " + " | ".join(f"`-{x}`" for x in suffixes) + " |",
         "|---|---|---:|" + "---:|" * len(suffixes),
         *rows,
@@ -210,7 +215,7 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
     ]
 
 
-def _twin_and_suffix(name: str) -> tuple[str, str]:
+def twin_and_suffix(name: str) -> tuple[str, str]:
     """A sparse variant is named ``<dense twin>-<suffix>`` (``isaerft-scale-top32``)."""
     twin, suffix = name.rsplit("-", 1)
     return twin, suffix
@@ -221,8 +226,12 @@ def _is_sparse(m: dict[str, Any]) -> bool:
 
 
 def _gap_and_moved(m: dict[str, Any]) -> str:
+    """``gap (latents moved)``, with the L1 coefficient a ``-sparse`` record chose."""
     moved = m.get("moved_latents")
-    return f"{_fmt(m['gap_closed'], 'gap_closed')} ({moved:.0f})" if moved is not None else "n/a"
+    if moved is None:
+        return "n/a"
+    l1 = f", L1 {m['l1_coefficient']:g}" if m.get("l1_coefficient") else ""
+    return f"{_fmt(m['gap_closed'], 'gap_closed')} ({moved:.0f}{l1})"
 
 
 def _reading(top: list[dict[str, Any]]) -> str:

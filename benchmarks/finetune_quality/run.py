@@ -25,6 +25,7 @@ from isaerft.organism.textcorpus import read_documents
 from isaerft.organism.tokenizer import encode_batch
 
 from . import metrics
+from .docs import twin_and_suffix
 from .methods import METHODS, Method, MethodContext, build_method
 from .methods.isaerft_kinds import ISaeRFT
 from .tasks import TASKS, Task, make_tasks
@@ -45,6 +46,10 @@ ADDITIVE_MULTISITE_GRID = (3e-3, 1e-2, 3e-2)
 They add to every token at the embedding-level site, and with the isaerft grid the dev split
 chose its lowest point (0.03) on the concept and sentiment tasks and still diverged (gap closed
 -5 to -17 in the 3-seed quick run), the sign of a grid that must extend downward."""
+L1_GRID = (0.001, 0.003, 0.01, 0.03)
+"""The L1 coefficients a ``-sparse`` method chooses among, per task (:meth:`Bench.tune`)."""
+KEEP_OF_DENSE = 0.9
+"""A ``-sparse`` edit must keep this share of its dense twin's dev-split gain."""
 T_95 = {1: float("nan"), 2: 12.71, 3: 4.30, 4: 3.18, 5: 2.78}
 
 
@@ -92,6 +97,18 @@ def capability_texts(org: Organism, n: int) -> list[str]:
     return random.Random("fq-capability").sample(docs, min(n, len(docs)))
 
 
+@dataclass
+class Tuned:
+    """What tuning chose for one method on one task: its learning rate (diffmean: its factor),
+    its seed-0 run when tuning trained one, and for a ``-sparse`` method its L1 coefficient and
+    the dev-split evidence it was chosen by."""
+
+    value: float
+    seed0: tuple[Method, float] | None = None
+    l1: float | None = None
+    l1_selection: dict[str, Any] | None = None
+
+
 class Bench:
     """The frozen models, SAE and data shared by every run of one organism."""
 
@@ -114,6 +131,7 @@ class Bench:
             torch.tensor([[tok.bos_token_id, *ids[: n_ctx - 2], tok.eos_token_id]])
             for ids in encode_batch(tok, docs)  # type: ignore[arg-type]
         ]
+        self._tuned: dict[tuple[str, str, str], Tuned] = {}
 
     @functools.cached_property
     def describe_latent(self) -> Callable[[int], str]:
@@ -129,10 +147,13 @@ class Bench:
             self.site_saes,
         )  # fmt: skip
 
-    def fit(self, name: str, task: Task, objective: str, seed: int, value: float, data: dict[str, list[Batch]]) -> tuple[Method, float]:  # fmt: skip
-        """A fresh ``name`` trained with learning rate (or diffmean factor) ``value``."""
+    def fit(self, name: str, task: Task, objective: str, seed: int, value: float, data: dict[str, list[Batch]], l1: float | None = None) -> tuple[Method, float]:  # fmt: skip
+        """A fresh ``name`` trained with learning rate (or diffmean factor) ``value`` (and, for
+        a ``-sparse`` method, L1 coefficient ``l1`` instead of its registered one)."""
         torch.manual_seed(seed)
         method = build_method(name, self.context(task, seed))
+        if l1 is not None:
+            method.l1 = l1  # type: ignore[attr-defined]
         if not method.trains:
             method.scale = value  # type: ignore[attr-defined]
             return method, float("nan")
@@ -141,14 +162,30 @@ class Bench:
         )
         return method, stats.median_step_s
 
-    def tune(
+    def tune(self, name: str, task: Task, objective: str, data: dict[str, list[Batch]]) -> Tuned:
+        """The tuned setting of ``name`` on this task (once per task, objective and method)."""
+        key = (task.name, objective, name)
+        if key not in self._tuned:
+            sparse = METHODS[name][1].get("l1") and self.settings.tune
+            self._tuned[key] = (
+                self._tune_l1(name, task, objective, data)
+                if sparse
+                else self._tune_lr(name, task, objective, data)
+            )
+        return self._tuned[key]
+
+    def forget_tuned(self) -> None:
+        """Drop the tuned settings and seed-0 runs kept so far (at the end of a task)."""
+        self._tuned.clear()
+
+    def _tune_lr(
         self, name: str, task: Task, objective: str, data: dict[str, list[Batch]]
-    ) -> tuple[float, tuple[Method, float] | None]:
+    ) -> Tuned:
         """The grid value with the lowest dev loss of the method's own objective, and its
         seed-0 run (reused, not retrained; ``None`` without tuning)."""
         grid = grid_for(name)
         if not self.settings.tune:
-            return grid[len(grid) // 2], None
+            return Tuned(grid[len(grid) // 2])
         scores, fits = [], []
         for value in grid:
             fits.append(self.fit(name, task, objective, 0, value, data))
@@ -156,7 +193,29 @@ class Bench:
                 dev = [float(objective_loss(fits[-1][0], b, objective)) for b in data["dev"]]
             scores.append(statistics.fmean(dev) if all(map(math.isfinite, dev)) else math.inf)
         best = scores.index(min(scores))
-        return grid[best], fits[best]
+        return Tuned(grid[best], fits[best])
+
+    def _tune_l1(
+        self, name: str, task: Task, objective: str, data: dict[str, list[Batch]]
+    ) -> Tuned:
+        """A ``-sparse`` method: its dense twin's learning rate, and the largest L1 of
+        :data:`L1_GRID` whose seed-0 edit keeps at least :data:`KEEP_OF_DENSE` of the dense
+        twin's dev-split gain over the base model (the smallest when none does). The dev loss
+        alone always prefers the smallest penalty; the rule asks for the sparsest edit that
+        still does the dense edit's job."""
+        dense = self.tune(twin_and_suffix(name)[0], task, objective, data)
+        assert dense.seed0 is not None  # tuned, so trained
+        base = metrics.heldout_loss(self.base_logits, data["dev"], objective)
+        gain = base - metrics.heldout_loss(dense.seed0[0].logits, data["dev"], objective)
+        kept, fits = {}, {}
+        for l1 in L1_GRID:
+            fits[l1] = self.fit(name, task, objective, 0, dense.value, data, l1=l1)
+            loss = metrics.heldout_loss(fits[l1][0].logits, data["dev"], objective)
+            kept[l1] = (base - loss) / gain if gain > 1e-9 else float("nan")
+        passing = [l1 for l1 in L1_GRID if kept[l1] >= KEEP_OF_DENSE]
+        l1 = max(passing) if passing else min(L1_GRID)
+        selection = {"dev_gain_kept": {f"{k:g}": v for k, v in kept.items()}, "keep": KEEP_OF_DENSE}
+        return Tuned(dense.value, fits[l1], l1=l1, l1_selection=selection)
 
     def floor_step(self, task: Task, objective: str, data: dict[str, list[Batch]]) -> float:
         """Step time of a trainable zero vector at the hook (benchmarks.step_time's floor)."""
@@ -195,16 +254,16 @@ def run_task(
     floor = bench.floor_step(task, objective, data)
     names = ["full-ft", *[n for n in names if n != "full-ft"]]  # full-ft first: gap_closed needs it
     per_seed: dict[str, list[dict[str, Any]]] = {}
-    chosen: dict[str, float] = {}
+    chosen: dict[str, Tuned] = {}
     readings: dict[str, list[dict[str, Any]]] = {}  # a sparse edit's top latents, seed 0
     for name in names:
         t0 = time.perf_counter()
-        chosen[name], tuned = bench.tune(name, task, objective, data)
+        tuned = chosen[name] = bench.tune(name, task, objective, data)
         for seed in range(s.seeds):
-            if tuned is not None and seed == 0:
-                method, step_s = tuned
+            if tuned.seed0 is not None and seed == 0:
+                method, step_s = tuned.seed0
             else:
-                method, step_s = bench.fit(name, task, objective, seed, chosen[name], data)
+                method, step_s = bench.fit(name, task, objective, seed, tuned.value, data, tuned.l1)  # fmt: skip
             row = bench.evaluate(method, task, objective, data)
             if seed == 0 and isinstance(method, ISaeRFT) and method.sparse:
                 readings[name] = method.top_latents(bench.describe_latent)
@@ -213,18 +272,22 @@ def run_task(
                 "step_time_over_floor": step_s / floor,
             }
             per_seed.setdefault(name, []).append(row)
-        log(f"{task.name}/{objective} {name}: value={chosen[name]} loss={per_seed[name][0]['loss']:.3f} ({time.perf_counter() - t0:.0f}s)")  # fmt: skip
+        log(f"{task.name}/{objective} {name}: value={tuned.value} l1={tuned.l1} loss={per_seed[name][0]['loss']:.3f} ({time.perf_counter() - t0:.0f}s)")  # fmt: skip
     full = [r["loss"] for r in per_seed["full-ft"]]
     methods: dict[str, Any] = {}
     for name, rows in per_seed.items():
         for seed, r in enumerate(rows):
             r["gap_closed"] = metrics.gap_closed(base_loss, r["loss"], full[seed])
-        methods[name] = aggregate(rows) | {"tuned_value": chosen[name]}
+        methods[name] = aggregate(rows) | {"tuned_value": chosen[name].value}
         for key, field in (("l1", "l1_coefficient"), ("budget", "latent_budget")):
             if METHODS[name][1].get(key):
                 methods[name][field] = METHODS[name][1][key]
+        if chosen[name].l1 is not None:
+            methods[name]["l1_coefficient"] = chosen[name].l1
+            methods[name]["l1_selection"] = chosen[name].l1_selection
         if name in readings:
             methods[name]["top_latents_seed0"] = readings[name]
+    bench.forget_tuned()  # (their seed-0 runs hold model copies: full-ft's is a whole model)
     return {
         "objective": objective,
         "base": {"loss": base_loss, "behaviour_success": base_success},

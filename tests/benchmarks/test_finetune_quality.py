@@ -24,6 +24,8 @@ from benchmarks.finetune_quality.methods.isaerft_kinds import ISaeRFT
 from benchmarks.finetune_quality.metrics import answer_loss, greedy_answers, heldout_loss
 from benchmarks.finetune_quality.run import (
     ADDITIVE_MULTISITE_GRID,
+    KEEP_OF_DENSE,
+    L1_GRID,
     LR_GRIDS,
     QUICK,
     Bench,
@@ -176,7 +178,14 @@ def test_run_writes_the_issue_shape_and_docs(bench_organism: Any, tmp_path: Path
     # A sparse variant records its coefficient and its largest edits with the organism's labels.
     sparse = result["tasks"]["style"]["methods"]["isaerft-scale-sparse"]
     labels = bench_organism.labels()
-    assert sparse["l1_coefficient"] == 0.01 and "l1_coefficient" not in reps["isaerft-scale"]
+    assert "l1_coefficient" not in reps["isaerft-scale"]
+    dense = result["tasks"]["style"]["methods"]["isaerft-scale"]
+    assert sparse["tuned_value"] == dense["tuned_value"]  # its dense twin's learning rate
+    # ... the largest L1 keeping 90 % of the dense twin's dev gain (the smallest if none does)
+    kept = {float(k): v for k, v in sparse["l1_selection"]["dev_gain_kept"].items()}
+    assert set(kept) == set(L1_GRID)
+    passing = [l1 for l1, share in kept.items() if share >= KEEP_OF_DENSE]
+    assert sparse["l1_coefficient"] == (max(passing) if passing else min(L1_GRID))
     top = sparse["top_latents_seed0"]
     assert top and all(t["label"] == labels.description(t["index"]) for t in top)
     path = tmp_path / "finetune_quality-tiny.json"
@@ -568,9 +577,13 @@ def test_the_sparse_table_puts_each_variant_beside_its_dense_kind() -> None:
     style["isaerft-scale-top32"] = style["isaerft-scale"] | {
         "gap_closed": 0.5, "moved_latents": 32.0, "latent_budget": 32
     }  # fmt: skip
+    style["isaerft-scale-sparse"] = style["isaerft-scale"] | {
+        "gap_closed": 0.6, "moved_latents": 90.0, "l1_coefficient": 0.003
+    }  # fmt: skip
     result["tasks"]["style"] = result["tasks"]["style"] | {"methods": style}
     table = docs_module._sparse_table(result)
-    assert "| task | kind | dense | `-top32` |" in table
-    assert "| style | `isaerft-scale` | 0.700 (500) | 0.500 (32) |" in table
+    assert "| task | kind | dense | `-sparse` | `-top32` |" in table
+    # a -sparse cell says which L1 its task chose
+    assert "| style | `isaerft-scale` | 0.700 (500) | 0.600 (90, L1 0.003) | 0.500 (32) |" in table
     assert not any(row.startswith("| concept") for row in table)  # no sparse variant there
     assert docs_module._sparse_table(_fake_result({"style": "sft"})) == []

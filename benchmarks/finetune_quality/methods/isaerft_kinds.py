@@ -28,11 +28,12 @@ SPARSE_KINDS = ("scale", "scale_bias")
 """The kinds also compared with a proximal L1 update (``isaerft-<kind>-sparse``) and with a
 latent budget (``isaerft-<kind>-top32``)."""
 SPARSE_L1 = 0.01
-"""The L1 coefficient of the ``-sparse`` methods (:mod:`isaerft.training.sparsity`): an edit
-parameter moves only where its Adam-averaged (clipped) gradient exceeds this. Chosen once, on
-the dev task (``style``, tiny preset, quick mode), as the largest of 0.001, 0.003, 0.01, 0.03
-at which ``isaerft-scale_bias-sparse`` kept >= 90 % of ``isaerft-scale_bias``'s gap closed
-(0.712 vs 0.731, 110 of 512 latents moved; 0.03 kept 0.643 with 32); not tuned per task."""
+"""The L1 coefficient of the ``-sparse`` methods when the benchmark does not tune (tuning
+chooses one per task, :meth:`benchmarks.finetune_quality.run.Bench.tune`): an edit parameter
+moves only where its Adam-averaged (clipped) gradient exceeds it. It is what the per-task rule
+chose on the dev task (``style``, tiny preset, quick mode: the largest of 0.001, 0.003, 0.01,
+0.03 at which ``isaerft-scale_bias-sparse`` kept >= 90 % of ``isaerft-scale_bias``'s gap
+closed, 0.712 vs 0.731 with 110 of 512 latents moved)."""
 LATENT_BUDGET = 32
 """The ``-top32`` methods keep only this many latents moved (the largest after each step; the
 rest are set back to identity): how much of a task fits in a fixed, readable number of
