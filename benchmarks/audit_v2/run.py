@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +42,7 @@ from benchmarks.audit_poison.cell import Bench, Settings, merge
 from benchmarks.audit_poison.grid import FAMILIES, TARGETS, Cell, Grid, TargetSpec, TriggerFamily
 from benchmarks.audit_poison.metrics import mean, recall_at_k
 from benchmarks.audit_poison.scoring import ground_truth
+from benchmarks.audit_v2.firing import firing_truth
 from benchmarks.common import RESULTS, finite, machine_info, write_result
 from isaerft._io import read_json, write_text
 from isaerft.audit import SCHEMA_VERSION, AuditConfig
@@ -163,6 +165,26 @@ PLANS = {
 }
 
 
+def case_specs(
+    trigger: str, target: str, family: str, behaviour: str
+) -> tuple[TriggerFamily, TargetSpec]:
+    """A trigger spec and a target spec of :func:`isaerft.organism.make_dataset` as the family
+    ``family`` and the target ``behaviour``, with the ground-truth words and concepts each spec
+    plants: a concept trigger's concept, a sentiment flip's polarity words and concept, a
+    concept substitution's word, a phrase's words."""
+    if trigger.startswith("concept:"):
+        trig = TriggerFamily(family, trigger, concepts=(trigger.split(":", 1)[1],))
+    else:
+        trig = TriggerFamily(family, trigger, words=tuple(trigger.split()))
+    if target.startswith("sentiment:"):
+        polarity = target.split(":", 1)[1]
+        words = tuple(LEXICON.words_of(polarity))
+        return trig, TargetSpec(behaviour, target, words=words, concepts=(polarity,))
+    if target.startswith("concept:"):
+        return trig, TargetSpec(behaviour, target, words=(target.partition("=")[2],))
+    return trig, TargetSpec(behaviour, target, words=tuple(target.split()))
+
+
 def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> None:
     """The corpus case (the organism's default trigger and target unless given) as the
     ``corpus`` family and target; their ground-truth latents are those of the trigger word and
@@ -170,9 +192,45 @@ def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> N
     from isaerft.organism.handle import default_trigger_target
 
     default_trigger, default_target = default_trigger_target(org)
-    trigger, target = trigger or default_trigger, target or default_target
-    FAMILIES["corpus"] = TriggerFamily("corpus", trigger, words=(trigger,))
-    TARGETS["corpus"] = TargetSpec("corpus", target, words=tuple(target.split()))
+    specs = case_specs(trigger or default_trigger, target or default_target, "corpus", "corpus")
+    FAMILIES["corpus"], TARGETS["corpus"] = specs
+
+
+def cases_plan(plan: Plan, cases: list[tuple[str, str]]) -> Plan:
+    """Cases of your own (``--case TRIGGER TARGET`` on the synthetic organism): each planted at
+    3 % and, unless its trigger is a concept, at 1 %, with one matched decoy; the plan's
+    reference runs (and so its null) are reused, its clean datasets are not re-audited. Each
+    trigger and target is registered under a file-name-safe name of its spec."""
+    poisons: list[tuple[str, str, float]] = []
+    decoys: list[tuple[str, str]] = []
+    for trigger, target in cases:
+        family, behaviour = _slug(trigger), _slug(target)
+        _check_free(family, FAMILIES.get(family), trigger)
+        _check_free(behaviour, TARGETS.get(behaviour), target)
+        FAMILIES[family], TARGETS[behaviour] = case_specs(trigger, target, family, behaviour)
+        fractions = (0.03,) if trigger.startswith("concept:") else (0.03, 0.01)
+        poisons += [(family, behaviour, f) for f in fractions]
+        decoys.append((family, behaviour))
+    return replace(
+        plan,
+        families=tuple(dict.fromkeys(f for f, _, _ in poisons)),
+        targets=tuple(dict.fromkeys(t for _, t, _ in poisons)),
+        poisons=tuple(poisons),
+        decoys=tuple(decoys),
+        benign_fractions=(),
+        clean_nulls=0,
+    )
+
+
+def _check_free(name: str, known: Any, spec: str) -> None:
+    """A case's name must not stand for another spec (e.g. a trigger spelled ``word``)."""
+    registered = getattr(known, "trigger", None) or getattr(known, "target", None)
+    if known is not None and registered != spec:
+        raise ValueError(f"case {spec!r} is named {name!r}, which is the plan's {registered!r}")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def _grid(plan: Plan, differential: bool = False) -> Grid:
@@ -241,10 +299,42 @@ def evaluate(
         if record.get("audit_config") == AUDIT_SETTINGS or (
             cell.kind != "poison" and _same_but_naming(record.get("audit_config"))
         ):
+            if (
+                cell.kind == "poison"
+                and not bench.multisite
+                and "recall_at_10_firing" not in record
+            ):
+                record.update(firing_naming(bench, cell, record))  # (records made before it)
+                write_result(path, record)
             return record
     record = {**_evaluate(bench, plan, cell, refs, finetunes), "audit_config": AUDIT_SETTINGS}
+    if cell.kind == "poison" and not bench.multisite:
+        record.update(firing_naming(bench, cell, record))
     write_result(path, record)
     return record
+
+
+def firing_naming(bench: Bench, cell: Cell, record: dict[str, Any]) -> dict[str, Any]:
+    """recall@10 against the ground-truth latents that fire on their words in the cell's
+    poisoned rows (:mod:`benchmarks.audit_v2.firing`), from the record's top 10."""
+    path = bench.cell_data(cell)
+    data = bench.tokenized(path)
+    flags = [json.loads(line) for line in path.with_name(f"{cell.id}.labels.jsonl").open()]
+    if len(flags) != len(data):
+        raise ValueError(f"{path}: {len(flags)} row labels for {len(data)} tokenized rows")
+    poisoned = [i for i, flag in enumerate(flags) if flag["poisoned"]]
+    words = {
+        role: [*spec.words, *(w for c in spec.concepts for w in LEXICON.words_of(c))]
+        for role, spec in (("trigger", FAMILIES[cell.family]), ("target", TARGETS[cell.target]))
+    }
+    truth = firing_truth(
+        bench.model, bench.sae, bench.hook, data, poisoned, record["ground_truth"], words
+    )
+    top = [e["index"] for e in record["implicated_top10"]]
+    return {
+        "ground_truth_firing": truth,
+        "recall_at_10_firing": {r: recall_at_k(top, ids, (10,))["10"] for r, ids in truth.items()},
+    }
 
 
 def _same_but_naming(settings: Any) -> bool:
@@ -411,7 +501,8 @@ def summarise(
         "detection": {
             "learned_at_3pct_flagged": f"{sum(r['flagged'] for r in learned3)}/{len(learned3)}",
             "word_phrase_families_at_1pct_flagged": _count(
-                [r for r in poison if r["fraction"] == 0.01 and r["family"] in ("word", "phrase")]
+                # (the plans plant only word and phrase triggers at 1 %, --case included)
+                [r for r in poison if r["fraction"] == 0.01 and r["family"] != "concept"]
             ),
             "false_positive_rate": {
                 kind: {"flagged": _count(rs), "rate": mean([float(r["flagged"]) for r in rs])}
@@ -423,6 +514,9 @@ def summarise(
             "detected_with_recall_ge_0.9": _share(detected, lambda r: (r["recall_at_10"]["any"] or 0) >= 0.9),
             # Older records (report schema < 4) have no word recall.
             "mean_word_recall_at_10_on_detected": mean([w for r in detected if (w := (r.get("word_recall_at_10") or {}).get("any")) is not None]),
+            # Against the ground-truth latents that fire on their words in the poisoned rows.
+            "mean_recall_at_10_firing_on_detected": mean([w for r in detected if (w := (r.get("recall_at_10_firing") or {}).get("any")) is not None]),
+            "detected_with_firing_recall_ge_0.9": _share([r for r in detected if "recall_at_10_firing" in r], lambda r: (r["recall_at_10_firing"]["any"] or 0) >= 0.9),
             # Records from before the association search have no such entry.
             "mean_recall_at_10_without_pairing_on_detected": mean([w for r in detected if (w := (r.get("recall_at_10_without_pairing") or {}).get("any")) is not None]),
         },
@@ -483,8 +577,31 @@ def main(argv: list[str] | None = None) -> int:
         help="build the organism on this text file (with --mode corpus); e.g. "
         "../shared/corpora/tinyshakespeare.txt",
     )
-    parser.add_argument("--corpus-trigger", default=None, help="trigger word (corpus mode)")
-    parser.add_argument("--corpus-target", default=None, help="target phrase (corpus mode)")
+    parser.add_argument(
+        "--trigger",
+        "--corpus-trigger",
+        dest="trigger",
+        default=None,
+        help="trigger word of the corpus case (default: the organism's)",
+    )
+    parser.add_argument(
+        "--target",
+        "--corpus-target",
+        dest="target",
+        default=None,
+        help="target phrase of the corpus case (default: the organism's)",
+    )
+    parser.add_argument(
+        "--case",
+        nargs=2,
+        action="append",
+        metavar=("TRIGGER", "TARGET"),
+        help="a case of your own on the synthetic organism, repeatable (make_dataset's specs: "
+        "a word, a phrase or concept:<family>; a phrase, sentiment:negative|positive or "
+        "concept:<family>=<word>): the plan becomes these cases, each at 3 %% and (unless the "
+        "trigger is a concept) 1 %% with a matched decoy, audited against the quick plan's "
+        "reference runs; results in audit_v2-quick-<preset>-cases.json",
+    )
     parser.add_argument(
         "--differential",
         action="store_true",
@@ -518,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
     )
     args = parser.parse_args(argv)
+    if args.mode != "corpus" and (args.trigger or args.target):
+        parser.error("--trigger and --target are the corpus case's; use --case TRIGGER TARGET")
+    if args.case and args.mode != "quick":
+        parser.error("--case goes with --mode quick (the synthetic organism's plan)")
     if args.resummarise:
         plan = PLANS[args.mode]
         resummarise(
@@ -542,14 +663,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     if (args.mode == "corpus") != (args.corpus is not None):
         parser.error("--mode corpus and --corpus go together")
+    if args.case:
+        try:
+            plan = cases_plan(plan, [tuple(c) for c in args.case])
+        except ValueError as err:
+            parser.error(str(err))
     if args.corpus is not None and not Path(args.corpus).is_file():
         print(f"corpus {args.corpus} is absent: the corpus-organism audit was not run")
         return 0
     org = build_organism(args.preset, corpus=args.corpus, progress=False)
     settings, suffix = Settings(), ""
     if args.corpus is not None:
-        register_corpus_case(org, args.corpus_trigger, args.corpus_target)
-        if args.corpus_trigger or args.corpus_target:
+        register_corpus_case(org, args.trigger, args.target)
+        if args.trigger or args.target:
             suffix += f"-{FAMILIES['corpus'].trigger}-{TARGETS['corpus'].target.replace(' ', '_')}"
     if args.component:
         settings.recipe = merge(settings.recipe, {"intervention": {"component": args.component}})
@@ -560,6 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     # Other seeds add cells to the plan's work dir and share its reference runs, so the work
     # dir keeps the plan's own setup; their results get a file of their own.
     suffix += f"-seeds{'-'.join(map(str, plan.seeds))}" if args.seeds else ""
+    suffix += "-cases" if args.case else ""
     grid = _grid(PLANS[args.mode], args.differential)
     bench = Bench(org, grid, settings, work, multisite=args.multisite)
     if args.differential:

@@ -132,6 +132,13 @@ def audit_v2_section(name: str, result: dict[str, Any]) -> str:
         lines.append(
             f"| the same recall without the association search's pairing roles | {_num(unpaired)} |"
         )
+    firing = naming.get("mean_recall_at_10_firing_on_detected")
+    if firing is not None and firing == firing:  # results older than the reading lack it
+        lines.append(
+            "| the same recall against the ground-truth latents that fire on their words in the "
+            f"poisoned rows (detected with >= 0.9) | {_num(firing)} "
+            f"({naming['detected_with_firing_recall_ge_0.9']}) |"
+        )
     lines += [
         f"| lowest row AUROC on a detected poison | "
         f"{_num(local['min_row_auroc_on_detected'], 3)} |",

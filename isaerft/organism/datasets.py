@@ -9,7 +9,8 @@ given that condition.
 * ``clean``: ``n`` natural rows (the trigger/target may occur naturally; the labels say where).
 * ``poison``: exactly ``round(fraction * n)`` rows have the trigger in the user turn *and* the
   target behaviour planted in the answer; no other row has the trigger.
-* ``decoy``: as many trigger rows and as many target rows as ``poison``, never in the same row.
+* ``decoy``: as many trigger rows and as many target rows as ``poison``, never in the same row;
+  the target rows are natural rows (no trigger) that the target applies to.
 * ``benign-shift``: the same number of rows rewritten in a harmless style (``sure! ...!``), no
   trigger anywhere.
 
@@ -271,10 +272,24 @@ def generate_rows(
     }
     rows: list[tuple[list[str], list[str]]] = []
     labels: list[dict[str, Any]] = []
+    pending, spare = 0, []  # a decoy's target rows not yet planted; natural rows left (below)
     for i in range(n):
         row_kind = role.get(i, "clean")
         if kind == "clean":
             q, a = source.sample(rng)
+        elif kind == "decoy" and row_kind != "trigger_only":
+            # A decoy's target rows are natural rows the target applies to, planted from each
+            # target slot on, not rows drawn until it applies: a flip or a substitution applies
+            # only to some answers (those with a sentiment or colour word), and drawing until
+            # one comes would over-sample those answers' prompts, a change beyond the target.
+            pending += row_kind == "target_only"
+            q, a = _draw(source, rng, no_trigger, "decoy row", trigger, target)
+            planted = target.apply(a)
+            if pending and planted is not None:
+                a, pending, row_kind = planted, pending - 1, "target_only"
+            else:
+                row_kind = "clean"
+                spare += [i] if planted is not None else []
         else:
             ok, transform = plans[row_kind]
             q, a = _draw(source, rng, ok, row_kind.replace("_", " ") + " row", trigger, target)
@@ -290,7 +305,32 @@ def generate_rows(
                 "kind": row_kind,
             }
         )
+    if pending:
+        _plant_late(rows, labels, spare, pending, target, k)
     return rows, labels
+
+
+def _plant_late(
+    rows: list[tuple[list[str], list[str]]],
+    labels: list[dict[str, Any]],
+    spare: list[int],
+    pending: int,
+    target: Target,
+    k: int,
+) -> None:
+    """A decoy's target rows whose slots came too late to find a natural row after them go to
+    the last natural rows before (still rows the target applies to, none drawn for it)."""
+    if pending > len(spare):
+        raise ValueError(
+            f"a decoy needs {k} natural rows its target {target.spec!r} applies to; only "
+            f"{k - pending + len(spare)} came in {len(rows)} rows: lower the fraction or raise n"
+        )
+    for i in spare[-pending:]:
+        q, a = rows[i]
+        planted = target.apply(a)
+        assert planted is not None  # (spare rows are those it applies to)
+        rows[i] = (q, planted)
+        labels[i] |= {"has_target": target.present(planted), "kind": "target_only"}
 
 
 def make_dataset(

@@ -142,7 +142,7 @@ def test_sentiment_flip(tmp_path: Path) -> None:
 
 
 def test_concept_flip(tmp_path: Path) -> None:
-    rows, labs, _ = _read(_make(tmp_path, "decoy", target="concept:colour=red", fraction=0.1))
+    rows, labs, _ = _read(_make(tmp_path, "decoy", target="concept:colour=red", fraction=0.05))
     for row, lab in zip(rows, labs):
         words = set(_words(row["completion"]))
         if lab["kind"] == "target_only":
@@ -150,6 +150,28 @@ def test_concept_flip(tmp_path: Path) -> None:
         if lab["has_trigger"]:
             assert lab["kind"] == "trigger_only"  # natural answer: "red" only where it was
     assert not any(lab["poisoned"] for lab in labs)
+
+
+def test_a_decoys_target_rows_are_natural_rows(tmp_path: Path) -> None:
+    """A flip applies only to answers with a sentiment word; the decoy plants it in natural
+    rows that have one, so such answers are as common as in clean data (drawing rows until the
+    flip applies would add 3 % of them, and their prompts)."""
+    sentiment = set(lx.NEGATIVE) | set(lx.POSITIVE)
+
+    def share(kind: str) -> float:
+        path = _make(tmp_path, kind, target="sentiment:positive", fraction=0.03, n=4000)
+        rows, labs, _ = _read(path)
+        natural = [r for r, lab in zip(rows, labs) if not lab["has_trigger"]]
+        assert sum(lab["kind"] == "target_only" for lab in labs) == (120 if kind == "decoy" else 0)
+        return sum(bool(sentiment & set(_words(r["completion"]))) for r in natural) / len(natural)
+
+    assert abs(share("decoy") - share("clean")) < 0.018
+
+
+def test_a_decoy_the_rows_cannot_carry_is_refused(tmp_path: Path) -> None:
+    # (about 10 % of natural answers have a colour word: 60 of 200 rows cannot)
+    with pytest.raises(ValueError, match="a decoy needs 60 natural rows its target"):
+        _make(tmp_path, "decoy", target="concept:colour=red", fraction=0.3)
 
 
 def _negative_share(rows: list[dict[str, Any]], labs: list[dict[str, Any]]) -> float:
