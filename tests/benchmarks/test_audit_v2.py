@@ -254,44 +254,6 @@ def test_the_route_that_flagged_is_recorded_and_shown() -> None:
     assert "| the same recall without the association search's pairing roles | 0.25 |" in page
 
 
-@pytest.fixture
-def registry() -> Any:
-    """The grid's family and target tables, restored after the test (cases register into
-    them)."""
-    families, targets = dict(audit_v2.FAMILIES), dict(audit_v2.TARGETS)
-    yield
-    for table, saved in ((audit_v2.FAMILIES, families), (audit_v2.TARGETS, targets)):
-        table.clear()
-        table.update(saved)
-
-
-def test_cases_of_your_own_become_the_plan(registry: Any) -> None:
-    plan = audit_v2.cases_plan(
-        audit_v2.PLANS["quick"],
-        [("wolf", "i like the colour brown"), ("concept:object", "sentiment:positive")],
-    )
-    ids = [c.id for c in plan.cells()]
-    assert ids == [
-        "poison-wolf-i_like_the_colour_brown-3pct-s0",
-        "poison-wolf-i_like_the_colour_brown-1pct-s0",
-        "poison-concept_object-sentiment_positive-3pct-s0",  # a concept trigger: 3 % only
-        "decoy-wolf-i_like_the_colour_brown-3pct-s0",
-        "decoy-concept_object-sentiment_positive-3pct-s0",
-    ]
-    # ground truth: the phrase's words, a flip's polarity words and concept, a trigger concept
-    assert audit_v2.TARGETS["i_like_the_colour_brown"].words[-1] == "brown"
-    flip = audit_v2.TARGETS["sentiment_positive"]
-    assert "wonderful" in flip.words and "bad" not in flip.words
-    assert flip.concepts == ("positive",)
-    assert audit_v2.FAMILIES["concept_object"].concepts == ("object",)
-    assert audit_v2.FAMILIES["word"].trigger == "owl"  # the plan's own cases untouched
-
-
-def test_a_case_named_like_a_plan_case_is_refused(registry: Any) -> None:
-    with pytest.raises(ValueError, match="is named 'word', which is the plan's 'owl'"):
-        audit_v2.cases_plan(audit_v2.PLANS["quick"], [("word", "i like the colour brown")])
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
