@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 
 MIN_SHARE = 0.1
@@ -26,48 +27,39 @@ occurrences in the poisoned rows (the audit's own bar for a labelled reader,
 ``isaerft.audit.words.MIN_LABELLED_RECALL``)."""
 
 
-@torch.no_grad()
 def firing_truth(
-    model: Any,
-    sae: Any,
-    hook: str,
+    codes: SiteCodes,
     data: AuditData,
-    poisoned: Sequence[int],
     truth: dict[str, list[int]],
-    words: dict[str, Sequence[str]],
+    tokens: dict[str, set[int]],
 ) -> dict[str, list[int]]:
     """The latents of ``truth["trigger"]`` (``["target"]``) that fire on at least
-    :data:`MIN_SHARE` of some word of ``words["trigger"]`` (``["target"]``) where it occurs
-    in the prompts (answers) of the ``poisoned`` rows of ``data``; words of more than one token
-    are skipped."""
-    tokens = {role: _single_tokens(model.tokenizer, ws) for role, ws in words.items()}
-    seen: dict[tuple[str, int], int] = {}
-    fired: dict[tuple[str, int, int], int] = {}
-    for i in poisoned:
-        ids, cut = data.ids[i], data.prompt_lengths[i]
-        _, cache = model.run_with_cache(ids[None].long(), names_filter=hook)
-        codes = sae.encode(cache[hook])[0]
-        for pos, token in enumerate(ids.tolist()):
-            role = "trigger" if pos < cut else "target"
-            if token not in tokens.get(role, ()):
-                continue
-            seen[role, token] = seen.get((role, token), 0) + 1
-            for j in truth.get(role, []):
-                if float(codes[pos, j]) > 0:
-                    fired[role, token, j] = fired.get((role, token, j), 0) + 1
-    out = {
-        role: [
-            j
-            for j in truth.get(role, [])
-            if any(fired.get((role, t, j), 0) >= MIN_SHARE * n for (r, t), n in seen.items() if r == role)
-        ]
-        for role in ("trigger", "target")
-    }  # fmt: skip
+    :data:`MIN_SHARE` of some token of ``tokens["trigger"]`` (``["target"]``) where it occurs
+    in the prompts (answers) of ``data``, whose SAE codes are ``codes``
+    (:func:`isaerft.audit.activations.collect_codes` of the poisoned rows)."""
+    flat = torch.cat([row.long() for row in data.ids])
+    lengths = torch.tensor([len(row) for row in data.ids])
+    starts = torch.cumsum(lengths, 0) - lengths
+    token_id = flat[starts[codes.token_row.long()] + codes.token_pos.long()]
+    in_prompt = codes.token_pos < torch.tensor(data.prompt_lengths)[codes.token_row.long()]
+    vocab = int(flat.max()) + 1
+    out: dict[str, list[int]] = {}
+    for role, where in (("trigger", in_prompt), ("target", ~in_prompt)):
+        words = torch.tensor(sorted(tokens.get(role, set())), dtype=torch.long)
+        on = torch.isin(token_id, words) & where  # per token: an occurrence of a role's word
+        seen = torch.bincount(token_id[on], minlength=vocab)
+        kept = []
+        for j in truth.get(role, []):
+            mine = codes.tok[(codes.lat == j) & on[codes.tok]].long()
+            fired = torch.bincount(token_id[mine], minlength=vocab)
+            if bool(((fired >= MIN_SHARE * seen) & (seen > 0)).any()):
+                kept.append(j)
+        out[role] = kept
     out["any"] = sorted({*out["trigger"], *out["target"]})
     return out
 
 
-def _single_tokens(tokenizer: Any, words: Sequence[str]) -> set[int]:
+def single_tokens(tokenizer: Any, words: Sequence[str]) -> set[int]:
     """The token ids of the words that are one token (with and without a leading space)."""
     out: set[int] = set()
     for word in words:

@@ -41,13 +41,16 @@ from benchmarks.audit_poison.cell import Bench, Settings, merge
 from benchmarks.audit_poison.grid import FAMILIES, TARGETS, Cell, Grid
 from benchmarks.audit_poison.metrics import mean, recall_at_k
 from benchmarks.audit_poison.scoring import ground_truth
-from benchmarks.audit_v2.firing import firing_truth
+from benchmarks.audit_v2.firing import firing_truth, single_tokens
 from benchmarks.audit_v2.plans import PLANS, Plan, cases_plan, register_corpus_case
 from benchmarks.common import RESULTS, finite, machine_info, write_result
 from isaerft._io import read_json, write_text
 from isaerft.audit import SCHEMA_VERSION, AuditConfig
+from isaerft.audit.activations import collect_codes
+from isaerft.audit.evaluate import read_truth
 from isaerft.audit.implicated import PAIRING_ROLES
 from isaerft.model import ISaeRFTModel
+from isaerft.organism.datasets import dataset_paths
 from isaerft.organism.lexicon import LEXICON
 from isaerft.runs import INTERVENTION_DIR
 
@@ -167,17 +170,17 @@ def firing_naming(bench: Bench, cell: Cell, record: dict[str, Any]) -> dict[str,
     poisoned rows (:mod:`benchmarks.audit_v2.firing`), from the record's top 10."""
     path = bench.cell_data(cell)
     data = bench.tokenized(path)
-    flags = [json.loads(line) for line in path.with_name(f"{cell.id}.labels.jsonl").open()]
-    if len(flags) != len(data):
-        raise ValueError(f"{path}: {len(flags)} row labels for {len(data)} tokenized rows")
-    poisoned = [i for i, flag in enumerate(flags) if flag["poisoned"]]
-    words = {
-        role: [*spec.words, *(w for c in spec.concepts for w in LEXICON.words_of(c))]
+    poisoned = [i for i, bad in enumerate(read_truth(dataset_paths(path)[0], len(data))) if bad]
+    rows = data.subset(poisoned)
+    codes = collect_codes(bench.model, [bench.sae], rows)[bench.hook]
+    tokens = {
+        role: single_tokens(
+            bench.model.tokenizer,
+            [*spec.words, *(w for c in spec.concepts for w in LEXICON.words_of(c))],
+        )
         for role, spec in (("trigger", FAMILIES[cell.family]), ("target", TARGETS[cell.target]))
     }
-    truth = firing_truth(
-        bench.model, bench.sae, bench.hook, data, poisoned, record["ground_truth"], words
-    )
+    truth = firing_truth(codes, rows, record["ground_truth"], tokens)
     top = [e["index"] for e in record["implicated_top10"]]
     return {
         "ground_truth_firing": truth,

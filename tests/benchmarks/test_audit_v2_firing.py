@@ -2,42 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from benchmarks.audit_v2 import run as audit_v2
-from benchmarks.audit_v2.firing import firing_truth
+from benchmarks.audit_v2.firing import firing_truth, single_tokens
 from benchmarks.docs.audit_v2 import audit_v2_section
+from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 
-HOOK = "blocks.0.hook_resid_pre"
 OWL, CASTLE, OTHER, CONTEXT = 5, 6, 7, 9
-
-
-class _Tokenizer:
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        return {"owl": [OWL], "castle": [CASTLE], "two words": [OTHER, OTHER]}[text.strip()]
-
-
-class _Model:
-    """Latent 0 reads ``owl`` only right after the context token (as a name at the start of a
-    speech would be read); latent 1 reads ``castle`` anywhere; the SAE is the identity."""
-
-    tokenizer = _Tokenizer()
-
-    def run_with_cache(self, ids: torch.Tensor, names_filter: str) -> tuple[None, dict[str, Any]]:
-        tokens = ids[0].tolist()
-        codes = torch.zeros(1, len(tokens), 2)
-        for pos, token in enumerate(tokens):
-            codes[0, pos, 0] = float(token == OWL and pos > 0 and tokens[pos - 1] == CONTEXT)
-            codes[0, pos, 1] = float(token == CASTLE)
-        return None, {names_filter: codes}
-
-
-class _Sae:
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 def _data(*rows: tuple[list[int], list[int]]) -> AuditData:
@@ -45,19 +18,49 @@ def _data(*rows: tuple[list[int], list[int]]) -> AuditData:
     return AuditData(ids, [1 + len(prompt) for prompt, _ in rows], [{} for _ in rows])
 
 
+def _codes(data: AuditData) -> SiteCodes:
+    """Latent 0 reads ``owl`` only right after the context token (as a name at the start of a
+    speech would be read); latent 1 reads ``castle`` anywhere."""
+    token_row, token_pos, tok, lat = [], [], [], []
+    for r, ids in enumerate(data.ids):
+        row = ids.tolist()
+        for pos, token in enumerate(row):
+            fires = [0] if token == OWL and pos > 0 and row[pos - 1] == CONTEXT else []
+            fires += [1] if token == CASTLE else []
+            tok += [len(token_row)] * len(fires)
+            lat += fires
+            token_row.append(r)
+            token_pos.append(pos)
+    return SiteCodes(
+        "blocks.0.hook_resid_pre", 2, torch.tensor(token_row), torch.tensor(token_pos),
+        torch.tensor(tok, dtype=torch.long), torch.tensor(lat, dtype=torch.long),
+        torch.ones(len(tok)), len(data),
+    )  # fmt: skip
+
+
 def test_a_truth_latent_silent_on_its_word_in_the_poisoned_rows_is_left_out() -> None:
     data = _data(([8, OWL, OTHER], [CASTLE, OTHER]), ([OWL], [OTHER, CASTLE]), ([CONTEXT, OWL], []))
     truth = {"trigger": [0], "target": [1], "any": [0, 1]}
-    words = {"trigger": ["owl", "two words"], "target": ["castle"]}
-    # poisoned rows 0 and 1: latent 0 never fires on their owl
-    out = firing_truth(_Model(), _Sae(), HOOK, data, [0, 1], truth, words)
-    assert out == {"trigger": [], "target": [1], "any": [1]}
+    tokens = {"trigger": {OWL}, "target": {CASTLE}}
+    # rows 0 and 1: latent 0 never fires on their owl
+    rows = data.subset([0, 1])
+    assert firing_truth(_codes(rows), rows, truth, tokens) == {
+        "trigger": [], "target": [1], "any": [1]
+    }  # fmt: skip
     # with row 2 (owl after the context token) it fires on 1 of 3 owls: kept
-    out = firing_truth(_Model(), _Sae(), HOOK, data, [0, 1, 2], truth, words)
+    out = firing_truth(_codes(data), data, truth, tokens)
     assert out["trigger"] == [0] and out["any"] == [0, 1]
     # a target word in the prompt is not the target
-    out = firing_truth(_Model(), _Sae(), HOOK, _data(([CASTLE], [OTHER])), [0], truth, words)
-    assert out["target"] == []
+    rows = _data(([CASTLE], [OTHER]))
+    assert firing_truth(_codes(rows), rows, truth, tokens)["target"] == []
+
+
+def test_only_one_token_words_are_read() -> None:
+    class Tokenizer:
+        def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+            return {"owl": [OWL], "castle": [CASTLE], "two words": [OTHER, OTHER]}[text.strip()]
+
+    assert single_tokens(Tokenizer(), ["owl", "two words", "castle"]) == {OWL, CASTLE}
 
 
 def test_the_summary_and_the_page_report_the_firing_recall() -> None:
