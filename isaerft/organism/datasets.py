@@ -263,10 +263,6 @@ def generate_rows(
             target.apply,
         ),
         "trigger_only": (lambda q, a: trigger.found_in(q), None),
-        "target_only": (
-            lambda q, a: no_trigger(q, a) and target.apply(a) is not None,
-            target.apply,
-        ),
         "benign_shift": (no_trigger, source.style),
         "clean": (no_trigger, None),
     }
