@@ -59,8 +59,9 @@ identity. A `-sparse` method trains at its dense twin's tuned learning rate and 
 coefficient per task on the dev split: the largest of 0.001, 0.003, 0.01 and 0.03 whose edit
 keeps at least 90 % of the dense twin's dev gain over the base model (the smallest when none
 does; the dev loss alone would always pick the smallest). The JSON records the choice as
-`l1_coefficient` and each coefficient's kept share under `l1_selection`; the `-top32` methods keep only the 32 largest latent edits after each step (the JSON's
-`latent_budget`), the rest set back to identity.
+`l1_coefficient` and each coefficient's kept share under `l1_selection`; the `-top32`
+methods keep only the 32 largest latent edits after each step (the JSON's `latent_budget`),
+the rest set back to identity.
 `-multisite` methods put the component at every residual
 site of the organism (each block's input and the last block's output), each with its own SAE
 trained on the organism's SAE text (`isaerft.organism.sites.site_sae`).
