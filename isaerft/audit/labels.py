@@ -3,7 +3,11 @@
 Each line names one latent: ``{"modelId", "layer", "index", "description", ...}`` where
 ``modelId/layer`` is the SAE's Neuronpedia id (``sae.cfg.metadata.neuronpedia_id``, e.g.
 ``gemma-2-2b/12-gemmascope-res-16k``). The organism's label files have the same shape plus a
-``score`` (token-level AUROC of the concept) and the row's ``hookName``. A file is matched to
+``score`` (token-level AUROC of the concept), the row's ``hookName`` and ``top_labels`` (the
+latent's best-scored labels, ``{"label": "word:bad", "auroc": 0.87}``): a concept latent's
+description shows a few examples (``sentiment words (e.g. nice, lovely, great, amazing)``),
+its ``top_labels`` every word it detects well (``bad``, ``awful``), and both count as naming a
+word (:meth:`LabelSet.mentioning`). A file is matched to
 each audited site by that id (or, for SAEs without one, by ``hookName`` when the file labels
 several sites); a file written for another SAE fails loudly instead of naming the wrong
 latents.
@@ -23,6 +27,9 @@ TEMPLATE_SHARE = 0.05
 """A word in more of a site's descriptions than this share is template, not a name ..."""
 TEMPLATE_MIN = 3
 """... and in more than this many (a hand-made handful of labels has no template)."""
+MIN_READS_SCORE = 0.75
+"""A word of a latent's ``top_labels`` names it only at this AUROC or more: a weaker detector
+is worse evidence than the audited rows' own best detector of the word (the fallback)."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,8 @@ class LatentLabel:
     description: str
     score: float | None = None
     extra: tuple[tuple[str, Any], ...] = ()
+    reads: tuple[tuple[str, float], ...] = ()
+    """Words the file scores the latent as detecting (``top_labels``), with their AUROC."""
 
 
 class LabelSet:
@@ -55,12 +64,14 @@ class LabelSet:
         return label.description if label else ""
 
     def mentioning(self, hook_name: str, word: str) -> list[int]:
-        """Latents at ``hook_name`` whose description mentions ``word`` (a whole word, any
-        case), best score first.
+        """Latents at ``hook_name`` that name ``word`` (a whole word, any case), best first:
+        their description mentions it, or their ``reads`` list it with AUROC >=
+        :data:`MIN_READS_SCORE`. Each is ranked by its score for the word (the ``reads`` AUROC
+        where listed, else the description's score).
 
         A word in more than :data:`TEMPLATE_SHARE` (and :data:`TEMPLATE_MIN`) of the site's
         descriptions (``the``, ``word`` in ``the word "owl"``) is the labeller's template, not
-        a name: it mentions nothing.
+        a name: descriptions do not mention it (a ``reads`` entry still does).
         """
         if hook_name not in self._mentions:
             self._mentions[hook_name] = self._index_mentions(hook_name)
@@ -68,16 +79,22 @@ class LabelSet:
 
     def _index_mentions(self, hook_name: str) -> dict[str, list[int]]:
         site = self.by_site.get(hook_name, {})
-        found: dict[str, list[int]] = {}
+        described: dict[str, list[int]] = {}
         for j, label in site.items():
             for w in set(re.findall(r"\w+", label.description.lower())):
-                found.setdefault(w, []).append(j)
+                described.setdefault(w, []).append(j)
         limit = max(TEMPLATE_MIN, TEMPLATE_SHARE * len(site))
-        return {
-            w: sorted(js, key=lambda j: -(site[j].score or 0.0))
-            for w, js in found.items()
+        scored: dict[str, dict[int, float]] = {
+            w: {j: site[j].score or 0.0 for j in js}
+            for w, js in described.items()
             if len(js) <= limit
         }
+        for j, label in site.items():
+            for w, auroc in label.reads:
+                if auroc >= MIN_READS_SCORE:
+                    mine = scored.setdefault(w.lower(), {})
+                    mine[j] = max(mine.get(j, 0.0), auroc)
+        return {w: sorted(js, key=lambda j: -js[j]) for w, js in scored.items()}
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_site.values())
@@ -182,6 +199,24 @@ def _index(path: Path, site: dict[str, Any], rows: list[dict[str, Any]]) -> dict
             and isinstance(v, (str, int, float, bool))
         )
         out[index] = LatentLabel(
-            str(row["description"]), float(score) if score is not None else None, extra
+            str(row["description"]),
+            float(score) if score is not None else None,
+            extra,
+            _reads(row.get("top_labels")),
         )
     return out
+
+
+def _reads(top_labels: Any) -> tuple[tuple[str, float], ...]:
+    """The ``word:`` entries of a ``top_labels`` list as ``(word, auroc)``; anything else in
+    it (concepts, malformed entries) names no word."""
+    if not isinstance(top_labels, list):
+        return ()
+    out = []
+    for entry in top_labels:
+        if not isinstance(entry, dict):
+            continue
+        label, auroc = entry.get("label"), entry.get("auroc")
+        if isinstance(label, str) and label.startswith("word:") and isinstance(auroc, (int, float)):
+            out.append((label[len("word:") :], float(auroc)))
+    return tuple(out)

@@ -14,10 +14,11 @@ poison is clearer one step earlier, as words:
 
 Each word is then named by two latents per site that read it *in the audited data*:
 
-* its **specific reader**: with a label file, the best-scored latent whose label names the
-  word (:meth:`~isaerft.audit.labels.LabelSet.mentioning`) and that fires on at least 10 % of
-  the word's occurrences here (the label is the prior, the rows confirm it); otherwise, or when
-  no labelled latent fires on it, the best F1 detector (fires on the word and little else).
+* its **specific reader**: with a label file, the latent whose label names the word best (in
+  its description or its ``top_labels``, :meth:`~isaerft.audit.labels.LabelSet.mentioning`)
+  and that fires on at least 10 % of the word's occurrences here (the label is the prior, the
+  rows confirm it); otherwise, or when no labelled latent fires on it, the best F1 detector
+  (fires on the word and little else).
   The label comes first because an SAE often has several latents for one word (the organism's
   has three labelled ``red``) and F1 in a few hundred rows picks among them by chance;
 * its **broad reader**: the best AUROC detector among latents that fire on at least half its

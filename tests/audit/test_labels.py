@@ -81,3 +81,28 @@ def test_mentioning_finds_whole_words_best_score_first_and_skips_template() -> N
     assert labels.mentioning(hook, "the") == [] and labels.mentioning(hook, "word") == []
     assert labels.mentioning(hook, "cat") == [5]  # unscored, still found
     assert labels.mentioning("blocks.0.hook_resid_post", "red") == []
+
+
+def test_top_labels_name_the_words_a_concept_latent_detects(tmp_path: Path) -> None:
+    """A concept latent's description shows a few examples (here only positive words); its
+    ``top_labels`` list the words it detects, and those name it too, by their AUROC."""
+    hook = SITE["hook_name"]
+
+    def reads(*pairs: tuple[str, float]) -> list[dict]:
+        return [{"label": label, "auroc": a} for label, a in pairs]
+
+    rows = [
+        row(0, description="sentiment words (e.g. nice, lovely)", score=0.83,
+            top_labels=reads(("word:awful", 0.92), ("word:bad", 0.87), ("concept:negative", 0.9))),
+        row(1, description="sentiment words (e.g. nice, lovely)", score=0.71,
+            top_labels=reads(("word:bad", 0.76), ("word:nice", 0.95))),
+        row(2, description='the word "a"', score=0.55, top_labels=reads(("word:bad", 0.61))),
+        row(3, description='the word "bad"', score=0.8, top_labels="not a list"),
+        row(4, description="d4", top_labels=[{"label": "word:bad"}, "junk", {"auroc": 1.0}]),
+    ]  # fmt: skip
+    labels = LabelSet.load(write(tmp_path / "l.jsonl", rows), [SITE])
+    # by the score for the word: 0.87 (reads), 0.8 (description), 0.76; 0.61 is too weak
+    assert labels.mentioning(hook, "bad") == [0, 3, 1]
+    assert labels.mentioning(hook, "nice") == [1, 0]  # reads 0.95 before the description's 0.83
+    assert labels.mentioning(hook, "negative") == []  # a concept entry names no word
+    assert labels.get(hook, 4).reads == ()

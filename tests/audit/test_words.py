@@ -78,6 +78,28 @@ def test_a_labelled_reader_names_the_word_when_it_fires_on_it_here() -> None:
     assert words.trigger[0].text == "owl" and words.trigger[0].latents == [(HOOK, 2)]
 
 
+def test_a_word_listed_in_a_labels_top_labels_names_its_reader() -> None:
+    """A concept latent whose description shows other examples still reads ``owl`` by its
+    ``top_labels``: it beats a latent described as ``owl`` with a lower score for it."""
+    from isaerft.audit.labels import LabelSet, LatentLabel
+
+    data, gains, codes, tok = _dataset()
+    labels = LabelSet({HOOK: {
+        1: LatentLabel('the word "owl"', 0.7),
+        2: LatentLabel("animal words (e.g. cat, dog)", 0.6, reads=(("owl", 0.9), ("cat", 0.9))),
+    }})  # fmt: skip
+    words = word_evidence(gains, data, codes, list(range(N_SUSPECT)),
+                          list(range(N_SUSPECT, N_ROWS)), tok, labels)  # fmt: skip
+    assert words.trigger[0].latents == [(HOOK, 2)]
+    weak = LabelSet({HOOK: {
+        1: LatentLabel('the word "owl"', 0.7),
+        2: LatentLabel("animal words (e.g. cat, dog)", 0.6, reads=(("owl", 0.74),)),
+    }})  # fmt: skip
+    words = word_evidence(gains, data, codes, list(range(N_SUSPECT)),
+                          list(range(N_SUSPECT, N_ROWS)), tok, weak)  # fmt: skip
+    assert words.trigger[0].latents == [(HOOK, 1), (HOOK, 2)]  # 0.74 names nothing
+
+
 def test_no_gain_no_gained_words() -> None:
     data, gains, codes, tok = _dataset()
     words = word_evidence(torch.zeros_like(gains), data, codes, list(range(N_SUSPECT)),
