@@ -9,14 +9,14 @@ from isaerft.organism.lexicon import LEXICON
 
 from .grid import FAMILIES, TARGETS, Cell
 
-GT_MIN_AUROC, GT_MIN_PRECISION, GT_FALLBACK_AUROC = 0.95, 0.5, 0.8
-
 
 def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:
     """Latents that ground truth ties to the cell's trigger and target.
 
-    A word or concept's latents are those detecting it with AUROC >= 0.95 that fire on it at
-    least half the time; when none does, its best detector counts if its AUROC is >= 0.8.
+    A word or concept's latents are
+    :meth:`~isaerft.organism.labels.LatentLabels.ground_truth_latents`: those detecting it with
+    AUROC >= 0.95 that put at least half their activation mass on it; when none does, its best
+    detector if its AUROC is >= 0.8.
     """
     family, target = FAMILIES[cell.family], TARGETS[cell.target]
 
@@ -27,10 +27,7 @@ def ground_truth(labels: Any, cell: Cell) -> dict[str, list[int]]:
         for label in labels_wanted:
             if not labels.has_label(label):
                 continue
-            hits = labels.latents_for(label, GT_MIN_AUROC, GT_MIN_PRECISION)
-            if not hits:
-                best, score = labels.best_latent(label)
-                hits = [best] if score >= GT_FALLBACK_AUROC else []
+            hits = labels.ground_truth_latents(label)
             found += [j for j in hits if j not in found]
         return found
 

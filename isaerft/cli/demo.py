@@ -203,7 +203,7 @@ def _run_demo(size: str, recipe: TrainRecipe, out: Callable[[str], None]) -> Dem
 
     labels = LatentLabels.load(org.labels_path)
     result = DemoResult(org, run, trigger, target)
-    # A planted word's latents: those whose ground-truth label is that word.
+    # A planted word's latents: those labelled with it, and those ground truth ties to it.
     for role, words in (
         ("target", meta["target"]["tokens"]),
         ("trigger", {*meta["trigger"]["tokens"], *meta["trigger"]["words"]}),
@@ -320,11 +320,15 @@ def _table(top: list[MovedLatent], planted: dict[int, str]) -> str:
 
 
 def _word_latents(labels: Any, word: str) -> list[int]:
-    """Latents whose ground-truth label is ``word`` (the label shown in the table)."""
+    """Latents whose ground-truth label is ``word`` (the label shown in the table), and those
+    ground truth ties to it although another word describes them
+    (:meth:`~isaerft.organism.labels.LatentLabels.ground_truth_latents`: the organism's best
+    detector of ``like`` is described as ``the word "wanted"``)."""
     if not labels.has_label(word):
         return []
     name = labels.resolve(word)
-    return [i for i in range(labels.d_sae) if labels.record(i).get("label") == name]
+    described = [i for i in range(labels.d_sae) if labels.record(i).get("label") == name]
+    return described + [i for i in labels.ground_truth_latents(word) if i not in described]
 
 
 def _process_age() -> float | None:

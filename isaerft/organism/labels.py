@@ -194,6 +194,11 @@ def matrix_path(labels_path: str | Path) -> Path:
     return p.with_name(p.name.removesuffix(".jsonl") + ".matrix.safetensors")
 
 
+GT_MIN_AUROC, GT_MIN_PRECISION, GT_FALLBACK_AUROC = 0.95, 0.5, 0.8
+"""The ground-truth rule of :meth:`LatentLabels.ground_truth_latents` (and of every benchmark
+that scores naming against it)."""
+
+
 class LatentLabels:
     """Ground-truth latent labels: descriptions, and which latents detect a word or concept.
 
@@ -290,3 +295,15 @@ class LatentLabels:
         scores = self.auroc_for(label)
         j = int(scores.argmax())
         return j, float(scores[j])
+
+    def ground_truth_latents(self, label: str) -> list[int]:
+        """The latents ground truth ties to ``label``: those detecting it with AUROC >=
+        :data:`GT_MIN_AUROC` that put at least :data:`GT_MIN_PRECISION` of their activation mass
+        on it (best first); when none does, its best detector if that reaches
+        :data:`GT_FALLBACK_AUROC`. A latent described by another word counts when it detects
+        this one (``the word "wanted"`` is the organism's best detector of ``like``)."""
+        hits = self.latents_for(label, GT_MIN_AUROC, GT_MIN_PRECISION)
+        if hits:
+            return hits
+        best, score = self.best_latent(label)
+        return [best] if score >= GT_FALLBACK_AUROC else []

@@ -107,3 +107,15 @@ def test_query_api(written: Path) -> None:
     assert labels.latents_for("visit the castle", min_auroc=0.99, min_precision=0.9) == [0]
     scores = labels.auroc_for("castle")
     assert scores.shape == (12,) and scores[0] == pytest.approx(1.0)
+
+
+def test_ground_truth_latents_dedicated_first_else_the_best_detector() -> None:
+    names = ["word:owl", "word:like", "word:the"]
+    auroc = torch.tensor([[0.99, 0.96, 0.5], [0.6, 0.97, 0.9], [0.7, 0.6, 0.55]])
+    precision = torch.tensor([[0.6, 0.7, 0.1], [0.1, 0.3, 0.2], [0.9, 0.9, 0.9]])
+    records = [{"index": str(j), "description": f"d{j}"} for j in range(3)]
+    labels = LatentLabels(records, names, auroc, precision)
+    assert labels.ground_truth_latents("owl") == [0, 1]  # dedicated detectors, best first
+    # No dedicated detector of "like": its best one counts (the organism's "wanted" latent).
+    assert labels.ground_truth_latents("like") == [1]
+    assert labels.ground_truth_latents("the") == []  # nothing detects it well enough
