@@ -6,11 +6,10 @@ Each line names one latent: ``{"modelId", "layer", "index", "description", ...}`
 ``score`` (token-level AUROC of the concept), the row's ``hookName`` and ``top_labels`` (the
 latent's best-scored labels, ``{"label": "word:bad", "auroc": 0.87}``): a concept latent's
 description shows a few examples (``sentiment words (e.g. nice, lovely, great, amazing)``),
-its ``top_labels`` every word it detects well (``bad``, ``awful``), and both count as naming a
-word (:meth:`LabelSet.mentioning`). A file is matched to
-each audited site by that id (or, for SAEs without one, by ``hookName`` when the file labels
-several sites); a file written for another SAE fails loudly instead of naming the wrong
-latents.
+its ``top_labels`` the words it detects best (``bad``, ``awful``), and both count as naming a
+word (:meth:`LabelSet.mentioning`). A file is matched to each audited site by that id (or,
+for SAEs without one, by ``hookName`` when the file labels several sites); a file written for
+another SAE fails loudly instead of naming the wrong latents.
 """
 
 from __future__ import annotations

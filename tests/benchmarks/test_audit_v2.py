@@ -82,7 +82,7 @@ class _Labels:
     def has_label(self, label: str) -> bool:
         return label in ("owl", "visit")
 
-    def latents_for(self, label: str, *args: Any) -> list[int]:
+    def ground_truth_latents(self, label: str) -> list[int]:
         return [7] if label == "owl" else [9]
 
 
