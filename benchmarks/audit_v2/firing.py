@@ -37,12 +37,9 @@ def firing_truth(
     :data:`MIN_SHARE` of some token of ``tokens["trigger"]`` (``["target"]``) where it occurs
     in the prompts (answers) of ``data``, whose SAE codes are ``codes``
     (:func:`isaerft.audit.activations.collect_codes` of the poisoned rows)."""
-    flat = torch.cat([row.long() for row in data.ids])
-    lengths = torch.tensor([len(row) for row in data.ids])
-    starts = torch.cumsum(lengths, 0) - lengths
-    token_id = flat[starts[codes.token_row.long()] + codes.token_pos.long()]
+    token_id = codes.token_ids(data)
     in_prompt = codes.token_pos < torch.tensor(data.prompt_lengths)[codes.token_row.long()]
-    vocab = int(flat.max()) + 1
+    vocab = int(token_id.max()) + 1  # (every bincount below counts ids of token_id)
     out: dict[str, list[int]] = {}
     for role, where in (("trigger", in_prompt), ("target", ~in_prompt)):
         words = torch.tensor(sorted(tokens.get(role, set())), dtype=torch.long)

@@ -89,6 +89,14 @@ class SiteCodes:
             out.view(-1).scatter_reduce_(0, flat, values, reduce="amax")
         return out
 
+    def token_ids(self, data: AuditData) -> torch.Tensor:
+        """Per token, its id in ``data`` (the rows these codes were collected from)."""
+        # every row's ids end to end, indexed by each token's row start + position
+        flat = torch.cat([row.long() for row in data.ids])
+        lengths = torch.tensor([len(row) for row in data.ids])
+        starts = torch.cumsum(lengths, 0) - lengths
+        return flat[starts[self.token_row.long()] + self.token_pos.long()]
+
     def token_values(self, latent: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(token indices, codes)`` where ``latent`` fires."""
         keep = self.lat == latent

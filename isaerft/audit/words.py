@@ -264,11 +264,7 @@ class _Readers:
 
     def __init__(self, site: SiteCodes, data: AuditData, labels: LabelSet | None) -> None:
         self.labels = labels
-        # every row's ids end to end, indexed by each code token's row start + position
-        flat = torch.cat([row.long() for row in data.ids])
-        lengths = torch.tensor([len(row) for row in data.ids])
-        starts = torch.cumsum(lengths, 0) - lengths
-        self.ids = flat[starts[site.token_row.long()] + site.token_pos.long()]
+        self.ids = site.token_ids(data)
         self.site = site
         self.code_token = self.ids[site.tok]
         self.fires = torch.bincount(site.lat, minlength=site.d_sae).double()

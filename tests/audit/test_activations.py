@@ -33,6 +33,8 @@ def test_codes_match_a_dense_encode() -> None:
     assert freq.shape == (sae.cfg.d_sae,) and 0 < float(freq.max()) <= 1
     summed = codes.row_reduce(list(range(sae.cfg.d_sae)), "sum")
     assert float(summed.sum()) == float(codes.val.double().sum())
+    ids = codes.token_ids(rows)  # per token, the id at its (row, position)
+    assert ids.tolist() == [int(rows.ids[r][p]) for r, p in zip(codes.token_row, codes.token_pos)]
 
 
 def test_edited_codes_see_the_edit() -> None:
