@@ -57,7 +57,7 @@ from isaerft.runs import INTERVENTION_DIR
 DEV = ("word", "phrase")
 """The development case (trigger family, target): the only one any setting was tuned on."""
 AUDIT = AuditConfig(baselines=False)  # the audit's defaults; baselines belong to audit_poison
-NAMING = 9
+NAMING = 10
 """How the implicated latents were chosen: 1 = the two data readers of each word, 2 = the
 labelled reader first (:mod:`isaerft.audit.words`), 3 = the association search's pairings join
 the naming roles (:mod:`isaerft.audit.association`), 4 = they follow the learned edit's naming
@@ -69,8 +69,9 @@ also carries ranks with the learned naming), 8 = only a reader of a pairing's wo
 the pairing's generic answer latent ``you`` push ``place words`` out on one seed), 9 = a word's
 labelled reader may be a latent whose label file ``top_labels`` list the word
 (:meth:`isaerft.audit.labels.LabelSet.mentioning`: the organism's sentiment latents describe
-themselves with positive examples only). Bump it when naming changes without a new report
-schema."""
+themselves with positive examples only), 10 = a pairing's answer words' readers all come before
+its completion latents (alternated, the trigger topic's latents pushed the flipped words' out).
+Bump it when naming changes without a new report schema."""
 ROW_RANKING = 2
 """How the reported rows were ranked where a pairing was found: 1 = the pairing's rows first,
 2 = each row by the rarer of its learned and pairing scores among reference rows

@@ -17,6 +17,8 @@ from typing import Any
 from isaerft._io import write_text
 from isaerft.organism.build import ORGANISM_PRESETS
 
+from .methods.isaerft_kinds import twin_and_suffix
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PLOT = "img/comparison/gap_vs_params.png"
 CORPUS_COMMAND = "python -m benchmarks.finetune_quality --quick --corpus ../shared/corpora/tinyshakespeare.txt --docs"  # fmt: skip
@@ -214,12 +216,6 @@ def _sparse_table(result: dict[str, Any], level: str = "##") -> list[str]:
         *rows,
         "",
     ]
-
-
-def twin_and_suffix(name: str) -> tuple[str, str]:
-    """A sparse variant is named ``<dense twin>-<suffix>`` (``isaerft-scale-top32``)."""
-    twin, suffix = name.rsplit("-", 1)
-    return twin, suffix
 
 
 def _is_sparse(m: dict[str, Any]) -> bool:

@@ -25,9 +25,8 @@ from isaerft.organism.textcorpus import read_documents
 from isaerft.organism.tokenizer import encode_batch
 
 from . import metrics
-from .docs import twin_and_suffix
 from .methods import METHODS, Method, MethodContext, build_method
-from .methods.isaerft_kinds import ISaeRFT
+from .methods.isaerft_kinds import ISaeRFT, twin_and_suffix
 from .tasks import TASKS, Task, make_tasks
 from .train import Batch, make_batch, objective_loss, train
 

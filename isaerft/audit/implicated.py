@@ -13,9 +13,13 @@ The evidence that a latent belongs to what the data taught:
 * ``paired prompt`` / ``paired answer`` — it is the prompt / answer side of a pairing the
   audited rows have far beyond trusted rows (:mod:`isaerft.audit.association`), or it reads a
   word of that pairing's rows (a prompt word they share; an answer word beyond trusted answers
-  to similar prompts, :func:`~isaerft.audit.words.paired_words`; the words lead, as for the
-  trigger): the trigger and the behaviour as the data pairs them, found without the learned
-  edit;
+  to similar prompts, :func:`~isaerft.audit.words.paired_words`): the trigger and the
+  behaviour as the data pairs them, found without the learned edit. On the prompt side the
+  words' readers alternate with the pairs' prompt latents, as for the trigger; on the answer
+  side all the answer words' readers come first: an answer word is measured against trusted
+  answers to similar prompts, a pair's completion latent only against all trusted rows, so
+  the latter is mostly what the trigger's topic brings (``red``, ``golden`` on a sentiment
+  flip of owl stories) and, alternated, pushed the flipped words' readers out of the top 10;
 * ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
   weights, by the strength of the rules that read them): the trigger, as the edit names it;
 * ``gained`` — it fires on the completion tokens the edit made likely, ranked per latent
@@ -174,14 +178,16 @@ def implicated_latents(
             ("paired prompt", "prompt", "trigger"),
             ("paired answer", "completion", "behaviour"),
         ):
-            # As for the trigger: the words of the pairing's rows lead its latents.
+            # The words of the pairing's rows lead its latents: alternating on the prompt side
+            # (as for the trigger), all first on the answer side (see the module docstring).
             read = said.latents(side)[:EVIDENCE_TOP] if said is not None else []
             paired = association.latents(part)[:EVIDENCE_TOP]
+            words_read = [(role, h, j, w) for h, j, w in read]
+            latents = [(role, h, j, None) for h, j in paired]
             evidence.append(
-                _alternate(
-                    [(role, h, j, w) for h, j, w in read],
-                    [(role, h, j, None) for h, j in paired],
-                )
+                _alternate(words_read, latents)
+                if side == "trigger"
+                else _ranked(role, [(h, j, w) for _, h, j, w in words_read + latents])
             )
     for role, reading in (("gained", gained), ("edit", attribution)):
         if reading is not None:

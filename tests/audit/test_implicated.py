@@ -134,6 +134,25 @@ def test_a_pairings_words_lead_its_latents() -> None:
     assert pairing.to_dict()["answer_words"][0]["word"] == "bad"
 
 
+def test_a_pairings_answer_words_all_come_before_its_completion_latents() -> None:
+    """On the answer side every answer word's reader ranks before the pairs' completion
+    latents (7, 8: what the trigger's topic brings to the answers); on the prompt side words
+    and prompt latents alternate, as for the trigger."""
+    pairing = _pairing([(2, 7), (3, 8)])
+    pairing.words = WordEvidence(
+        trigger=[Word(10, "owl", 30.0, 9, [(H, 4)]), Word(14, "you", 20.0, 9, [(H, 9)])],
+        behaviour=[
+            Word(11, "day", 9.0, 9, [(H, 5)]),
+            Word(12, "ugly", 6.0, 9, [(H, 6)]),
+            Word(13, "bad", 4.0, 9, [(H, 1)]),
+        ],
+    )
+    out = implicated_latents(None, None, None, None, LabelSet.empty(), association=pairing)
+    ranks = {e["index"]: e["best_rank"] for e in out}
+    assert [ranks[j] for j in (5, 6, 1, 7, 8)] == [1, 2, 3, 4, 5]
+    assert [ranks[j] for j in (4, 2, 9, 3)] == [1, 2, 3, 4]
+
+
 def test_pairings_follow_the_learned_naming_when_the_edit_flagged() -> None:
     trigger = _search([(H, 1, 9.0)])
     pairing = _pairing([(2, 5), (1, 6)])

@@ -113,6 +113,13 @@ class ISaeRFT(Steerable):
         return self.model.num_moved_latents(tolerance)
 
 
+def twin_and_suffix(name: str) -> tuple[str, str]:
+    """The dense twin and the suffix of a sparse variant's name, as registered below
+    (``isaerft-scale-top32`` -> ``("isaerft-scale", "top32")``)."""
+    twin, suffix = name.rsplit("-", 1)
+    return twin, suffix
+
+
 for _kind in KINDS:
     register(f"isaerft-{_kind}", kind=_kind)(ISaeRFT)
 for _kind in MULTISITE_KINDS:
