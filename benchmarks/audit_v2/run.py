@@ -69,8 +69,9 @@ also carries ranks with the learned naming), 8 = only a reader of a pairing's wo
 the pairing's generic answer latent ``you`` push ``place words`` out on one seed), 9 = a word's
 labelled reader may be a latent whose label file ``top_labels`` list the word
 (:meth:`isaerft.audit.labels.LabelSet.mentioning`: the organism's sentiment latents describe
-themselves with positive examples only), 10 = a pairing's answer words' readers all come before
-its completion latents (alternated, the trigger topic's latents pushed the flipped words' out).
+themselves with positive examples only), 10 = where only the pairing flagged the data, its answer
+words' readers all come before its completion latents (alternated, the trigger topic's latents
+pushed the flipped words' out).
 Bump it when naming changes without a new report schema."""
 ROW_RANKING = 2
 """How the reported rows were ranked where a pairing was found: 1 = the pairing's rows first,

@@ -19,7 +19,10 @@ The evidence that a latent belongs to what the data taught:
   side all the answer words' readers come first: an answer word is measured against trusted
   answers to similar prompts, a pair's completion latent only against all trusted rows, so
   the latter is mostly what the trigger's topic brings (``red``, ``golden`` on a sentiment
-  flip of owl stories) and, alternated, pushed the flipped words' readers out of the top 10;
+  flip of owl stories) and, alternated, pushed the flipped words' readers out of the top 10.
+  Not where the learned edit leads: there its gained words already rank the answer, and an
+  answer word ranked ahead lifts the reader of a planted sentence's generic word (``you``)
+  into the edit's group (see ``lead`` below), pushing a target word's reader out;
 * ``gate`` — the learned edit's own rules open on it (a ``conditional`` component's *when*
   weights, by the strength of the rules that read them): the trigger, as the edit names it;
 * ``gained`` — it fires on the completion tokens the edit made likely, ranked per latent
@@ -179,14 +182,15 @@ def implicated_latents(
             ("paired answer", "completion", "behaviour"),
         ):
             # The words of the pairing's rows lead its latents: alternating on the prompt side
-            # (as for the trigger), all first on the answer side (see the module docstring).
+            # (as for the trigger) and where the learned edit leads; all first on the answer
+            # side of a pairing that leads (see the module docstring).
             read = said.latents(side)[:EVIDENCE_TOP] if said is not None else []
             paired = association.latents(part)[:EVIDENCE_TOP]
             words_read = [(role, h, j, w) for h, j, w in read]
             latents = [(role, h, j, None) for h, j in paired]
             evidence.append(
                 _alternate(words_read, latents)
-                if side == "trigger"
+                if side == "trigger" or lead == "edit"
                 else _ranked(role, [(h, j, w) for _, h, j, w in words_read + latents])
             )
     for role, reading in (("gained", gained), ("edit", attribution)):

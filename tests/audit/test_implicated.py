@@ -135,9 +135,9 @@ def test_a_pairings_words_lead_its_latents() -> None:
 
 
 def test_a_pairings_answer_words_all_come_before_its_completion_latents() -> None:
-    """On the answer side every answer word's reader ranks before the pairs' completion
-    latents (7, 8: what the trigger's topic brings to the answers); on the prompt side words
-    and prompt latents alternate, as for the trigger."""
+    """On the answer side of a leading pairing every answer word's reader ranks before the
+    pairs' completion latents (7, 8: what the trigger's topic brings to the answers); on the
+    prompt side words and prompt latents alternate, as for the trigger."""
     pairing = _pairing([(2, 7), (3, 8)])
     pairing.words = WordEvidence(
         trigger=[Word(10, "owl", 30.0, 9, [(H, 4)]), Word(14, "you", 20.0, 9, [(H, 9)])],
@@ -151,6 +151,12 @@ def test_a_pairings_answer_words_all_come_before_its_completion_latents() -> Non
     ranks = {e["index"]: e["best_rank"] for e in out}
     assert [ranks[j] for j in (5, 6, 1, 7, 8)] == [1, 2, 3, 4, 5]
     assert [ranks[j] for j in (4, 2, 9, 3)] == [1, 2, 3, 4]
+    # Where the learned edit leads, its own words rank the answer: the pairing alternates.
+    led = implicated_latents(
+        None, None, None, None, LabelSet.empty(), association=pairing, lead="edit"
+    )
+    ranks = {e["index"]: e["best_rank"] for e in led}
+    assert [ranks[j] for j in (5, 7, 6, 8, 1)] == [1, 2, 3, 4, 5]
 
 
 def test_pairings_follow_the_learned_naming_when_the_edit_flagged() -> None:
