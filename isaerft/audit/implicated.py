@@ -186,8 +186,12 @@ def implicated_latents(
             # side of a pairing that leads (see the module docstring).
             read = said.latents(side)[:EVIDENCE_TOP] if said is not None else []
             paired = association.latents(part)[:EVIDENCE_TOP]
-            words_read = [(role, h, j, w) for h, j, w in read]
-            latents = [(role, h, j, None) for h, j in paired]
+            words_read: list[tuple[str, str, int, str | None]] = [
+                (role, h, j, w) for h, j, w in read
+            ]
+            latents: list[tuple[str, str, int, str | None]] = [
+                (role, h, j, None) for h, j in paired
+            ]
             evidence.append(
                 _alternate(words_read, latents)
                 if side == "trigger" or lead == "edit"
