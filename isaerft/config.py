@@ -20,7 +20,8 @@ class ISaeRFTConfig(ConfigBase):
 
     Attributes:
         component: component kind, one of the registered kinds (``"scale"``, ``"bias"``,
-            ``"scale_bias"``, ``"mlp"`` built in; see :func:`isaerft.register_component`).
+            ``"scale_bias"``, ``"mlp"``, ``"conditional"``, ``"latent_map"`` built in; see
+            :func:`isaerft.register_component`).
         hook_names: hook points to splice at. ``None`` splices every SAE passed to
             :class:`~isaerft.ISaeRFTModel`; otherwise exactly these (each needs an SAE).
         init: ``"identity"`` (the model is bit-identical to the base model at init) or
@@ -32,6 +33,8 @@ class ISaeRFTConfig(ConfigBase):
         mlp_activation: activation of the ``"mlp"`` component.
         conditional_terms: number of "when latents A fired, edit latents B" rules of the
             ``"conditional"`` component.
+        map_rank: rank of the ``"latent_map"`` component (its number of "where latents A
+            fire, add latents B" rules).
         dtype: dtype of the trainable parameters (activations are cast at the site).
         sparse_decode_density: the decoder uses a gather over active latents instead of a
             dense matmul when at most this fraction of latents is active; ``0`` disables it.
@@ -45,6 +48,7 @@ class ISaeRFTConfig(ConfigBase):
     mlp_hidden: int = 64
     mlp_activation: str = "gelu"
     conditional_terms: int = 4
+    map_rank: int = 1
     dtype: str = "float32"
     sparse_decode_density: float = 0.05
 
@@ -90,6 +94,7 @@ class ISaeRFTConfig(ConfigBase):
         check_number(self.where("mlp_hidden"), self.mlp_hidden, minimum=1, integer=True)
         terms = self.where("conditional_terms")
         check_number(terms, self.conditional_terms, minimum=1, integer=True)
+        check_number(self.where("map_rank"), self.map_rank, minimum=1, integer=True)
         if self.init == "normal" and self.init_std == 0.0:
             raise ValueError(
                 "ISaeRFTConfig.init='normal' with init_std=0 is the identity; use init='identity'"

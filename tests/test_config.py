@@ -17,7 +17,7 @@ def test_json_round_trip():
     [
         (
             {"component": "lora"},
-            r"component='lora'.*\['bias', 'conditional', 'mlp', 'scale', 'scale_bias'\]",
+            r"component='lora'.*\['bias', 'conditional', 'latent_map', 'mlp', 'scale', 'scale_bias'\]",
         ),
         ({"init": "zeros"}, "init='zeros'"),
         ({"dtype": "int8"}, "dtype='int8'"),
@@ -25,6 +25,7 @@ def test_json_round_trip():
         ({"hook_names": []}, "hook_names is empty"),
         ({"hook_names": ["a", "a"]}, "more than once"),
         ({"mlp_hidden": 0}, "mlp_hidden"),
+        ({"map_rank": 0}, "map_rank"),
         ({"sparse_decode_density": 2.0}, "sparse_decode_density"),
         ({"init": "normal", "init_std": 0.0}, "init_std=0"),
         ({"mlp_activation": "tanh"}, "mlp_activation"),

@@ -13,6 +13,7 @@ from isaerft.components.base import (
 )
 from isaerft.components.bias import BiasComponent
 from isaerft.components.conditional import ConditionalComponent
+from isaerft.components.latent_map import LatentMapComponent
 from isaerft.components.mlp import MLPComponent
 from isaerft.components.scale import ScaleComponent
 from isaerft.components.scale_bias import ScaleBiasComponent
@@ -22,11 +23,13 @@ register_component("bias", BiasComponent)
 register_component("scale_bias", ScaleBiasComponent)
 register_component("mlp", MLPComponent)
 register_component("conditional", ConditionalComponent)
+register_component("latent_map", LatentMapComponent)
 
 __all__ = [
     "BiasComponent",
     "ConditionalComponent",
     "LatentComponent",
+    "LatentMapComponent",
     "MLPComponent",
     "ScaleBiasComponent",
     "ScaleComponent",

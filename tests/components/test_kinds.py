@@ -54,6 +54,7 @@ def test_component_dtype_follows_config():
         ("scale_bias", False),
         ("mlp", False),
         ("conditional", False),
+        ("latent_map", False),
     ],
 )
 def test_each_kind_says_whether_its_edit_is_a_constant_shift(kind, constant):
