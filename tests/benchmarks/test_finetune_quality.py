@@ -101,6 +101,7 @@ def test_parameter_counts_are_ordered(bench: Bench, task: Any) -> None:
     assert count["full-ft"] == sum(p.numel() for p in bench.hf.parameters())
     terms = ISaeRFTConfig().conditional_terms  # when, scale, bias per term + always scale, bias
     assert count["isaerft-conditional"] == (3 * terms + 2) * d_sae
+    assert count["isaerft-latent_map"] == 2 * ISaeRFTConfig().map_rank * d_sae  # read + write
     sites = sum(sae.cfg.d_sae for sae in bench.site_saes.values())
     assert len(bench.site_saes) == 3 and count["isaerft-scale-multisite"] == sites
 
@@ -587,3 +588,48 @@ def test_the_sparse_table_puts_each_variant_beside_its_dense_kind() -> None:
     assert "| style | `isaerft-scale` | 0.700 (500) | 0.600 (90, L1 0.003) | 0.500 (32) |" in table
     assert not any(row.startswith("| concept") for row in table)  # no sparse variant there
     assert docs_module._sparse_table(_fake_result({"style": "sft"})) == []
+
+
+def _gaps(**gaps: float) -> dict[str, Any]:
+    """Method records with only what :func:`docs.why_missed` reads (names use ``_`` for ``-``)."""
+    return {
+        name.replace("__", "-"): {"gap_closed": gap, "trainable_params": 100}
+        for name, gap in gaps.items()
+    }
+
+
+def test_a_missed_goal_says_why_from_the_same_hooks_other_edits() -> None:
+    """Where a kind in which one latent writes another reaches 80 % of LoRA-r8's gap at the
+    same hook, the per-latent form is the reason; where only LoReFT does, the SAE's basis; where
+    nothing does, the one site."""
+    form = docs_module.why_missed(
+        _gaps(isaerft__scale=0.1, isaerft__scale_bias=0.4, isaerft__latent_map=0.85), 1.0
+    )
+    assert form.startswith("Why: the per-latent form.") and "reach the target (0.80)" in form
+    assert "`isaerft-latent_map` 0.85" in form
+    assert "the per-latent kinds do not (`isaerft-scale_bias` 0.40" in form
+    basis = docs_module.why_missed(
+        _gaps(isaerft__scale_bias=0.4, isaerft__latent_map=0.6, loreft__r4=0.9), 1.0
+    )
+    assert basis.startswith("Why: the SAE's basis at the hook.") and "`loreft-r4` 0.90" in basis
+    assert "(`isaerft-latent_map` 0.60 (100 params), `isaerft-scale_bias` 0.40" in basis
+    hook = docs_module.why_missed(
+        _gaps(
+            isaerft__scale_bias=0.4,
+            loreft__r1=0.5,
+            isaerft__mlp=0.6,
+            isaerft__scale_bias__multisite=0.9,
+        ),
+        1.0,
+    )
+    assert "no edit of this one hook reaches the target (0.80)" in hook
+    assert "the best are `isaerft-mlp` 0.60 (100 params), `loreft-r1` 0.50" in hook
+    assert hook.endswith("`isaerft-scale_bias-multisite` closes 0.90.")
+    methods = {
+        "isaerft-scale": {"gap_closed": 0.2, "trainable_params": 10},
+        "lora-r8": {"gap_closed": 1.0, "trainable_params": 1000},
+    }
+    for name in methods:
+        methods[name] |= {"capability_kl": None, "behaviour_success": 0.5}
+    lines = docs_module.verdicts("style", methods)
+    assert "**missed**" in lines[0] and lines[1].startswith("  Why: no edit of this one hook")

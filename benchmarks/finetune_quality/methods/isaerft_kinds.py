@@ -14,8 +14,9 @@ from isaerft.training.sparsity import proximal_l1_
 from . import register
 from .base import MethodContext, Steerable
 
-KINDS = ("scale", "bias", "scale_bias", "mlp", "conditional")
-"""The component kinds compared. ``conditional`` ("when latents A fired earlier in the text,
+KINDS = ("scale", "bias", "scale_bias", "mlp", "conditional", "latent_map")
+"""The component kinds compared (``latent_map`` at its default rank 1: as many parameters as
+``scale_bias``). ``conditional`` ("when latents A fired earlier in the text,
 edit latents B") reads earlier positions: every logits call here runs the whole sequence (no KV
 cache, see ``metrics.greedy_answers``) on right-padded rows, so its causal gate sees exactly
 the tokens before each position."""
