@@ -33,7 +33,7 @@ from isaerft._io import read_json
 from isaerft.model import ISaeRFTModel
 from isaerft.runs import INTERVENTION_DIR
 
-KINDS = ("scale", "scale_bias", "mlp", "conditional")
+KINDS = ("scale", "scale_bias", "mlp", "conditional", "latent_map")
 MULTISITE = ("scale-multisite", "scale_bias-multisite", "mlp-multisite")
 """The kinds also tried at every residual site (``<kind>-multisite``: each block's input and
 the last block's output, an SAE per site from :func:`isaerft.organism.sites.site_sae`)."""
