@@ -27,6 +27,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import PreTrainedTokenizerFast
 
+from isaerft.components import LatentComponent
+
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "gated", "matryoshka")
 D_MODEL = 32
 
@@ -93,7 +95,7 @@ def tiny_sae(
             train = MatryoshkaBatchTopKTrainingSAE(cfg)
         _randomise(train, seed)
         with torch.no_grad():
-            train.topk_threshold.fill_(0.05)  # type: ignore[operator]
+            train.topk_threshold.fill_(0.05)
         with tempfile.TemporaryDirectory() as tmp:
             train.save_inference_model(tmp)
             sae = SAE.load_from_disk(tmp)
@@ -174,3 +176,17 @@ def micro_corpus_organism(text: Any, out: Any) -> Any:
         max_vocab=800,
     )
     return build_organism("tiny", out=out, corpus=text, progress=False, config=config)
+
+
+def fit_latent_delta(
+    component: LatentComponent, f: torch.Tensor, target: torch.Tensor, steps: int = 300
+) -> float:
+    """Adam on ``component`` alone until its ``latent_delta(f)`` matches ``target``; the final
+    mean squared error (for tests that a kind can express a rule)."""
+    optim = torch.optim.Adam(component.parameters(), lr=0.05)
+    for _ in range(steps):
+        optim.zero_grad()
+        loss = (component.latent_delta(f) - target).pow(2).mean()
+        loss.backward()
+        optim.step()
+    return float(loss.item())

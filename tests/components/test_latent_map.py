@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from factories import tiny_model, tiny_sae
+from factories import fit_latent_delta, tiny_model, tiny_sae
 
 from isaerft import ISaeRFTConfig, ISaeRFTModel
 from isaerft.components import build_component
@@ -76,13 +76,7 @@ def test_fits_a_substitution_that_no_per_latent_edit_can_express():
     target = torch.zeros_like(f)
     target[..., 3] = -f[..., 3]
     target[..., 7] = f[..., 3]
-    optim = torch.optim.Adam(component.parameters(), lr=0.05)
-    for _ in range(300):
-        optim.zero_grad()
-        loss = (component.latent_delta(f) - target).pow(2).mean()
-        loss.backward()
-        optim.step()
-    assert loss.item() < 1e-4
+    assert fit_latent_delta(component, f, target) < 1e-4
     rule = component.rules(top=2)[0]
     assert rule["read"][0][0] == 3 and {rule["write"][0][0], rule["write"][1][0]} == {3, 7}
 
