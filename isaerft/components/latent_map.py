@@ -51,8 +51,8 @@ class LatentMapComponent(LatentComponent):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         coefficient = f.to(self.param_dtype) @ self.read  # (..., rank)
         out = coefficient.to(decoder.weight.dtype) @ decoder.dense(self.write)
-        # The L1 charges the latent delta, as for every input-dependent kind; built from the
-        # rank-r coefficients so it costs (n, d_sae) once, like a dense decode's input would.
+        # The L1 charges the latent delta, as every input-dependent kind's does; only the
+        # penalty needs that (n, d_sae) product, the decode above stays in rank r.
         l1 = (coefficient @ self.write).abs().sum(-1).mean()
         return out, l1
 
