@@ -185,18 +185,13 @@ def implicated_latents(
             # (as for the trigger) and where the learned edit leads; all first on the answer
             # side of a pairing that leads (see the module docstring).
             read = said.latents(side)[:EVIDENCE_TOP] if said is not None else []
-            paired = association.latents(part)[:EVIDENCE_TOP]
-            words_read: list[tuple[str, str, int, str | None]] = [
-                (role, h, j, w) for h, j, w in read
-            ]
-            latents: list[tuple[str, str, int, str | None]] = [
-                (role, h, j, None) for h, j in paired
-            ]
-            evidence.append(
-                _alternate(words_read, latents)
-                if side == "trigger" or lead == "edit"
-                else _ranked(role, [(h, j, w) for _, h, j, w in words_read + latents])
-            )
+            paired = [(h, j, None) for h, j in association.latents(part)[:EVIDENCE_TOP]]
+            if side == "trigger" or lead == "edit":
+                evidence.append(
+                    _alternate([(role, *r) for r in read], [(role, *p) for p in paired])
+                )
+            else:
+                evidence.append(_ranked(role, [*read, *paired]))
     for role, reading in (("gained", gained), ("edit", attribution)):
         if reading is not None:
             top = reading.ranked()[:EVIDENCE_TOP]
