@@ -95,7 +95,7 @@ def tiny_sae(
             train = MatryoshkaBatchTopKTrainingSAE(cfg)
         _randomise(train, seed)
         with torch.no_grad():
-            train.topk_threshold.fill_(0.05)
+            train.topk_threshold.fill_(0.05)  # type: ignore[operator]
         with tempfile.TemporaryDirectory() as tmp:
             train.save_inference_model(tmp)
             sae = SAE.load_from_disk(tmp)
