@@ -85,6 +85,14 @@ class LatentComponent(nn.Module, ABC):
         return total
 
 
+def top_entries(values: torch.Tensor, top: int) -> list[tuple[int, float]]:
+    """The ``top`` entries of a 1-d tensor by magnitude, as ``(index, value)``, largest first
+    (how the rule-reading kinds list the latents a rule reads and writes)."""
+    values = values.detach()
+    idx = torch.argsort(values.abs(), descending=True)[:top]
+    return [(int(i), float(values[i])) for i in idx]
+
+
 _REGISTRY: dict[str, type[LatentComponent]] = {}
 
 

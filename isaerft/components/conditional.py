@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from isaerft.components.base import LatentComponent
+from isaerft.components.base import LatentComponent, top_entries
 
 if TYPE_CHECKING:
     from isaerft.config import ISaeRFTConfig
@@ -115,17 +115,12 @@ class ConditionalComponent(LatentComponent):
         out = []
         strength = (self.scale.abs().sum(-1) + self.bias.abs().sum(-1)).detach()
         for j in torch.argsort(strength, descending=True).tolist():
-
-            def best(v: torch.Tensor) -> list[tuple[int, float]]:
-                idx = torch.argsort(v.detach().abs(), descending=True)[:top]
-                return [(int(i), float(v[i].detach())) for i in idx]
-
             out.append(
                 {
                     "strength": float(strength[j]),
-                    "when": best(self.when[j]),
-                    "scale": best(self.scale[j]),
-                    "bias": best(self.bias[j]),
+                    "when": top_entries(self.when[j], top),
+                    "scale": top_entries(self.scale[j], top),
+                    "bias": top_entries(self.bias[j], top),
                 }
             )
         return out

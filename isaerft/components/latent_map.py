@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from isaerft.components.base import LatentComponent
+from isaerft.components.base import LatentComponent, top_entries
 
 if TYPE_CHECKING:
     from isaerft.config import ISaeRFTConfig
@@ -77,14 +77,11 @@ class LatentMapComponent(LatentComponent):
         (flipping both is the same map), so only products ``u * v`` carry meaning."""
         read, write = self.read.detach(), self.write.detach()
         strength = read.norm(dim=0) * write.norm(dim=1)
-        out = []
-        for k in torch.argsort(strength, descending=True).tolist():
-
-            def best(v: torch.Tensor) -> list[tuple[int, float]]:
-                idx = torch.argsort(v.abs(), descending=True)[:top]
-                return [(int(i), float(v[i])) for i in idx]
-
-            out.append(
-                {"strength": float(strength[k]), "read": best(read[:, k]), "write": best(write[k])}
-            )
-        return out
+        return [
+            {
+                "strength": float(strength[k]),
+                "read": top_entries(read[:, k], top),
+                "write": top_entries(write[k], top),
+            }
+            for k in torch.argsort(strength, descending=True).tolist()
+        ]
