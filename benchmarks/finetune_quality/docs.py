@@ -76,7 +76,7 @@ so it is evaluated and generates on whole sequences (no KV cache), as every meth
 `isaerft-latent_map` ("where latents A fire, add latents B": \\(f + (fU)V\\) of rank 1, as many
 parameters as `scale_bias`) reads the current position only, and learns at LoRA's grid a
 half-decade up (on LoRA's own grid the dev split chose its top point on every task of the
-`small` organism). Where a
+small preset). Where a
 goal is missed, the line *Why* reads the other edits of the same hook: if a kind in which one
 latent writes another (`latent_map`, `mlp`, `conditional`) reaches the goal, the per-latent form
 is the limit; if only LoReFT (which edits the activation itself) does, the SAE's basis there
