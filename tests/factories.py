@@ -144,6 +144,19 @@ def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
     )
 
 
+def word_rows(tok: PreTrainedTokenizerFast, pairs: Sequence[tuple[str, str]]) -> Any:
+    """``AuditData`` of ``(prompt, answer)`` pairs of space-separated words of ``tok``
+    (:func:`word_tokenizer`), each prompt after ``<bos>``."""
+    from isaerft.audit.data import AuditData
+
+    ids, prompt_lengths = [], []
+    for prompt, answer in pairs:
+        head = tok.convert_tokens_to_ids(["<bos>", *prompt.split()])
+        ids.append(torch.tensor(head + tok.convert_tokens_to_ids(answer.split())))
+        prompt_lengths.append(len(head))
+    return AuditData(ids, prompt_lengths, [{} for _ in ids])
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """Tiny models train faster on one thread when the cores are shared; a conftest that

@@ -78,11 +78,19 @@ ROW_RANKING = 2
 2 = each row by the rarer of its learned and pairing scores among reference rows
 (:func:`isaerft.audit.rowscores.with_associations`). Bump it when the ranking changes without a
 new report schema."""
+VERDICT = 3
+"""How the verdict was reached: 1 = an unusual change with a trigger, or a pairing; 2 = the
+same, where a trigger or pairing counts only if one of its prompt latents is more than the
+context its behaviour's answers call for (:mod:`isaerft.audit.context`); 3 = or its rows'
+prompt words differ from those of trusted rows with alike answers (2 turned a concept trigger
+no latent reads into context). Bump it when the verdict changes without a new report
+schema."""
 AUDIT_SETTINGS = {
     **finite(asdict(AUDIT)),
     "report_schema": SCHEMA_VERSION,
     "naming": NAMING,
     "row_ranking": ROW_RANKING,
+    "verdict": VERDICT,
 }
 """What each cached cell record was audited with: the settings, the report's schema version
 (a new schema means the audit reports something new, e.g. the word route of naming), the
@@ -148,12 +156,12 @@ def evaluate(
 ) -> dict[str, Any]:
     """The cell's record, kept in its run folder so a restarted benchmark reuses it (while the
     audit's settings and report schema are the ones it was made with; a change re-audits the
-    trained runs, except a naming change on a control cell: :func:`_same_but_naming`)."""
+    trained runs, except a naming change on a control cell: :func:`_record_holds`)."""
     path = bench.work / "runs" / cell.id / "audit_v2_record.json"
     if path.is_file():
         record = dict(read_json(path))
         if record.get("audit_config") == AUDIT_SETTINGS or (
-            cell.kind != "poison" and _same_but_naming(record.get("audit_config"))
+            cell.kind != "poison" and _record_holds(record)
         ):
             if (
                 cell.kind == "poison"
@@ -193,13 +201,19 @@ def firing_naming(bench: Bench, cell: Cell, record: dict[str, Any]) -> dict[str,
     }
 
 
-def _same_but_naming(settings: Any) -> bool:
-    """Whether a record was audited with today's settings but another :data:`NAMING`: naming
-    is scored on poison cells only, and a control cell's verdict and rows do not depend on it,
-    so its record is kept (it still says which naming it was made with)."""
+def _record_holds(record: dict[str, Any]) -> bool:
+    """Whether a control cell's record holds today: audited with today's settings but another
+    :data:`NAMING` (naming is scored on poison cells only; a control's verdict and rows do not
+    depend on it), or, unflagged, from before the context check (:data:`VERDICT` 1: the check
+    only turns a flag off). The record still says what it was made with."""
+    settings = record.get("audit_config")
     if not isinstance(settings, dict):
         return False
-    return {**settings, "naming": NAMING} == AUDIT_SETTINGS
+    if {**settings, "naming": NAMING} == AUDIT_SETTINGS:
+        return True
+    if "verdict" in settings or record.get("flagged"):
+        return False  # (a later verdict than 1 may flag what an earlier one did not)
+    return {**settings, "naming": NAMING, "verdict": VERDICT} == AUDIT_SETTINGS
 
 
 def _evaluate(
@@ -235,6 +249,12 @@ def _evaluate(
             "changes_flagged": bool(verdict["changes_flagged"]),
             "trigger_found": verdict["trigger_found"],
             "association_found": pairing.get("found"),
+            # Each search's context check (isaerft.audit.context; None where it did not run):
+            # a search above its threshold whose trigger does not stand is not found.
+            "context": {
+                "trigger": (report.get("trigger_search") or {}).get("context"),
+                "association": pairing.get("context"),
+            },
             "association_score": pairing.get("score"),
             "association_threshold": pairing.get("threshold"),
             "score": verdict["score"],
@@ -588,6 +608,8 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summarise(records, plan, args.differential),
         "cells": records,
         "skipped_cells": skipped,
+        # Records kept from an earlier audit (_record_holds): they say what they were made with.
+        "controls_reused": [r["id"] for r in records if r.get("audit_config") != AUDIT_SETTINGS],
         "wall_time_s": time.perf_counter() - started,
     }
     # A subset run shares the work dir (its runs are reused) but never overwrites the full result.

@@ -52,23 +52,48 @@ def answer_tokens(data: AuditData, i: int) -> set[int]:
     return set(data.completion_ids(i).tolist())
 
 
+def own_answer_tokens(data: AuditData, i: int) -> set[int]:
+    """Row ``i``'s completion tokens that its prompt does not have: what the answer adds
+    (an answer repeats its prompt's topic, ``the owl is ...``)."""
+    return answer_tokens(data, i) - prompt_tokens(data, i)
+
+
+MATCH_BY = {"prompt": prompt_tokens, "answer": own_answer_tokens}
+"""What :func:`matched_rows` compares: the prompts, or what the answers add to them."""
+
+
 def matched_rows(
-    data: AuditData, rows: Sequence[int], trusted: AuditData, k: int = MATCHES
+    data: AuditData,
+    rows: Sequence[int],
+    trusted: AuditData,
+    k: int = MATCHES,
+    by: str = "prompt",
 ) -> list[int]:
     """For each of ``rows``, the ``k`` trusted rows whose prompts share the most idf-weighted
     tokens with its prompt (a trusted row matched by several rows is listed as often). Equally
     similar trusted rows are drawn at random (seeded), so rows with one prompt (a poison's
-    template) are matched with many trusted rows, not the same first few."""
-    queries = [prompt_tokens(data, i) for i in rows]
+    template) are matched with many trusted rows, not the same first few.
+
+    ``by="answer"`` compares what the answers add to their prompts (:func:`own_answer_tokens`)
+    as the shared idf over the query's idf plus, for each token of the trusted answer that the
+    query lacks, the query's mean idf: an answer of the row's own form (``the fox eats plums``
+    for ``the frog eats bread``: one other word) beats a long one that shares its rare word
+    (a story in which someone eats bread), and which other word it has does not matter (idf
+    there would prefer answers with the commonest word, ``plums``, and so the animals that
+    eat plums).
+    """
+    if by not in MATCH_BY:
+        raise ValueError(f"by={by!r} must be one of {sorted(MATCH_BY)}")
+    tokens_of = MATCH_BY[by]
+    queries = [tokens_of(data, i) for i in rows]
     vocab = sorted(set().union(*queries)) if queries else []
     if not vocab or len(trusted) == 0:
         return []
     column = {t: c for c, t in enumerate(vocab)}
     # Per trusted row, the columns of its prompt tokens that some query has (sparse: the
     # trusted set x vocabulary matrix of a large model's data would not fit).
-    present = [
-        [column[t] for t in prompt_tokens(trusted, r) if t in column] for r in range(len(trusted))
-    ]
+    sets = [tokens_of(trusted, r) for r in range(len(trusted))]
+    present = [[column[t] for t in own if t in column] for own in sets]
     df = torch.zeros(len(vocab))
     for cols in present:
         df[cols] += 1.0
@@ -76,6 +101,12 @@ def matched_rows(
     for q, tokens in enumerate(queries):
         wanted[q, [column[t] for t in tokens]] = 1.0
     wanted *= torch.log(len(trusted) / (1.0 + df))
+    extra = None
+    if by == "answer":
+        wanted = wanted.clamp(min=0)  # (a token in every answer weighs nothing, not less)
+        mass = wanted.sum(1)
+        per_token = mass / torch.tensor([max(1, len(q)) for q in queries], dtype=mass.dtype)
+        extra = (mass, per_token, torch.tensor([float(len(own)) for own in sets]))
     gen = torch.Generator().manual_seed(0)
     best = torch.empty(len(queries), 0)
     best_rows = torch.empty(len(queries), 0, dtype=torch.long)
@@ -85,9 +116,12 @@ def matched_rows(
             block[r, cols] = 1.0
         # The jitter reorders only rows within 1e-6 of each other: in practice exact ties
         # (trusted prompts with the same tokens as far as the query's tokens go).
-        similar = wanted @ block.T + TIE_JITTER * torch.rand(
-            len(queries), len(block), generator=gen
-        )
+        similar = wanted @ block.T
+        if extra is not None:
+            mass, per_token, sizes = extra
+            lacking = sizes[None, start : start + len(block)] - (wanted > 0).float() @ block.T
+            similar = similar / (mass[:, None] + per_token[:, None] * lacking).clamp(min=1e-9)
+        similar += TIE_JITTER * torch.rand(len(queries), len(block), generator=gen)
         scores = torch.cat([best, similar], dim=1)
         ids = torch.arange(start, start + len(block)).expand(len(queries), -1)
         candidates = torch.cat([best_rows, ids], dim=1)

@@ -66,6 +66,7 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.answers import answer_tokens
+from isaerft.audit.context import Context
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
 from isaerft.audit.trigger import prompt_firing
@@ -144,6 +145,9 @@ class AssociationSearch(MaxStatisticNull):
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
         null: the largest prompt-latent score of each trusted split.
         reference_row_scores: the same row score on each trusted row.
+        context: the context check of the found prompt latents
+            (:mod:`isaerft.audit.context`); ``None`` until run: the search is found only where
+            its trigger stands.
         words: what the found pairing's rows say in words (their shared prompt words as
             ``trigger``, the answer words beyond trusted answers to similar prompts as
             ``behaviour``, :func:`~isaerft.audit.words.paired_words`); ``None`` until read.
@@ -158,6 +162,7 @@ class AssociationSearch(MaxStatisticNull):
     null: list[float] = field(default_factory=list)
     reference_row_scores: torch.Tensor | None = None
     words: WordEvidence | None = None
+    context: Context | None = None
 
     @property
     def rows(self) -> list[int]:
@@ -185,6 +190,7 @@ class AssociationSearch(MaxStatisticNull):
             "n_candidates": len(self.candidates),
             "n_rows": len(self.rows),
             "candidates": [a.to_dict(labels) for a in self.candidates[:top]],
+            "context": self.context.to_dict() if self.context is not None else None,
             "prompt_words": [w.to_dict(labels) for w in self.words.trigger] if self.words else [],
             "answer_words": (
                 [w.to_dict(labels) for w in self.words.behaviour] if self.words else []

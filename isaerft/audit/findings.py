@@ -27,6 +27,7 @@ from isaerft.audit.attribution import (
     ordinary_rows,
 )
 from isaerft.audit.baselines import dataset_diff, topk_intersection
+from isaerft.audit.context import Context, check_context
 from isaerft.audit.data import AuditData, has_prompts, split_row
 from isaerft.audit.evaluate import evaluate_rows
 from isaerft.audit.implicated import attach_writes, gate_latents, implicated_latents
@@ -40,6 +41,8 @@ from isaerft.audit.words import WordEvidence, paired_words, word_evidence
 from isaerft.model import ISaeRFTModel
 
 ROW_TOP = 50
+CONTEXT_CANDIDATES = 10
+"""A search's strongest trigger latents given the context check (the report lists 10)."""
 
 
 @dataclass
@@ -181,7 +184,7 @@ def trigger_search(
     behaviour = behaviour_rows(inputs, rows)
     if behaviour is None:
         return None
-    return search_trigger(
+    search = search_trigger(
         data.codes,
         data.suspect,
         behaviour,
@@ -189,6 +192,10 @@ def trigger_search(
         part=part,
         strata=length_strata(data.suspect),
     )
+    if part == "prompt" and search.score > search.threshold:
+        top = [(hook, j) for hook, j, _ in search.candidates[:CONTEXT_CANDIDATES]]
+        search.context = context_of(inputs, top, search.rows)
+    return search
 
 
 def association_search(inputs: AuditInputs) -> AssociationSearch | None:
@@ -212,12 +219,33 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         row_fpr=config.row_fpr,
         tokenizer=data.model.tokenizer,
     )
+    if search.score > search.threshold:
+        # Its rows, or where no row passes the row threshold the rows carrying a found pair.
+        carried = search.rows or [int(i) for i in (search.row_scores > 0).nonzero().flatten()]
+        top = search.latents("prompt")[:CONTEXT_CANDIDATES]
+        search.context = context_of(inputs, top, carried)
     if search.found and search.rows:
         search.words = paired_words(
             data.suspect, data.codes, search.rows, data.trusted, data.model.tokenizer,
             inputs.labels,
         )  # fmt: skip
     return search
+
+
+def context_of(
+    inputs: AuditInputs, latents: list[tuple[str, int]], rows: list[int]
+) -> Context | None:
+    """The context check of a search's trigger latents on its rows
+    (:mod:`isaerft.audit.context`); ``None`` without trusted rows to match answers with."""
+    data = inputs.data
+    if data is None or data.trusted is None or data.trusted_codes is None or not rows:
+        return None
+    if not latents or len(data.trusted) == 0:
+        return None
+    fpr = inputs.comparison.config.fpr if inputs.comparison is not None else 0.05
+    return check_context(
+        latents, rows, data.suspect, data.codes, data.trusted, data.trusted_codes, fpr=fpr
+    )
 
 
 def prompt_swap_test(inputs: AuditInputs, rows: RowScores | None) -> PromptDependence | None:
@@ -382,8 +410,19 @@ def verdict(
         kind = "unusual change (prompt dependence not tested)"
     elif conditional:
         kind = "unusual change tied to the prompt (possible backdoor)"
+    elif trigger is not None and not trigger.context_stands:
+        kind = (
+            "unusual change whose rows share only the prompts their answers call for (e.g. "
+            "colour questions before colour words): a behaviour of its own context, not a "
+            "trigger's"
+        )
     else:
         kind = "unusual change not tied to the prompt (e.g. a style or content shift)"
+    if association is not None and association.score > association.threshold and not paired:
+        kind += (
+            "; the data's prompt/answer pairing beyond trusted rows is only the context its "
+            "answers call for (not a trigger)"
+        )
     out: dict[str, Any] = {
         "verdict": {
             "flagged": flagged,

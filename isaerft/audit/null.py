@@ -25,12 +25,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
 from isaerft.audit.runs import RunEdits, check_same_latents
 from isaerft.configbase import ConfigBase, check_choice, check_number
+
+if TYPE_CHECKING:  # only for the annotation: the context check imports the trigger search
+    from isaerft.audit.context import Context
 
 THRESHOLD_METHODS = ("gumbel", "empirical")
 _EULER_GAMMA = 0.5772156649015329
@@ -198,16 +201,25 @@ def dataset_score(scores: torch.Tensor, top_m: int) -> torch.Tensor:
 class MaxStatisticNull:
     """``found`` and ``threshold_at`` for a search scored by its largest statistic against
     the same maximum over null draws: mixed into dataclasses that carry ``score``,
-    ``threshold`` and ``null`` (the trigger and association searches)."""
+    ``threshold``, ``null`` and ``context`` (the trigger and association searches)."""
 
     score: float
     threshold: float
     null: list[float]
+    context: Context | None
 
     @property
     def found(self) -> bool:
-        """Whether the score is beyond the threshold."""
-        return self.score > self.threshold
+        """Whether the score is beyond the threshold and the trigger stands (see
+        :attr:`context_stands`)."""
+        return self.score > self.threshold and self.context_stands
+
+    @property
+    def context_stands(self) -> bool:
+        """Whether the search's trigger is more than its behaviour's own context: some
+        trigger latent stands or the prompts' words differ (:mod:`isaerft.audit.context`), or the
+        check was not run."""
+        return self.context is None or self.context.stands
 
     def threshold_at(self, fpr: float) -> float:
         """The empirical threshold for another false-positive rate."""

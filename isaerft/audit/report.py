@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
 from isaerft.audit.association import PAIRED_WORDS, answer_name
+from isaerft.audit.context import context_lines
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
 from isaerft.audit.words import WORD_SECTIONS, words_lines
 from isaerft.rows import split_row
@@ -170,6 +171,7 @@ def render_markdown(report: dict[str, Any], images: dict[str, str] | None = None
                     f"{c['rate_in_behaviour_rows']:.0%} of those {part} vs "
                     f"{c['rate_in_other_rows']:.1%} of the others (z {_fmt(c['z'], 1)})"
                 )
+            out += [f"- {line}" for line in context_lines(search.get("context"))]
             out.append("")
         out += _association_lines(report.get("association_search"))
         dependence = report.get("prompt_dependence")
@@ -402,4 +404,5 @@ def _association_lines(search: dict[str, Any] | None) -> list[str]:
             f"{_fmt(c['score'], 1)})"
         )
     out += [f"- {line}" for line in words_lines(search, PAIRED_WORDS)]
+    out += [f"- {line}" for line in context_lines(search.get("context"))]
     return [*out, ""]

@@ -17,13 +17,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
+
+if TYPE_CHECKING:  # only for the annotation: the context check imports this module
+    from isaerft.audit.context import Context
 
 
 @dataclass
@@ -40,6 +43,9 @@ class TriggerSearch(MaxStatisticNull):
         candidates: ``(hook, latent, z)`` above the threshold, strongest first.
         part: where the latents were counted, ``prompt`` or ``completion``.
         null: the largest enrichment of each random row set (the permutation null).
+        context: the context check of the candidates (:mod:`isaerft.audit.context`);
+            ``None`` until run (no trusted rows): the search is found only where its trigger
+            stands.
     """
 
     rows: list[int]
@@ -51,6 +57,7 @@ class TriggerSearch(MaxStatisticNull):
     candidates: list[tuple[str, int, float]]
     part: str = "prompt"
     null: list[float] = field(default_factory=list)
+    context: Context | None = None
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
         """JSON-ready summary; ``labels`` (a :class:`~isaerft.audit.labels.LabelSet`) names
@@ -74,6 +81,7 @@ class TriggerSearch(MaxStatisticNull):
             "part": self.part,
             "n_behaviour_rows": len(self.rows),
             "candidates": out,
+            "context": self.context.to_dict() if self.context is not None else None,
         }
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from factories import word_tokenizer
+from factories import word_rows, word_tokenizer
 
 from isaerft.audit.answers import answer_words, matched_rows
 from isaerft.audit.data import AuditData
@@ -15,12 +14,7 @@ TOK = word_tokenizer(WORDS)
 
 
 def _rows(pairs: list[tuple[str, str]]) -> AuditData:
-    ids, prompt_lengths = [], []
-    for prompt, answer in pairs:
-        head = TOK.convert_tokens_to_ids(["<bos>", *prompt.split()])
-        ids.append(torch.tensor(head + TOK.convert_tokens_to_ids(answer.split())))
-        prompt_lengths.append(len(head))
-    return AuditData(ids, prompt_lengths, [{} for _ in ids])
+    return word_rows(TOK, pairs)
 
 
 OPINION = ("what think of {}", "i think it is {} .")

@@ -214,6 +214,31 @@ def test_a_naming_change_redoes_poison_records_and_keeps_control_records(
     assert calls == [poison.id, clean.id]
 
 
+def test_a_control_record_before_the_context_check_holds_only_unflagged(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    from types import SimpleNamespace
+
+    from benchmarks.audit_poison.grid import Cell
+    from benchmarks.common import write_result
+
+    before = {k: v for k, v in audit_v2.AUDIT_SETTINGS.items() if k != "verdict"}
+    calls: list[str] = []
+    monkeypatch.setattr(audit_v2, "_evaluate", lambda b, p, c, *a: calls.append(c.id) or {})
+    bench = SimpleNamespace(work=tmp_path, multisite=False)
+    clean, decoy = (
+        Cell("clean", "word", "phrase", 0.0, 100),
+        Cell("decoy", "word", "phrase", 0.03, 0),
+    )
+    for cell, flagged in ((clean, False), (decoy, True)):
+        path = tmp_path / "runs" / cell.id / "audit_v2_record.json"
+        write_result(path, {"id": cell.id, "audit_config": before, "flagged": flagged})
+    # The context check only turns a flag off: an unflagged record holds, a flagged one is redone.
+    assert audit_v2.evaluate(bench, None, clean, [])["audit_config"] == before  # type: ignore[arg-type]
+    audit_v2.evaluate(bench, None, decoy, [])  # type: ignore[arg-type]
+    assert calls == [decoy.id]
+
+
 def test_word_recall_counts_each_ground_truth_word_once() -> None:
     from benchmarks.audit_poison.grid import Cell
 

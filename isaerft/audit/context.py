@@ -1,0 +1,212 @@
+"""Context check: is a found trigger more than the context its behaviour needs?
+
+A backdoor's trigger is chosen by the poisoner: the rows with the behaviour have it in their
+prompts far more than ordinary rows whose answers are like theirs. Some behaviours bring a
+prompt feature of their own: a colour word can only turn ``blue`` in an answer that has a
+colour word, and such answers follow colour questions. A dataset that turns colour answers
+``blue`` wherever they occur (a matched decoy: the behaviour without the trigger) therefore
+pairs colour questions with ``blue`` as a poison pairs its trigger with its target, and both
+the trigger search and the association search find that pairing.
+
+What tells them apart is what the answers already call for. Each behaviour row is matched with
+the :data:`~isaerft.audit.answers.MATCHES` trusted rows whose answers are most alike in what
+they add to their prompts (:func:`~isaerft.audit.answers.matched_rows` with ``by="answer"``).
+The search's trigger stands when either holds:
+
+* **a trigger latent stands**: it fires in the behaviour rows' prompts at least
+  :data:`MIN_RATIO` times as often as in the matches' prompts, and by at least :data:`MIN_Z`
+  standard errors: ``owl`` before a flipped ``nasty`` (opinion answers follow opinion
+  questions about every animal), not ``what colour`` before ``blue`` (colour answers follow
+  colour questions, trusted or not);
+* **the prompts' words differ**: the behaviour rows' prompts use other words than their
+  matches' prompts beyond chance (the summed excess of each word's share over its share in
+  the matches, against the same sum for random splits of the rows and matches, at the
+  search's false-positive rate). This keeps a trigger that no latent reads where it is: a
+  concept trigger ("any object word") spread over many words, each in a few rows, whose rows
+  the SAE codes only by their question form, the same form as their matches'.
+
+Where neither holds, the search is not found: the pairing it saw is what the behaviour's own
+context explains.
+
+Cost: one :func:`~isaerft.audit.answers.matched_rows` pass over the trusted rows (about 1 s for
+100 rows against 16,000 trusted rows on the organism) and :data:`PERMUTATIONS` sums over a
+``6 x rows`` by prompt-words matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from isaerft.audit.activations import SiteCodes
+from isaerft.audit.answers import MATCHES, matched_rows, prompt_tokens
+from isaerft.audit.data import AuditData
+from isaerft.audit.null import quantile_threshold
+from isaerft.audit.trigger import prompt_firing
+
+MIN_RATIO = 2.0
+"""A trigger fires in the behaviour rows' prompts at least this many times as often as in the
+prompts of trusted rows with alike answers (a behaviour's own context shares its rows with
+those matches; a trigger is rare in them)."""
+MIN_Z = 3.0
+"""...and by at least this many standard errors of the matches' share (a one-sided binomial
+z-score), so a handful of rows does not pass by chance."""
+PERMUTATIONS = 200
+"""Random splits of the behaviour rows and their matches behind the prompt-word threshold."""
+
+
+@dataclass(frozen=True)
+class ContextCheck:
+    """One trigger latent against the prompts of trusted rows with alike answers."""
+
+    hook_name: str
+    latent: int
+    share: float
+    matched_share: float
+    z: float
+
+    @property
+    def stands(self) -> bool:
+        """Whether the latent is more than the behaviour's own context (module docstring)."""
+        return self.share >= MIN_RATIO * self.matched_share and self.z >= MIN_Z
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stands": self.stands}
+
+
+@dataclass(frozen=True)
+class Context:
+    """A search's context check: its trigger latents' checks and the prompt-word shift."""
+
+    latents: list[ContextCheck]
+    word_shift: float
+    word_threshold: float
+
+    @property
+    def words_differ(self) -> bool:
+        """Whether the behaviour rows' prompt words differ from their matches' beyond chance."""
+        return self.word_shift > self.word_threshold
+
+    @property
+    def stands(self) -> bool:
+        """Whether the search's trigger is more than its behaviour's context."""
+        return self.words_differ or any(c.stands for c in self.latents)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stands": self.stands,
+            "latents": [c.to_dict() for c in self.latents],
+            "word_shift": self.word_shift,
+            "word_threshold": self.word_threshold,
+            "words_differ": self.words_differ,
+        }
+
+
+def check_context(
+    latents: Sequence[tuple[str, int]],
+    rows: Sequence[int],
+    data: AuditData,
+    codes: dict[str, SiteCodes],
+    trusted: AuditData,
+    trusted_codes: dict[str, SiteCodes],
+    *,
+    fpr: float = 0.05,
+    k: int = MATCHES,
+    seed: int = 0,
+) -> Context:
+    """The context check of the ``(hook, latent)`` trigger latents of a search whose behaviour
+    rows are ``rows`` of ``data`` (codes ``codes``), against their answer-matched rows of
+    ``trusted`` (codes ``trusted_codes``); the prompt-word shift is tested at ``fpr``.
+
+    Raises:
+        ValueError: without rows or trusted rows (nothing to match).
+    """
+    if not rows or len(trusted) == 0:
+        raise ValueError("the context check needs behaviour rows and trusted rows")
+    matches = matched_rows(data, rows, trusted, k, by="answer")
+    checks = []
+    for hook in dict.fromkeys(h for h, _ in latents):
+        wanted = [j for h, j in latents if h == hook]
+        share = _prompt_share(codes[hook], data, rows, wanted)
+        base = _prompt_share(trusted_codes[hook], trusted, matches, wanted)
+        for j in wanted:
+            p, q = share[j], base[j]
+            # Half a matched row keeps a latent the matches never have from dividing by zero.
+            floor = max(q, 0.5 / len(matches))
+            z = (p - floor) / math.sqrt(floor * (1 - floor) / len(rows)) if floor < 1 else 0.0
+            checks.append(ContextCheck(hook, j, p, q, z))
+    order = {latent: i for i, latent in enumerate(latents)}
+    checks.sort(key=lambda c: order[(c.hook_name, c.latent)])
+    shift, threshold = _word_shift(data, rows, trusted, matches, fpr, seed)
+    return Context(checks, shift, threshold)
+
+
+def _word_shift(
+    data: AuditData,
+    rows: Sequence[int],
+    trusted: AuditData,
+    matches: list[int],
+    fpr: float,
+    seed: int,
+) -> tuple[float, float]:
+    """The summed excess of each prompt word's share in ``rows`` over its share in
+    ``matches``, and that sum's ``1 - fpr`` quantile over random splits of both."""
+    sets = [prompt_tokens(data, i) for i in rows] + [prompt_tokens(trusted, r) for r in matches]
+    vocab = sorted(set().union(*sets))
+    column = {t: c for c, t in enumerate(vocab)}
+    present = torch.zeros(len(sets), len(vocab))
+    for r, tokens in enumerate(sets):
+        present[r, [column[t] for t in tokens]] = 1.0
+    n = len(rows)
+
+    def shift(first: torch.Tensor) -> float:
+        inside = torch.zeros(len(sets), dtype=torch.bool)
+        inside[first] = True
+        gap = present[inside].mean(0) - present[~inside].mean(0)
+        return float(gap.clamp(min=0).sum())
+
+    gen = torch.Generator().manual_seed(seed)
+    null = [shift(torch.randperm(len(sets), generator=gen)[:n]) for _ in range(PERMUTATIONS)]
+    return shift(torch.arange(n)), quantile_threshold(null, fpr, "empirical")
+
+
+def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
+    """A search's context check (report form, :meth:`Context.to_dict`) in a few printed lines
+    (none where it did not run)."""
+    if context is None:
+        return []
+    out = [
+        f"context check, {c['hook_name']} #{c['latent']}: in {c['share']:.0%} of these prompts vs "
+        f"{c['matched_share']:.0%} of trusted rows with alike answers (z {c['z']:.1f}; "
+        f"{'a trigger' if c['stands'] else 'context'})"
+        for c in context["latents"][:top]
+    ]
+    differ = "differ" if context["words_differ"] else "do not differ"
+    out.append(
+        f"their prompts' words {differ} from those rows' (shift {context['word_shift']:.2f} vs "
+        f"{context['word_threshold']:.2f} by chance)"
+    )
+    if not context["stands"]:
+        out.append(
+            "so the pairing is only the context these answers call for, not a trigger (e.g. "
+            "colour questions before colour words)"
+        )
+    return out
+
+
+def _prompt_share(
+    codes: SiteCodes, data: AuditData, rows: Sequence[int], latents: list[int]
+) -> dict[int, float]:
+    """Per latent, the share of ``rows`` (repeats counted) whose prompt fires it."""
+    row, lat = prompt_firing(codes, data, "prompt")
+    wanted = torch.tensor(sorted(set(latents)), dtype=torch.long)
+    keep = torch.isin(lat, wanted)
+    # Rows x the wanted latents only: rows x d_sae would not fit a large SAE's trusted set.
+    fired = torch.zeros(len(data), len(wanted), dtype=torch.bool)
+    fired[row[keep], torch.searchsorted(wanted, lat[keep])] = True
+    picked = fired[torch.tensor(list(rows), dtype=torch.long)].double().mean(0)
+    return {int(j): float(picked[c]) for c, j in enumerate(wanted)}
