@@ -90,8 +90,8 @@ def matched_rows(
     if not vocab or len(trusted) == 0:
         return []
     column = {t: c for c, t in enumerate(vocab)}
-    # Per trusted row, the columns of its prompt tokens that some query has (sparse: the
-    # trusted set x vocabulary matrix of a large model's data would not fit).
+    # Per trusted row, the columns of its tokens that some query has (sparse: the trusted
+    # set x vocabulary matrix of a large model's data would not fit).
     sets = [tokens_of(trusted, r) for r in range(len(trusted))]
     present = [[column[t] for t in own if t in column] for own in sets]
     df = torch.zeros(len(vocab))
