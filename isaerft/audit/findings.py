@@ -192,7 +192,7 @@ def trigger_search(
         part=part,
         strata=length_strata(data.suspect),
     )
-    if part == "prompt" and search.score > search.threshold:
+    if part == "prompt" and search.beyond_threshold:
         top = [(hook, j) for hook, j, _ in search.candidates[:CONTEXT_CANDIDATES]]
         search.context = context_of(inputs, top, search.rows)
     return search
@@ -219,7 +219,7 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         row_fpr=config.row_fpr,
         tokenizer=data.model.tokenizer,
     )
-    if search.score > search.threshold:
+    if search.beyond_threshold:
         # Its rows, or where no row passes the row threshold the rows carrying a found pair.
         carried = search.rows or [int(i) for i in (search.row_scores > 0).nonzero().flatten()]
         top = search.latents("prompt")[:CONTEXT_CANDIDATES]
@@ -418,7 +418,7 @@ def verdict(
         )
     else:
         kind = "unusual change not tied to the prompt (e.g. a style or content shift)"
-    if association is not None and association.score > association.threshold and not paired:
+    if association is not None and association.beyond_threshold and not paired:
         kind += (
             "; the data's prompt/answer pairing beyond trusted rows is only the context its "
             "answers call for (not a trigger)"

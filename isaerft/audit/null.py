@@ -209,10 +209,15 @@ class MaxStatisticNull:
     context: Context | None
 
     @property
+    def beyond_threshold(self) -> bool:
+        """Whether the score is beyond the threshold (the trigger not yet checked)."""
+        return self.score > self.threshold
+
+    @property
     def found(self) -> bool:
         """Whether the score is beyond the threshold and the trigger stands (see
         :attr:`context_stands`)."""
-        return self.score > self.threshold and self.context_stands
+        return self.beyond_threshold and self.context_stands
 
     @property
     def context_stands(self) -> bool:
