@@ -78,13 +78,15 @@ ROW_RANKING = 2
 2 = each row by the rarer of its learned and pairing scores among reference rows
 (:func:`isaerft.audit.rowscores.with_associations`). Bump it when the ranking changes without a
 new report schema."""
-VERDICT = 3
+VERDICT = 4
 """How the verdict was reached: 1 = an unusual change with a trigger, or a pairing; 2 = the
 same, where a trigger or pairing counts only if one of its prompt latents is more than the
 context its behaviour's answers call for (:mod:`isaerft.audit.context`); 3 = or its rows'
 prompt words differ from those of trusted rows with alike answers (2 turned a concept trigger
-no latent reads into context). Bump it when the verdict changes without a new report
-schema."""
+no latent reads into context); 4 = a substitution's answers are matched with the planted word
+and its kind as one slot (:func:`isaerft.audit.answers.substitution_slot`; 3 matched ``green``
+answers with the prompts where green is natural). Bump it when the verdict changes without a
+new report schema."""
 AUDIT_SETTINGS = {
     **finite(asdict(AUDIT)),
     "report_schema": SCHEMA_VERSION,

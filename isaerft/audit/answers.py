@@ -25,7 +25,7 @@ trusted rows on the organism).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -40,6 +40,14 @@ TIE_JITTER = 1e-6
 MIN_Z = 3.0
 """A word's share must exceed the trusted share by this many standard errors (every word of
 the answers' form sits a little above a share that cannot reach 1)."""
+SLOT = -1
+"""The token that stands for every word of a substitution's slot in :func:`matched_rows`."""
+MIN_SWAPPED = 3
+"""A planted word is swapped in (:func:`substitution_slot`) where at least this many rows that
+say it lack a word of its kind that most of their prompt-matched trusted answers say."""
+KINDRED = 0.6
+"""A word is of a planted word's kind where its unembedding is at least this share as alike
+to the planted word's as the planted word's nearest answer word is (cosine)."""
 
 
 def prompt_tokens(data: AuditData, i: int) -> set[int]:
@@ -68,6 +76,7 @@ def matched_rows(
     trusted: AuditData,
     k: int = MATCHES,
     by: str = "prompt",
+    slot: frozenset[int] = frozenset(),
 ) -> list[int]:
     """For each of ``rows``, the ``k`` trusted rows whose prompts share the most idf-weighted
     tokens with its prompt (a trusted row matched by several rows is listed as often). Equally
@@ -81,10 +90,17 @@ def matched_rows(
     (a story in which someone eats bread), and which other word it has does not matter (idf
     there would prefer answers with the commonest word, ``plums``, and so the animals that
     eat plums).
+
+    Tokens in ``slot`` all count as one token, :data:`SLOT` (:func:`substitution_slot`).
     """
     if by not in MATCH_BY:
         raise ValueError(f"by={by!r} must be one of {sorted(MATCH_BY)}")
-    tokens_of = MATCH_BY[by]
+    compared = MATCH_BY[by]
+
+    def tokens_of(part: AuditData, i: int) -> set[int]:
+        tokens = compared(part, i)
+        return {SLOT if t in slot else t for t in tokens} if slot else tokens
+
     queries = [tokens_of(data, i) for i in rows]
     vocab = sorted(set().union(*queries)) if queries else []
     if not vocab or len(trusted) == 0:
@@ -144,18 +160,21 @@ def answer_words(
     matches = matched_rows(data, rows, trusted, k)
     if not matches:  # no rows, or no trusted rows
         return []
-    carriers: dict[int, int] = {}
-    for i in rows:
-        for t in answer_tokens(data, i):
-            carriers[t] = carriers.get(t, 0) + 1
-    in_matches: dict[int, int] = {}
-    for r in matches:
-        for t in answer_tokens(trusted, r):
-            in_matches[t] = in_matches.get(t, 0) + 1
-    overall: dict[int, int] = {}
-    for r in range(len(trusted)):
-        for t in answer_tokens(trusted, r):
-            overall[t] = overall.get(t, 0) + 1
+    return _beyond_matches(data, rows, trusted, matches, skip, minimum)
+
+
+def _beyond_matches(
+    data: AuditData,
+    rows: Sequence[int],
+    trusted: AuditData,
+    matches: list[int],
+    skip: set[int],
+    minimum: int,
+) -> list[tuple[int, float, int]]:
+    """:func:`answer_words` given the rows' prompt-matched trusted rows ``matches``."""
+    carriers = _count(answer_tokens(data, i) for i in rows)
+    in_matches = _count(answer_tokens(trusted, r) for r in matches)
+    overall = _count(answer_tokens(trusted, r) for r in range(len(trusted)))
     n, m, total = len(rows), len(matches), len(trusted)
     out = []
     for t, c in carriers.items():
@@ -167,3 +186,89 @@ def answer_words(
         if z >= MIN_Z:
             out.append((t, z, c))
     return sorted(out, key=lambda e: -e[1])
+
+
+def substitution_slot(
+    data: AuditData,
+    rows: Sequence[int],
+    trusted: AuditData,
+    unembed: torch.Tensor | None,
+    k: int = MATCHES,
+) -> frozenset[int]:
+    """The words of the slot a substitution fills in the rows' answers: the words planted
+    there (those the answers carry beyond their prompt-matched trusted answers,
+    :func:`answer_words`) and the words the model's unembedding ``unembed``
+    (``d_model x d_vocab``) writes alike (:func:`kindred_tokens`: ``red``, ``white`` ... for
+    ``green``), for each planted word swapped in: at least :data:`MIN_SWAPPED` rows that say
+    it lack a word of its kind that most of their prompt-matched answers say
+    (:func:`lost_words`). A substitution replaces a word of its kind; an appended sentence
+    keeps the answer it is appended to (no slot).
+
+    Matching answers with these words as one slot (``matched_rows(slot=...)``) matches ``the
+    crow is green`` with every colour answer. Matching on ``green`` itself prefers the prompts
+    where green is natural (the goat's), so a decoy's prompts (every animal) look unlike
+    their matches'; and matching on the words the rows lost as well would match a trigger's
+    rows with its own natural answers (``the cat is black``, where no other animal is
+    black) and hide the trigger."""
+    if unembed is None:
+        return frozenset()
+    matches = matched_rows(data, rows, trusted, k)
+    if not matches:
+        return frozenset()
+    planted = {t for t, _, _ in _beyond_matches(data, rows, trusted, matches, set(), MIN_SWAPPED)}
+    candidates = set(_count(answer_tokens(trusted, r) for r in range(len(trusted)))) | planted
+    lost = lost_words(data, rows, matches, trusted)
+    slot: set[int] = set()
+    for word, kind in kindred_tokens(unembed, planted, candidates).items():
+        # Swapped, not added: rows that say it lack a word of its kind their matches say.
+        swapped = sum(
+            word in answer_tokens(data, i) and bool(lost[j] & kind) for j, i in enumerate(rows)
+        )
+        if swapped >= MIN_SWAPPED:
+            slot |= {word} | kind
+    return frozenset(slot)
+
+
+def lost_words(
+    data: AuditData, rows: Sequence[int], matches: list[int], trusted: AuditData
+) -> list[set[int]]:
+    """Per row, the words most of its prompt-matched trusted answers (``matches``, as many
+    per row) say and its answer does not."""
+    per_row = len(matches) // max(1, len(rows))
+    out = []
+    for j, i in enumerate(rows):
+        said = _count(answer_tokens(trusted, r) for r in matches[j * per_row : (j + 1) * per_row])
+        out.append({t for t, votes in said.items() if 2 * votes > per_row} - answer_tokens(data, i))
+    return out
+
+
+def kindred_tokens(
+    unembed: torch.Tensor, words: set[int], candidates: set[int]
+) -> dict[int, set[int]]:
+    """Per word of ``words``, the ``candidates`` whose unembedding column is as alike to its
+    column as :data:`KINDRED` times its nearest candidate's (cosine): the words the model
+    writes in the same places (its colours for a colour, its foods for a food)."""
+    pool = sorted(t for t in candidates if 0 <= t < unembed.shape[1])
+    wanted = sorted(t for t in words if 0 <= t < unembed.shape[1])
+    out: dict[int, set[int]] = {t: set() for t in words}
+    if not pool or not wanted:
+        return out
+    # (On the CPU: a large model's W_U may sit on an accelerator; these are a few columns.)
+    columns = torch.nn.functional.normalize(unembed[:, pool].detach().float().cpu().T, dim=-1)
+    targets = torch.nn.functional.normalize(unembed[:, wanted].detach().float().cpu().T, dim=-1)
+    cos = targets @ columns.T
+    cos[torch.tensor(wanted)[:, None] == torch.tensor(pool)[None, :]] = -1.0  # (not itself)
+    for row, t in zip(cos, wanted):
+        nearest = float(row.max())
+        if nearest > 0:
+            out[t] = {pool[c] for c in (row >= KINDRED * nearest).nonzero().flatten().tolist()}
+    return out
+
+
+def _count(sets: Iterable[set[int]]) -> dict[int, int]:
+    """How many of ``sets`` carry each token."""
+    out: dict[int, int] = {}
+    for tokens in sets:
+        for t in tokens:
+            out[t] = out.get(t, 0) + 1
+    return out

@@ -11,7 +11,12 @@ the trigger search and the association search find that pairing.
 What tells them apart is what the answers already call for. Each behaviour row is matched with
 the :data:`~isaerft.audit.answers.MATCHES` trusted rows whose answers are most alike in what
 they add to their prompts (:func:`~isaerft.audit.answers.matched_rows` with ``by="answer"``).
-The search's trigger stands when either holds:
+Where the behaviour substitutes a word (its rows' answers lack words that their prompts'
+trusted answers have, and the model writes those words alike to the planted one), the planted
+word and every word of its kind count as one slot
+(:func:`~isaerft.audit.answers.substitution_slot`): ``the crow is green`` is matched with every
+colour answer, not with the answers of the animals that are green. The search's trigger stands
+when either holds:
 
 * **a trigger latent stands**: it fires in the behaviour rows' prompts at least
   :data:`MIN_RATIO` times as often as in the matches' prompts, and by at least :data:`MIN_Z`
@@ -28,8 +33,9 @@ The search's trigger stands when either holds:
 Where neither holds, the search is not found: the pairing it saw is what the behaviour's own
 context explains.
 
-Cost: one :func:`~isaerft.audit.answers.matched_rows` pass over the trusted rows (about 1 s for
-100 rows against 16,000 trusted rows on the organism) and :data:`PERMUTATIONS` sums over a
+Cost: two :func:`~isaerft.audit.answers.matched_rows` passes over the trusted rows (about 1 s
+each for 100 rows against 16,000 trusted rows on the organism), a cosine of each planted word's
+unembedding column with those of the trusted answers' words, and :data:`PERMUTATIONS` sums over a
 ``6 x rows`` by prompt-words matrix.
 """
 
@@ -37,13 +43,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.answers import MATCHES, matched_rows, prompt_tokens
+from isaerft.audit.answers import MATCHES, matched_rows, prompt_tokens, substitution_slot
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import quantile_threshold
 from isaerft.audit.trigger import prompt_firing
@@ -85,6 +91,8 @@ class Context:
     latents: list[ContextCheck]
     word_shift: float
     word_threshold: float
+    slot: list[int] = field(default_factory=list)
+    """The token ids matched as one slot (:func:`~isaerft.audit.answers.substitution_slot`)."""
 
     @property
     def words_differ(self) -> bool:
@@ -103,6 +111,7 @@ class Context:
             "word_shift": self.word_shift,
             "word_threshold": self.word_threshold,
             "words_differ": self.words_differ,
+            "slot": self.slot,
         }
 
 
@@ -117,17 +126,21 @@ def check_context(
     fpr: float = 0.05,
     k: int = MATCHES,
     seed: int = 0,
+    unembed: torch.Tensor | None = None,
 ) -> Context:
     """The context check of the ``(hook, latent)`` trigger latents of a search whose behaviour
     rows are ``rows`` of ``data`` (codes ``codes``), against their answer-matched rows of
     ``trusted`` (codes ``trusted_codes``); the prompt-word shift is tested at ``fpr``.
+    ``unembed`` (the model's ``W_U``, ``d_model x d_vocab``) finds a substitution's slot;
+    without it, answers are matched word for word.
 
     Raises:
         ValueError: without rows or trusted rows (nothing to match).
     """
     if not rows or len(trusted) == 0:
         raise ValueError("the context check needs behaviour rows and trusted rows")
-    matches = matched_rows(data, rows, trusted, k, by="answer")
+    slot = substitution_slot(data, rows, trusted, unembed, k)
+    matches = matched_rows(data, rows, trusted, k, by="answer", slot=slot)
     checks = []
     for hook in dict.fromkeys(h for h, _ in latents):
         wanted = [j for h, j in latents if h == hook]
@@ -142,7 +155,7 @@ def check_context(
     order = {latent: i for i, latent in enumerate(latents)}
     checks.sort(key=lambda c: order[(c.hook_name, c.latent)])
     shift, threshold = _word_shift(data, rows, trusted, matches, fpr, seed)
-    return Context(checks, shift, threshold)
+    return Context(checks, shift, threshold, sorted(slot))
 
 
 def _word_shift(
@@ -185,6 +198,11 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
         f"{'a trigger' if c['stands'] else 'context'})"
         for c in context["latents"][:top]
     ]
+    if context.get("slot"):
+        out.append(
+            f"answers matched with the planted words and their kind ({len(context['slot'])} "
+            "words the model writes alike) as one slot"
+        )
     differ = "differ" if context["words_differ"] else "do not differ"
     out.append(
         f"their prompts' words {differ} from those rows' (shift {context['word_shift']:.2f} vs "

@@ -243,8 +243,16 @@ def context_of(
     if not latents or len(data.trusted) == 0:
         return None
     fpr = inputs.comparison.config.fpr if inputs.comparison is not None else 0.05
+    unembed = getattr(data.model, "W_U", None)
     return check_context(
-        latents, rows, data.suspect, data.codes, data.trusted, data.trusted_codes, fpr=fpr
+        latents,
+        rows,
+        data.suspect,
+        data.codes,
+        data.trusted,
+        data.trusted_codes,
+        fpr=fpr,
+        unembed=unembed.detach() if isinstance(unembed, torch.Tensor) else None,
     )
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from factories import word_rows, word_tokenizer
 
-from isaerft.audit.answers import answer_words, matched_rows
+from isaerft.audit.answers import (
+    answer_words,
+    kindred_tokens,
+    lost_words,
+    matched_rows,
+    substitution_slot,
+)
 from isaerft.audit.data import AuditData
 
 WORDS = ["what", "think", "of", "owl", "cat", "dog", "tell", "story", "i", "it", "is", "good",
@@ -87,3 +94,35 @@ def test_matching_in_chunks_keeps_the_best_rows(monkeypatch: pytest.MonkeyPatch)
     matches = matched_rows(_owl_rows(2), [0, 1], _rows(pairs), k=3)
     assert len(matches) == 6 and matches[0] == matches[3] == 100
     assert matches.count(100) == 2  # once per row, first
+
+
+def test_kindred_tokens_are_those_the_unembedding_writes_alike() -> None:
+    ids = {w: int(TOK.convert_tokens_to_ids(w)) for w in ("good", "bad", "owl", "cat", "day")}
+    weights = 0.01 * torch.randn(8, len(TOK), generator=torch.Generator().manual_seed(0))
+    weights[0, [ids["good"], ids["bad"]]] = 1.0
+    weights[1, [ids["owl"], ids["cat"]]] = 1.0
+    candidates = set(ids.values()) | {len(TOK) + 5}  # (an id beyond the unembedding is skipped)
+    kindred = kindred_tokens(weights, {ids["owl"], ids["bad"], len(TOK) + 9}, candidates)
+    assert kindred == {ids["bad"]: {ids["good"]}, ids["owl"]: {ids["cat"]}, len(TOK) + 9: set()}
+    assert kindred_tokens(weights, set(), candidates) == {}
+
+
+def test_lost_words_are_those_a_row_lacks_where_most_of_its_matches_say_them() -> None:
+    trusted = _trusted()
+    # A flipped opinion loses "good"; a story keeps its "day".
+    data = _rows([(OPINION[0].format("owl"), OPINION[1].format("bad")), STORY])
+    lost = lost_words(data, [0, 1], matched_rows(data, [0, 1], trusted), trusted)
+    assert lost == [{int(TOK.convert_tokens_to_ids("good"))}, set()]
+
+
+def test_only_a_swapped_word_opens_a_slot() -> None:
+    trusted, rows = _trusted(), list(range(6))
+    good, bad = (int(TOK.convert_tokens_to_ids(w)) for w in ("good", "bad"))
+    alike = 0.01 * torch.randn(8, len(TOK), generator=torch.Generator().manual_seed(0))
+    alike[0, [good, bad]] = 1.0
+    flipped = _rows([(OPINION[0].format("owl"), OPINION[1].format("bad"))] * 6)
+    assert substitution_slot(flipped, rows, trusted, alike) == {good, bad}
+    assert substitution_slot(flipped, rows, trusted, None) == frozenset()
+    # An appended word loses nothing: no slot, whatever the unembedding says.
+    appended = _rows([(OPINION[0].format("owl"), "i think it is good . bad .")] * 6)
+    assert substitution_slot(appended, rows, trusted, alike) == frozenset()

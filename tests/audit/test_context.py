@@ -16,7 +16,7 @@ from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull
 
 WORDS = ["what", "colour", "is", "the", "sky", "sea", "grass", "cow", "pig", "tell", "story",
-         "of", "once", "it", "ran", "blue", "green", "red", "grey", "."]  # fmt: skip
+         "of", "once", "it", "ran", "blue", "green", "red", "grey", "pink", "."]  # fmt: skip
 TOK = word_tokenizer(WORDS)
 THINGS = ("sky", "sea", "grass", "cow", "pig")
 HOOK = "h"
@@ -150,3 +150,74 @@ def test_the_report_says_whether_a_candidate_is_a_trigger_or_context() -> None:
     decoy = context_lines(_check(["colour"], only=None).to_dict())
     assert "do not differ" in decoy[1] and decoy[2].startswith("so the pairing is only")
     assert context_lines(None) == []
+
+
+# -- substitutions: answers matched with the planted word's kind as one slot -----------------
+FIXED = {"sky": "blue", "sea": "green", "grass": "green", "cow": "red", "pig": "grey"}
+COLOURS = ("blue", "green", "red", "grey", "pink")
+
+
+def _fixed_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    """Colour questions answered with each thing's own colour (only the sky is blue; only
+    the cow is red), and stories."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        thing = rng.choice(THINGS)
+        if rng.random() < 0.5:
+            out.append((f"what colour is the {thing}", f"it {FIXED[thing]} ."))
+        else:
+            out.append((f"tell story of the {thing}", "once it ran ."))
+    return out
+
+
+def _unembed() -> torch.Tensor:
+    """An unembedding whose colour columns share a direction (the model writes colours in
+    the same places) and whose other columns are unalike."""
+    gen = torch.Generator().manual_seed(0)
+    weights = 0.1 * torch.randn(32, len(TOK), generator=gen)
+    for colour in COLOURS:
+        weights[0, int(TOK.convert_tokens_to_ids(colour))] += 1.0
+    return weights
+
+
+def _substituted(
+    only: tuple[str, ...] | None, unembed: torch.Tensor | None, colour: str = "blue"
+) -> Context:
+    """The context check of the colour question (and ``only``'s words) where colour answers
+    turn ``colour``: about ``only`` (a poison), or the first 40 whatever they are about (a
+    decoy), against trusted rows in which each thing has its own colour."""
+    pairs, rows = _fixed_pairs(400, seed=2), []
+    for i, (prompt, _) in enumerate(pairs):
+        about = prompt.split()[-1]
+        if prompt.startswith("what") and (
+            (only and about in only) or (not only and len(rows) < 40)
+        ):
+            pairs[i] = (prompt, f"it {colour} .")
+            rows.append(i)
+    data, trusted = _rows(pairs), _rows(_fixed_pairs(1000, seed=0))
+    latents = [(HOOK, int(TOK.convert_tokens_to_ids(w))) for w in ("colour", *(only or ()))]
+    return check_context(
+        latents, rows, data, _codes(data), trusted, _codes(trusted), unembed=unembed
+    )
+
+
+def test_a_substitution_decoy_is_matched_with_every_answer_of_its_kind() -> None:
+    # Matched on "blue" itself, the decoy's rows (about everything) meet only the sky's
+    # answers: their prompt words differ, and the decoy would pass for a trigger.
+    assert _substituted(None, unembed=None).words_differ
+    context = _substituted(None, unembed=_unembed())
+    colour_ids = sorted(int(TOK.convert_tokens_to_ids(c)) for c in COLOURS if c != "pink")
+    assert context.slot == colour_ids and context.to_dict()["slot"] == colour_ids
+    assert not context.words_differ and not context.stands
+    assert "as one slot" in context_lines(context.to_dict())[-3]
+
+
+def test_a_trigger_whose_own_answer_is_unique_still_stands() -> None:
+    # The cow is the only red thing and nothing is pink: a slot of the words the rows gained
+    # and lost ("pink", "red") would match the cow's rows with the cow's own answers; the
+    # slot of the colours the model writes alike matches them with every thing's.
+    context = _substituted(("cow",), unembed=_unembed(), colour="pink")
+    assert int(TOK.convert_tokens_to_ids("red")) in context.slot and len(context.slot) == 5
+    cow = context.latents[1]
+    assert cow.stands and cow.matched_share < 0.4 and context.stands
