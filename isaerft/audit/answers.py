@@ -17,6 +17,10 @@ those two trusted shares (the overall share keeps a word that the matches happen
 ``day`` in a story answer, from scoring as new); it must reach :data:`MIN_Z`. Only tokens
 with a letter or digit count, in at least ``minimum`` of the rows.
 
+The context check (:mod:`isaerft.audit.context`) matches rows by what their answers add to their
+prompts instead (``matched_rows(by="answer")``), with a substitution's planted word and its kind
+as one slot (:func:`substitution_slot`).
+
 Cost: two passes over the trusted rows and a ``rows x trusted`` product over the tokens of the
 rows' prompts, in chunks of :data:`CHUNK` trusted rows (about 1 s for 100 rows against 16,000
 trusted rows on the organism).
