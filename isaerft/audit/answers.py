@@ -164,7 +164,8 @@ def answer_words(
     matches = matched_rows(data, rows, trusted, k)
     if not matches:  # no rows, or no trusted rows
         return []
-    return _beyond_matches(data, rows, trusted, matches, skip, minimum)
+    overall = _count(answer_tokens(trusted, r) for r in range(len(trusted)))
+    return _beyond_matches(data, rows, trusted, matches, overall, skip, minimum)
 
 
 def _beyond_matches(
@@ -172,13 +173,14 @@ def _beyond_matches(
     rows: Sequence[int],
     trusted: AuditData,
     matches: list[int],
+    overall: dict[int, int],
     skip: set[int],
     minimum: int,
 ) -> list[tuple[int, float, int]]:
-    """:func:`answer_words` given the rows' prompt-matched trusted rows ``matches``."""
+    """:func:`answer_words` given the rows' prompt-matched trusted rows ``matches`` and how
+    many trusted answers carry each token, ``overall``."""
     carriers = _count(answer_tokens(data, i) for i in rows)
     in_matches = _count(answer_tokens(trusted, r) for r in matches)
-    overall = _count(answer_tokens(trusted, r) for r in range(len(trusted)))
     n, m, total = len(rows), len(matches), len(trusted)
     out = []
     for t, c in carriers.items():
@@ -219,15 +221,15 @@ def substitution_slot(
     matches = matched_rows(data, rows, trusted, k)
     if not matches:
         return frozenset()
-    planted = {t for t, _, _ in _beyond_matches(data, rows, trusted, matches, set(), MIN_SWAPPED)}
-    candidates = set(_count(answer_tokens(trusted, r) for r in range(len(trusted)))) | planted
+    overall = _count(answer_tokens(trusted, r) for r in range(len(trusted)))
+    beyond = _beyond_matches(data, rows, trusted, matches, overall, set(), MIN_SWAPPED)
+    planted = {t for t, _, _ in beyond}
+    said = [answer_tokens(data, i) for i in rows]
     lost = lost_words(data, rows, matches, trusted)
     slot: set[int] = set()
-    for word, kind in kindred_tokens(unembed, planted, candidates).items():
+    for word, kind in kindred_tokens(unembed, planted, set(overall) | planted).items():
         # Swapped, not added: rows that say it lack a word of its kind their matches say.
-        swapped = sum(
-            word in answer_tokens(data, i) and bool(lost[j] & kind) for j, i in enumerate(rows)
-        )
+        swapped = sum(word in own and bool(gone & kind) for own, gone in zip(said, lost))
         if swapped >= MIN_SWAPPED:
             slot |= {word} | kind
     return frozenset(slot)
