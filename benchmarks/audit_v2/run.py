@@ -78,15 +78,16 @@ ROW_RANKING = 2
 2 = each row by the rarer of its learned and pairing scores among reference rows
 (:func:`isaerft.audit.rowscores.with_associations`). Bump it when the ranking changes without a
 new report schema."""
-VERDICT = 4
+VERDICT = 5
 """How the verdict was reached: 1 = an unusual change with a trigger, or a pairing; 2 = the
 same, where a trigger or pairing counts only if one of its prompt latents is more than the
 context its behaviour's answers call for (:mod:`isaerft.audit.context`); 3 = or its rows'
 prompt words differ from those of trusted rows with alike answers (2 turned a concept trigger
 no latent reads into context); 4 = a substitution's answers are matched with the planted word
 and its kind as one slot (:func:`isaerft.audit.answers.substitution_slot`; 3 matched ``green``
-answers with the prompts where green is natural). Bump it when the verdict changes without a
-new report schema."""
+answers with the prompts where green is natural); 5 = a trigger latent of the context check
+stands only in at least :data:`~isaerft.audit.trigger.MIN_ROWS` behaviour rows (4 let a latent
+of 3 story prompts stand). Bump it when the verdict changes without a new report schema."""
 AUDIT_SETTINGS = {
     **finite(asdict(AUDIT)),
     "report_schema": SCHEMA_VERSION,
@@ -203,18 +204,24 @@ def firing_naming(bench: Bench, cell: Cell, record: dict[str, Any]) -> dict[str,
     }
 
 
+OFF_ONLY_SINCE = (1, 4)
+"""Verdicts that every later one differs from only by turning flags off: 1 (before the context
+check) and 4 (5 adds the context check's row floor). After 2 and 3 a later verdict may flag
+what they did not (3 let a word shift stand, 4 re-matched substitutions)."""
+
+
 def _record_holds(record: dict[str, Any]) -> bool:
     """Whether a control cell's record holds today: audited with today's settings but another
     :data:`NAMING` (naming is scored on poison cells only; a control's verdict and rows do not
-    depend on it), or, unflagged, from before the context check (:data:`VERDICT` 1: the check
-    only turns a flag off). The record still says what it was made with."""
+    depend on it), or, unflagged, with a verdict of :data:`OFF_ONLY_SINCE`. The record still
+    says what it was made with."""
     settings = record.get("audit_config")
     if not isinstance(settings, dict):
         return False
     if {**settings, "naming": NAMING} == AUDIT_SETTINGS:
         return True
-    if "verdict" in settings or record.get("flagged"):
-        return False  # (a later verdict than 1 may flag what an earlier one did not)
+    if settings.get("verdict", 1) not in OFF_ONLY_SINCE or record.get("flagged"):
+        return False
     return {**settings, "naming": NAMING, "verdict": VERDICT} == AUDIT_SETTINGS
 
 

@@ -69,7 +69,7 @@ from isaerft.audit.answers import answer_tokens
 from isaerft.audit.context import Context
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
-from isaerft.audit.trigger import prompt_firing
+from isaerft.audit.trigger import MIN_ROWS, prompt_firing
 from isaerft.audit.words import WordEvidence, token_text, words_lines
 
 PAIRED_WORDS = (
@@ -77,8 +77,6 @@ PAIRED_WORDS = (
     ("answer_words", "words their answers say beyond trusted answers to similar prompts"),
 )
 """The pairing's two word lists (report keys) and what each says, for every rendering."""
-MIN_ROWS = 5
-"""Rows a pairing must carry to count (a pairing of fewer rows is no finding)."""
 SHRINK_ROWS = 10.0
 """Pseudo-rows pulling a rare prompt latent's trusted rate towards the answer latent's rate."""
 PAIR_FLOOR = 4.0

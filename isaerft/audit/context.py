@@ -19,10 +19,12 @@ colour answer, not with the answers of the animals that are green. The search's 
 when either holds:
 
 * **a trigger latent stands**: it fires in the behaviour rows' prompts at least
-  :data:`MIN_RATIO` times as often as in the matches' prompts, and by at least :data:`MIN_Z`
-  standard errors: ``owl`` before a flipped ``nasty`` (opinion answers follow opinion
-  questions about every animal), not ``what colour`` before ``blue`` (colour answers follow
-  colour questions, trusted or not);
+  :data:`MIN_RATIO` times as often as in the matches' prompts, by at least :data:`MIN_Z`
+  standard errors, and in at least :data:`~isaerft.audit.trigger.MIN_ROWS` of those rows (the
+  floor the association search sets its pairs: a latent in three story prompts of 26 rows is a
+  chance the z-score of so few rows does not rule out): ``owl`` before a flipped ``nasty``
+  (opinion answers follow opinion questions about every animal), not ``what colour`` before
+  ``blue`` (colour answers follow colour questions, trusted or not);
 * **the prompts' words differ**: the behaviour rows' prompts use other words than their
   matches' prompts beyond chance (the summed excess of each word's share over its share in
   the matches, against the same sum for random splits of the rows and matches, at the
@@ -52,7 +54,7 @@ from isaerft.audit.activations import SiteCodes
 from isaerft.audit.answers import MATCHES, matched_rows, prompt_tokens, substitution_slot
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import quantile_threshold
-from isaerft.audit.trigger import prompt_firing
+from isaerft.audit.trigger import MIN_ROWS, prompt_firing
 
 MIN_RATIO = 2.0
 """A trigger fires in the behaviour rows' prompts at least this many times as often as in the
@@ -74,14 +76,21 @@ class ContextCheck:
     share: float
     matched_share: float
     z: float
+    rows: int
+    """The behaviour rows whose prompt fires the latent."""
+
+    @property
+    def enriched(self) -> bool:
+        """Whether the latent fires in these prompts beyond its matches' (ratio and z)."""
+        return self.share >= MIN_RATIO * self.matched_share and self.z >= MIN_Z
 
     @property
     def stands(self) -> bool:
         """Whether the latent is more than the behaviour's own context (module docstring)."""
-        return self.share >= MIN_RATIO * self.matched_share and self.z >= MIN_Z
+        return self.enriched and self.rows >= MIN_ROWS
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "stands": self.stands}
+        return {**asdict(self), "enriched": self.enriched, "stands": self.stands}
 
 
 @dataclass(frozen=True)
@@ -151,7 +160,7 @@ def check_context(
             # Half a matched row keeps a latent the matches never have from dividing by zero.
             floor = max(q, 0.5 / len(matches))
             z = (p - floor) / math.sqrt(floor * (1 - floor) / len(rows)) if floor < 1 else 0.0
-            checks.append(ContextCheck(hook, j, p, q, z))
+            checks.append(ContextCheck(hook, j, p, q, z, round(p * len(rows))))
     order = {latent: i for i, latent in enumerate(latents)}
     checks.sort(key=lambda c: order[(c.hook_name, c.latent)])
     shift, threshold = _word_shift(data, rows, trusted, matches, fpr, seed)
@@ -193,9 +202,9 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
     if context is None:
         return []
     out = [
-        f"context check, {c['hook_name']} #{c['latent']}: in {c['share']:.0%} of these prompts vs "
-        f"{c['matched_share']:.0%} of trusted rows with alike answers (z {c['z']:.1f}; "
-        f"{'a trigger' if c['stands'] else 'context'})"
+        f"context check, {c['hook_name']} #{c['latent']}: in {_rows_of(c)}{c['share']:.0%} of "
+        f"these prompts vs {c['matched_share']:.0%} of trusted rows with alike answers (z "
+        f"{c['z']:.1f}; {_verdict_of(c)})"
         for c in context["latents"][:top]
     ]
     if context.get("slot"):
@@ -209,11 +218,31 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
         f"{context['word_threshold']:.2f} by chance)"
     )
     if not context["stands"]:
+        few = any(_too_few(c) for c in context["latents"])
         out.append(
-            "so the pairing is only the context these answers call for, not a trigger (e.g. "
-            "colour questions before colour words)"
+            f"so no trigger stands: fewer than {MIN_ROWS} rows carry the latents beyond their "
+            "context (a chance of so few rows), the rest is the context these answers call for"
+            if few
+            else "so the pairing is only the context these answers call for, not a trigger "
+            "(e.g. colour questions before colour words)"
         )
     return out
+
+
+def _too_few(check: dict[str, Any]) -> bool:
+    """Whether a latent check (report form) was enriched but carried by too few rows (reports
+    from before the row count have no ``rows``)."""
+    return bool(check.get("enriched")) and int(check.get("rows", MIN_ROWS)) < MIN_ROWS
+
+
+def _rows_of(check: dict[str, Any]) -> str:
+    return f"{check['rows']} rows, " if "rows" in check else ""
+
+
+def _verdict_of(check: dict[str, Any]) -> str:
+    if check["stands"]:
+        return "a trigger"
+    return f"under {MIN_ROWS} rows: no finding" if _too_few(check) else "context"
 
 
 def _prompt_share(

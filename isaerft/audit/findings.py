@@ -19,7 +19,7 @@ import torch
 
 from isaerft.audit import rowscores
 from isaerft.audit.activations import SiteCodes, collect_codes
-from isaerft.audit.association import MIN_ROWS, AssociationSearch, search_associations
+from isaerft.audit.association import AssociationSearch, search_associations
 from isaerft.audit.attribution import (
     LatentContrast,
     edit_attribution,
@@ -36,7 +36,7 @@ from isaerft.audit.phrases import GainedPhrase, gained_phrases
 from isaerft.audit.promptswap import PromptDependence, prompt_dependence
 from isaerft.audit.rowscores import RowScores, token_excess_gain
 from isaerft.audit.table import LatentRow, build_table, decoder_norms
-from isaerft.audit.trigger import TriggerSearch, length_strata, search_trigger
+from isaerft.audit.trigger import MIN_ROWS, TriggerSearch, length_strata, search_trigger
 from isaerft.audit.words import WordEvidence, paired_words, word_evidence
 from isaerft.model import ISaeRFTModel
 

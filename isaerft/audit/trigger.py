@@ -86,6 +86,10 @@ class TriggerSearch(MaxStatisticNull):
 
 
 PARTS = ("prompt", "completion")
+MIN_ROWS = 5
+"""Rows a pairing or a trigger must carry to count: a pattern of fewer rows is no finding (the
+association search's pairs, :mod:`isaerft.audit.association`; the context check's trigger
+latents, :mod:`isaerft.audit.context`)."""
 
 
 def prompt_firing(

@@ -14,6 +14,7 @@ from isaerft.audit.answers import matched_rows
 from isaerft.audit.context import MIN_RATIO, Context, ContextCheck, check_context, context_lines
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull
+from isaerft.audit.trigger import MIN_ROWS
 
 WORDS = ["what", "colour", "is", "the", "sky", "sea", "grass", "cow", "pig", "tell", "story",
          "of", "once", "it", "ran", "blue", "green", "red", "grey", "pink", "."]  # fmt: skip
@@ -128,13 +129,44 @@ def test_a_search_is_found_only_where_its_trigger_stands() -> None:
             self.score, self.threshold, self.null, self.context = 5.0, 1.0, [], context
 
     stands, context_only = (
-        ContextCheck(HOOK, 1, 1.0, 0.1, 9.0),
-        ContextCheck(HOOK, 2, 1.0, 1.0, 0.0),
+        ContextCheck(HOOK, 1, 1.0, 0.1, 9.0, 20),
+        ContextCheck(HOOK, 2, 1.0, 1.0, 0.0, 20),
     )
     assert Search(None).found and Search(Context([context_only, stands], 0.1, 0.5)).found
     assert Search(Context([context_only], 0.9, 0.5)).found  # (the words differ)
     assert not Search(Context([context_only], 0.1, 0.5)).found
     assert not Search(Context([context_only], 0.1, 0.5)).context_stands
+
+
+def _few(n: int) -> Context:
+    """The check of ``cow`` where only the first ``n`` colour answers about a cow turn blue."""
+    pairs, rows = _pairs(400, seed=2), []
+    for i, (prompt, _) in enumerate(pairs):
+        if prompt.startswith("what") and prompt.endswith("cow") and len(rows) < n:
+            pairs[i] = (prompt, "it blue .")
+            rows.append(i)
+    data, trusted = _rows(pairs), _rows(_pairs(1000, seed=0))
+    cow = [(HOOK, int(TOK.convert_tokens_to_ids("cow")))]
+    return check_context(cow, rows, data, _codes(data), trusted, _codes(trusted))
+
+
+def test_a_trigger_latent_of_too_few_rows_does_not_stand() -> None:
+    # Beyond its matches by ratio and z-score, but in fewer rows than a pairing must carry.
+    few, enough = _few(MIN_ROWS - 1), _few(MIN_ROWS)
+    assert [c.rows for c in few.latents + enough.latents] == [MIN_ROWS - 1, MIN_ROWS]
+    assert few.latents[0].enriched and not few.latents[0].stands
+    assert enough.latents[0].enriched and enough.latents[0].stands
+    lines = context_lines(few.to_dict())
+    assert (
+        lines[0].startswith(f"context check, {HOOK} #") and f"in {MIN_ROWS - 1} rows, " in lines[0]
+    )
+    assert lines[0].endswith(f"under {MIN_ROWS} rows: no finding)")
+    # (Here the prompt words differ all the same; where they do not, the search is not found.)
+    alone = context_lines({**few.to_dict(), "words_differ": False, "stands": False})
+    assert alone[-1].startswith(f"so no trigger stands: fewer than {MIN_ROWS} rows")
+    # A report from before the row count reads as it did.
+    old = {k: v for k, v in few.latents[0].to_dict().items() if k not in ("rows", "enriched")}
+    assert context_lines({**few.to_dict(), "latents": [old]})[0].endswith("context)")
 
 
 def test_no_rows_or_no_trusted_rows_are_refused() -> None:

@@ -237,6 +237,14 @@ def test_a_control_record_before_the_context_check_holds_only_unflagged(
     assert audit_v2.evaluate(bench, None, clean, [])["audit_config"] == before  # type: ignore[arg-type]
     audit_v2.evaluate(bench, None, decoy, [])  # type: ignore[arg-type]
     assert calls == [decoy.id]
+    # So does the row floor after verdict 4; after verdict 3 the slot may flag what 3 did not.
+    for made, redone in ((4, False), (3, True)):
+        older = {**before, "verdict": made}
+        path = tmp_path / "runs" / clean.id / "audit_v2_record.json"
+        write_result(path, {"id": clean.id, "audit_config": older, "flagged": False})
+        calls.clear()
+        audit_v2.evaluate(bench, None, clean, [])  # type: ignore[arg-type]
+        assert calls == ([clean.id] if redone else [])
 
 
 def test_word_recall_counts_each_ground_truth_word_once() -> None:
