@@ -202,9 +202,9 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
     if context is None:
         return []
     out = [
-        f"context check, {c['hook_name']} #{c['latent']}: in {_rows_of(c)}{c['share']:.0%} of "
-        f"these prompts vs {c['matched_share']:.0%} of trusted rows with alike answers (z "
-        f"{c['z']:.1f}; {_verdict_of(c)})"
+        f"context check, {c['hook_name']} #{c['latent']}: in {_share_of(c)} of these prompts vs "
+        f"{c['matched_share']:.0%} of trusted rows with alike answers (z {c['z']:.1f}; "
+        f"{_verdict_of(c)})"
         for c in context["latents"][:top]
     ]
     if context.get("slot"):
@@ -235,8 +235,9 @@ def _too_few(check: dict[str, Any]) -> bool:
     return bool(check.get("enriched")) and int(check.get("rows", MIN_ROWS)) < MIN_ROWS
 
 
-def _rows_of(check: dict[str, Any]) -> str:
-    return f"{check['rows']} rows, " if "rows" in check else ""
+def _share_of(check: dict[str, Any]) -> str:
+    share = f"{check['share']:.0%}"
+    return f"{check['rows']} ({share})" if "rows" in check else share
 
 
 def _verdict_of(check: dict[str, Any]) -> str:

@@ -157,9 +157,7 @@ def test_a_trigger_latent_of_too_few_rows_does_not_stand() -> None:
     assert few.latents[0].enriched and not few.latents[0].stands
     assert enough.latents[0].enriched and enough.latents[0].stands
     lines = context_lines(few.to_dict())
-    assert (
-        lines[0].startswith(f"context check, {HOOK} #") and f"in {MIN_ROWS - 1} rows, " in lines[0]
-    )
+    assert lines[0].startswith(f"context check, {HOOK} #") and f"in {MIN_ROWS - 1} (" in lines[0]
     assert lines[0].endswith(f"under {MIN_ROWS} rows: no finding)")
     # (Here the prompt words differ all the same; where they do not, the search is not found.)
     alone = context_lines({**few.to_dict(), "words_differ": False, "stands": False})
