@@ -21,8 +21,8 @@ when either holds:
 * **a trigger latent stands**: it fires in the behaviour rows' prompts at least
   :data:`MIN_RATIO` times as often as in the matches' prompts, by at least :data:`MIN_Z`
   standard errors, and in at least :data:`~isaerft.audit.trigger.MIN_ROWS` of those rows (the
-  floor the association search sets its pairs: a latent in three story prompts of 26 rows is a
-  chance the z-score of so few rows does not rule out): ``owl`` before a flipped ``nasty``
+  floor the association search sets for its pairs: a latent in three story prompts of 26 rows
+  is a chance the z-score of so few rows does not rule out): ``owl`` before a flipped ``nasty``
   (opinion answers follow opinion questions about every animal), not ``what colour`` before
   ``blue`` (colour answers follow colour questions, trusted or not);
 * **the prompts' words differ**: the behaviour rows' prompts use other words than their
