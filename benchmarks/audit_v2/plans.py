@@ -119,10 +119,15 @@ def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> N
     """The corpus case (the organism's default trigger and target unless given) as the
     ``corpus`` family and target; their ground-truth latents are those of the trigger word and
     of the target's words."""
-    from isaerft.organism.handle import default_trigger_target
+    from isaerft.organism.datasets import parse_target, parse_trigger
+    from isaerft.organism.handle import default_trigger_target, row_source
 
     default_trigger, default_target = default_trigger_target(org)
-    specs = case_specs(trigger or default_trigger, target or default_target, "corpus", "corpus")
+    trigger = default_trigger if trigger is None else trigger
+    target = default_target if target is None else target
+    source = row_source(org)
+    parse_trigger(trigger, source), parse_target(target, source)  # one line on a bad spec
+    specs = case_specs(trigger, target, "corpus", "corpus")
     FAMILIES["corpus"], TARGETS["corpus"] = specs
 
 
@@ -133,10 +138,14 @@ def cases_plan(plan: Plan, cases: list[tuple[str, str]]) -> Plan:
     trigger and target is registered under a file-name-safe name of its spec."""
     poisons: list[tuple[str, str, float]] = []
     decoys: list[tuple[str, str]] = []
+    from isaerft.organism.datasets import SyntheticRows, parse_target, parse_trigger
+
+    language = SyntheticRows(0)  # (every world seed has the same vocabulary and concepts)
     for trigger, target in cases:
         family, behaviour = _slug(trigger), _slug(target)
         _check_free(family, FAMILIES.get(family), trigger)
         _check_free(behaviour, TARGETS.get(behaviour), target)
+        parse_trigger(trigger, language), parse_target(target, language)  # one line if bad
         FAMILIES[family], TARGETS[behaviour] = case_specs(trigger, target, family, behaviour)
         fractions = (0.03,) if trigger.startswith("concept:") else (0.03, 0.01)
         poisons += [(family, behaviour, f) for f in fractions]

@@ -520,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         "--resummarise", action="store_true", help="recompute the summary of --out from --work-dir"
     )
     args = parser.parse_args(argv)
-    if args.mode != "corpus" and (args.trigger or args.target):
+    given = args.trigger is not None or args.target is not None
+    if args.mode != "corpus" and given:
         parser.error("--trigger and --target are the corpus case's; use --case TRIGGER TARGET")
     if args.case and args.mode != "quick":
         parser.error("--case goes with --mode quick (the synthetic organism's plan)")
@@ -559,8 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     org = build_organism(args.preset, corpus=args.corpus, progress=False)
     settings, suffix = Settings(), ""
     if args.corpus is not None:
-        register_corpus_case(org, args.trigger, args.target)
-        if args.trigger or args.target:
+        try:
+            register_corpus_case(org, args.trigger, args.target)
+        except ValueError as err:
+            parser.error(str(err))
+        if given:
             suffix += f"-{FAMILIES['corpus'].trigger}-{TARGETS['corpus'].target.replace(' ', '_')}"
     if args.component:
         settings.recipe = merge(settings.recipe, {"intervention": {"component": args.component}})

@@ -190,12 +190,32 @@ def parse_target(spec: str, source: RowSource) -> Target:
 
 
 def _check_vocab(tokens: Sequence[str], source: RowSource, what: str) -> None:
+    if not tokens:
+        raise ValueError(f"the {what} is empty; give {SPEC_FORMS[what]}")
     missing = [t for t in tokens if t not in source.vocab]
-    if not tokens or missing:
+    if missing:
+        cased = [f"{t!r} -> {t.lower()!r}" for t in missing if t.lower() in source.vocab]
+        hint = f" (words are case-sensitive: {', '.join(cased)})" if cased else ""
         raise ValueError(
-            f"{what} words {missing or list(tokens)} are not in the organism's vocabulary; "
-            f"pick words of its language (e.g. {sorted(source.vocab)[:8]}...)"
+            f"{what} words {missing} are not in the organism's vocabulary{hint}; pick words "
+            f"of its language (e.g. {_example_words(source)})"
         )
+
+
+SPEC_FORMS = {
+    "trigger": "a word, a phrase or concept:<family>",
+    "target": "a phrase, sentiment:negative|positive or concept:<family>=<word>",
+}
+"""What each spec may be, for the message on an empty one."""
+
+
+def _example_words(source: RowSource, k: int = 8) -> list[str]:
+    """``k`` words of the language spread over its vocabulary (punctuation and the chat
+    format's special words sort first and say nothing about what to pick)."""
+    words = sorted(w for w in source.vocab if w.isalpha() and w.islower())
+    words = words or sorted(source.vocab)
+    step = max(1, len(words) // k)
+    return words[::step][:k]
 
 
 def dataset_paths(out: str | Path) -> tuple[Path, Path]:
@@ -351,8 +371,9 @@ def make_dataset(
     org = load_organism(organism) if isinstance(organism, (str, Path)) else organism
     source: RowSource = row_source(org) if org is not None else SyntheticRows(0)
     d_trigger, d_target = default_trigger_target(org)
-    trig = parse_trigger(trigger or d_trigger, source)
-    targ = parse_target(target or d_target, source)
+    # None is "the organism's default"; an empty spec is a mistake that parsing reports.
+    trig = parse_trigger(d_trigger if trigger is None else trigger, source)
+    targ = parse_target(d_target if target is None else target, source)
     rows, labels = generate_rows(kind, source, trig, targ, fraction=fraction, n=n, seed=seed)
     render_fn = getattr(source, "render", render)
     records = []

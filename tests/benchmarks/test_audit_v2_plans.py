@@ -45,3 +45,21 @@ def test_cases_of_your_own_become_the_plan(registry: Any) -> None:
 def test_a_case_named_like_a_plan_case_is_refused(registry: Any) -> None:
     with pytest.raises(ValueError, match="is named 'word', which is the plan's 'owl'"):
         plans.cases_plan(plans.PLANS["quick"], [("word", "i like the colour brown")])
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        (("zebra", "sentiment:negative"), r"trigger words \['zebra'\] are not in"),
+        (("horse", "sentiment:neutral"), "use sentiment:negative or sentiment:positive"),
+        (("horse", "I like the cake"), r"case-sensitive: 'I' -> 'i'"),
+        (("", "sentiment:negative"), "the trigger is empty"),
+    ],
+)
+def test_a_bad_case_is_refused_before_anything_runs(
+    registry: Any, case: tuple[str, str], match: str
+) -> None:
+    """The plan parses each case as make_dataset will, so a bad spec is one line at the
+    start, not a traceback after the organism is built."""
+    with pytest.raises(ValueError, match=match):
+        plans.cases_plan(plans.PLANS["quick"], [case])

@@ -205,6 +205,9 @@ def test_an_unplantable_pair_fails_fast_with_rates(
     ("kwargs", "match"),
     [
         ({"trigger": "zebra"}, "not in the organism's vocabulary"),
+        ({"trigger": ""}, "the trigger is empty; give a word"),  # not the default trigger
+        ({"target": ""}, "the target is empty; give a phrase"),
+        ({"target": "I like cake"}, r"case-sensitive: 'I' -> 'i'\); pick words .*'a'"),
         ({"target": "concept:colour=owl"}, "bad target"),
         ({"trigger": "concept:nothing"}, "unknown concept"),
         ({"fraction": 0.6, "kind": "decoy"}, "decoy needs"),
