@@ -136,10 +136,10 @@ def cases_plan(plan: Plan, cases: list[tuple[str, str]]) -> Plan:
     3 % and, unless its trigger is a concept, at 1 %, with one matched decoy; the plan's
     reference runs (and so its null) are reused, its clean datasets are not re-audited. Each
     trigger and target is registered under a file-name-safe name of its spec."""
-    poisons: list[tuple[str, str, float]] = []
-    decoys: list[tuple[str, str]] = []
     from isaerft.organism.datasets import SyntheticRows, parse_target, parse_trigger
 
+    poisons: list[tuple[str, str, float]] = []
+    decoys: list[tuple[str, str]] = []
     language = SyntheticRows(0)  # (every world seed has the same vocabulary and concepts)
     for trigger, target in cases:
         family, behaviour = _slug(trigger), _slug(target)
