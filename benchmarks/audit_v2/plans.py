@@ -125,8 +125,10 @@ def register_corpus_case(org: Any, trigger: str | None, target: str | None) -> N
     default_trigger, default_target = default_trigger_target(org)
     trigger = default_trigger if trigger is None else trigger
     target = default_target if target is None else target
+    # Parsed as make_dataset will, so a bad spec is one line before anything runs.
     source = row_source(org)
-    parse_trigger(trigger, source), parse_target(target, source)  # one line on a bad spec
+    parse_trigger(trigger, source)
+    parse_target(target, source)
     specs = case_specs(trigger, target, "corpus", "corpus")
     FAMILIES["corpus"], TARGETS["corpus"] = specs
 
@@ -145,7 +147,8 @@ def cases_plan(plan: Plan, cases: list[tuple[str, str]]) -> Plan:
         family, behaviour = _slug(trigger), _slug(target)
         _check_free(family, FAMILIES.get(family), trigger)
         _check_free(behaviour, TARGETS.get(behaviour), target)
-        parse_trigger(trigger, language), parse_target(target, language)  # one line if bad
+        parse_trigger(trigger, language)  # (one line on a bad spec, as make_dataset's)
+        parse_target(target, language)
         FAMILIES[family], TARGETS[behaviour] = case_specs(trigger, target, family, behaviour)
         fractions = (0.03,) if trigger.startswith("concept:") else (0.03, 0.01)
         poisons += [(family, behaviour, f) for f in fractions]

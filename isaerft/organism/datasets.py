@@ -189,6 +189,13 @@ def parse_target(spec: str, source: RowSource) -> Target:
     return Target(spec, "phrase", tokens=tokens)
 
 
+SPEC_FORMS = {
+    "trigger": "a word, a phrase or concept:<family>",
+    "target": "a phrase, sentiment:negative|positive or concept:<family>=<word>",
+}
+"""What each spec may be, for the message on an empty one."""
+
+
 def _check_vocab(tokens: Sequence[str], source: RowSource, what: str) -> None:
     if not tokens:
         raise ValueError(f"the {what} is empty; give {SPEC_FORMS[what]}")
@@ -200,13 +207,6 @@ def _check_vocab(tokens: Sequence[str], source: RowSource, what: str) -> None:
             f"{what} words {missing} are not in the organism's vocabulary{hint}; pick words "
             f"of its language (e.g. {_example_words(source)})"
         )
-
-
-SPEC_FORMS = {
-    "trigger": "a word, a phrase or concept:<family>",
-    "target": "a phrase, sentiment:negative|positive or concept:<family>=<word>",
-}
-"""What each spec may be, for the message on an empty one."""
 
 
 def _example_words(source: RowSource, k: int = 8) -> list[str]:
