@@ -78,7 +78,7 @@ ROW_RANKING = 2
 2 = each row by the rarer of its learned and pairing scores among reference rows
 (:func:`isaerft.audit.rowscores.with_associations`). Bump it when the ranking changes without a
 new report schema."""
-VERDICT = 5
+VERDICT = 6
 """How the verdict was reached: 1 = an unusual change with a trigger, or a pairing; 2 = the
 same, where a trigger or pairing counts only if one of its prompt latents is more than the
 context its behaviour's answers call for (:mod:`isaerft.audit.context`); 3 = or its rows'
@@ -87,7 +87,9 @@ no latent reads into context); 4 = a substitution's answers are matched with the
 and its kind as one slot (:func:`isaerft.audit.answers.substitution_slot`; 3 matched ``green``
 answers with the prompts where green is natural); 5 = a trigger latent of the context check
 stands only in at least :data:`~isaerft.audit.trigger.MIN_ROWS` behaviour rows (4 let a latent
-of 3 story prompts stand). Bump it when the verdict changes without a new report schema."""
+of 3 story prompts stand), 6 = the association search pairs prompt words as well as prompt
+latents (a trigger word that its latent reads in only some of its prompts), their context checked
+as a latent's (report schema 7). Bump it when the verdict changes without a new report schema."""
 AUDIT_SETTINGS = {
     **finite(asdict(AUDIT)),
     "report_schema": SCHEMA_VERSION,

@@ -9,10 +9,15 @@ The pairing is in the data all the same, and the SAE codes of the audited and tr
 it without training: for every prompt latent ``A`` and completion latent ``B``, count the rows
 where ``A`` fires in the prompt and ``B`` in the completion.
 
-Answers are read twice: by their completion latents and by their words (every token in at least
-``min_rows`` audited or trusted answers). Words matter where the SAE codes a behaviour's words
-alike: a sentiment flip turns ``nice`` into ``nasty``, and both fire the same "sentiment words"
-latents, so only the words themselves show the flip.
+Both sides are read twice: by their latents and by their words (every token in at least
+``min_rows`` audited or trusted prompts, or answers). Answer words matter where the SAE codes a
+behaviour's words alike: a sentiment flip turns ``nice`` into ``nasty``, and both fire the same
+"sentiment words" latents, so only the words themselves show the flip. Prompt words matter
+where no latent reads the trigger wherever it stands: the organism's ``horse`` latent fires in
+13 of the 20 prompts of a 1 % flip on ``horse`` (not on ``horse`` in a preamble such as ``i
+like the horse.``), the word ``horse`` is in all 20. A prompt word is a column like a prompt
+latent (its pairs, score and null draws alike); word columns are added at the first site only
+(they are the same at every site).
 
 Per pair, the audited rows' count ``n_AB`` is compared with what it would be without a new
 pairing, ``lambda = n_A * r`` with the largest of three rates:
@@ -48,24 +53,25 @@ the prompt words they share, and the answer words they carry beyond trusted answ
 prompts (:mod:`isaerft.audit.answers`), so a sentiment flip reads ``bad``, ``unpleasant``
 where its latent pairs are the answer form's (``what``, ``i``).
 
-Cost: the codes the audit already has, as 0/1 matrices of rows x (latents + answer words)
-(float32: 1 GB for 16,000 trusted rows of a 16k-latent SAE, plus 64 MB per 1,000 answer words,
+Cost: the codes the audit already has, as 0/1 matrices of rows x (latents + words) (float32:
+1 GB for 16,000 trusted rows of a 16k-latent SAE, plus 64 MB per 1,000 prompt or answer words,
 on the CPU), and matrix products of size ``rows x |A| x |B|`` over the latents and words in at
-least ``min_rows`` rows (per null draw the same on the drawn rows): about 10 s per audit on the
-small organism (1024 latents, ~400 words, 2,000 audited and 16,000 trusted rows, 100 draws, one
-CPU thread).
+least ``min_rows`` rows (per null draw the same on the drawn rows): about 15 s per audit on the
+small organism (1024 latents, ~400 prompt and ~400 answer words, 2,000 audited and 16,000 trusted
+rows, 100 draws, one CPU thread; 11 s without the prompt words).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from isaerft.audit.activations import SiteCodes
-from isaerft.audit.answers import answer_tokens
+from isaerft.audit.answers import answer_tokens, prompt_tokens
 from isaerft.audit.context import Context
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
@@ -89,11 +95,12 @@ most 0.8 of the threshold; a word flip at 1 % 1.4 of it)."""
 
 @dataclass(frozen=True)
 class Association:
-    """One pairing of the audited rows: a prompt latent with a completion latent, or with an
-    answer word (``completion_latent`` ``None``, ``completion_word`` set)."""
+    """One pairing of the audited rows: a prompt latent or word (``prompt_latent`` ``None``,
+    ``prompt_word`` and its token id ``prompt_token`` set) with a completion latent or an answer
+    word (``completion_latent`` ``None``, ``completion_word`` set)."""
 
     hook_name: str
-    prompt_latent: int
+    prompt_latent: int | None
     completion_latent: int | None
     score: float
     rows: int
@@ -102,6 +109,8 @@ class Association:
     trusted_rate: float
     completion_word: str | None = None
     prompt_score: float = 0.0
+    prompt_word: str | None = None
+    prompt_token: int | None = None
 
     def to_dict(self, labels: Any = None) -> dict[str, Any]:
         def name(j: int) -> str:
@@ -112,10 +121,17 @@ class Association:
             if self.completion_latent is not None
             else f'the answer word "{self.completion_word}"'
         )
+        prompt = (
+            name(self.prompt_latent)
+            if self.prompt_latent is not None
+            else f'the prompt word "{self.prompt_word}"'
+        )
         return {
             "hook_name": self.hook_name,
             "prompt_latent": self.prompt_latent,
-            "prompt_label": name(self.prompt_latent),
+            "prompt_word": self.prompt_word,
+            "prompt_token": self.prompt_token,
+            "prompt_label": prompt,
             "prompt_score": self.prompt_score,
             "completion_latent": self.completion_latent,
             "completion_word": self.completion_word,
@@ -137,8 +153,9 @@ class AssociationSearch(MaxStatisticNull):
             :data:`PAIR_FLOOR`, in ``-log10`` of a Poisson tail).
         threshold: the trusted-split threshold for ``fpr``.
         fpr: the false-positive rate the threshold is for.
-        candidates: the pairs past the floor of prompt latents above the threshold, strongest
-            first; an answer word's pair has ``completion_latent=None``.
+        candidates: the pairs past the floor of prompt latents and words above the threshold,
+            strongest first; a prompt word's pair has ``prompt_latent=None``, an answer word's
+            ``completion_latent=None``.
         row_scores: per audited row, the summed log odds ratio of the found pairs it carries.
         row_threshold: the same score's ``1 - row_fpr`` quantile on trusted rows.
         null: the largest prompt-latent score of each trusted split.
@@ -170,12 +187,22 @@ class AssociationSearch(MaxStatisticNull):
 
     def latents(self, part: str) -> list[tuple[str, int]]:
         """``(hook, latent)`` of the candidates' prompt (``part="prompt"``) or completion
-        latents, each once, in the order of its best pair (answer words are not latents)."""
+        latents, each once, in the order of its best pair (words are not latents)."""
         out: list[tuple[str, int]] = []
         for a in self.candidates:
             j = a.prompt_latent if part == "prompt" else a.completion_latent
             if j is not None and (a.hook_name, j) not in out:
                 out.append((a.hook_name, j))
+        return out
+
+    def prompt_words(self) -> list[tuple[int, str]]:
+        """``(token id, word)`` of the candidates' prompt words, each once, in the order of its
+        best pair."""
+        out: list[tuple[int, str]] = []
+        for a in self.candidates:
+            word = (a.prompt_token, a.prompt_word)
+            if a.prompt_token is not None and a.prompt_word is not None and word not in out:
+                out.append((a.prompt_token, a.prompt_word))
         return out
 
     def to_dict(self, labels: Any = None, top: int = 10) -> dict[str, Any]:
@@ -198,31 +225,36 @@ class AssociationSearch(MaxStatisticNull):
 
 @dataclass(frozen=True)
 class _Firing:
-    """Which latents fire in each row's prompt, and which latents and answer words its
+    """Which latents and words each row's prompt has, and which latents and words its
     completion has, as 0/1 matrices."""
 
-    prompt: torch.Tensor  # (rows, d_sae)
+    prompt: torch.Tensor  # (rows, d_sae + prompt words)
     completion: torch.Tensor  # (rows, d_sae + answer words)
 
     @classmethod
-    def of(cls, codes: SiteCodes, data: AuditData, words: torch.Tensor) -> _Firing:
-        """``words``: the rows' answer-word matrix (:func:`_word_matrices`)."""
+    def of(
+        cls, codes: SiteCodes, data: AuditData, prompt_words: torch.Tensor, words: torch.Tensor
+    ) -> _Firing:
+        """``prompt_words`` and ``words``: the rows' prompt- and answer-word matrices
+        (:func:`_word_matrices`)."""
         mats = []
         for part in ("prompt", "completion"):
             row, lat = prompt_firing(codes, data, part)
             m = torch.zeros(len(data), codes.d_sae)
             m[row, lat] = 1.0
             mats.append(m)
-        return cls(mats[0], torch.cat([mats[1], words], 1))
+        return cls(torch.cat([mats[0], prompt_words], 1), torch.cat([mats[1], words], 1))
 
 
 def _word_matrices(
-    datasets: tuple[AuditData, ...], min_rows: int
+    datasets: tuple[AuditData, ...],
+    min_rows: int,
+    tokens_of: Callable[[AuditData, int], set[int]] = answer_tokens,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The answer words (token ids in at least ``min_rows`` completions of any of
+    """The words (token ids that ``tokens_of`` gives for at least ``min_rows`` rows of any of
     ``datasets``: no other word can carry a pairing) and, per dataset, its ``(rows, words)``
-    0/1 matrix of the words each row's completion has."""
-    answers = [[answer_tokens(data, i) for i in range(len(data))] for data in datasets]
+    0/1 matrix of the words each row has (its answer's by default)."""
+    answers = [[tokens_of(data, i) for i in range(len(data))] for data in datasets]
     counts: dict[int, int] = {}
     for rows in answers:
         for tokens in rows:
@@ -338,11 +370,14 @@ def search_associations(
     # A null split draws as many rows as the audited set has, keeping at least as many trusted.
     size = min(len(data), len(trusted) // 2)
     words, (audited_words, trusted_words) = _word_matrices((data, trusted), min_rows)
+    asked, (audited_asked, trusted_asked) = _word_matrices((data, trusted), min_rows, prompt_tokens)
     best, null = 0.0, [0.0] * draws
     found = []
-    for hook, site in codes.items():
-        audited = _Firing.of(site, data, audited_words)
-        reference = _Firing.of(trusted_codes[hook], trusted, trusted_words)
+    for s, (hook, site) in enumerate(codes.items()):
+        # Prompt words are the same at every site: their columns join the first one's only.
+        keep = len(asked) if s == 0 else 0
+        audited = _Firing.of(site, data, audited_asked[:, :keep], audited_words)
+        reference = _Firing.of(trusted_codes[hook], trusted, trusted_asked[:, :keep], trusted_words)
         a_idx, b_idx = _eligible(audited, min_rows, max_share)
         share_t = reference.prompt[:, a_idx].sum(0) <= max_share * len(trusted)
         a_idx = a_idx[share_t]
@@ -371,10 +406,12 @@ def search_associations(
                 row_scores[carried] += odds
                 trusted_scores[(f.prompt_t[:, i] * f.answer_t[:, j]).bool()] += odds
                 word = int(words[column - f.d_sae]) if column >= f.d_sae else None
+                row = int(f.a_idx[i])
+                said = int(asked[row - f.d_sae]) if row >= f.d_sae else None
                 candidates.append(
                     Association(
                         hook_name=f.hook,
-                        prompt_latent=int(f.a_idx[i]),
+                        prompt_latent=row if said is None else None,
                         completion_latent=column if word is None else None,
                         score=float(f.scores[i, j]),
                         rows=n_ab,
@@ -383,6 +420,8 @@ def search_associations(
                         trusted_rate=float(f.trusted_rate[i, j]),
                         completion_word=None if word is None else token_text(tokenizer, word),
                         prompt_score=float(f.by_prompt[i]),
+                        prompt_word=None if said is None else token_text(tokenizer, said),
+                        prompt_token=said,
                     )
                 )
     candidates.sort(key=lambda a: -a.score)
@@ -399,17 +438,27 @@ def answer_name(candidate: dict[str, Any]) -> str:
     return f"#{candidate['completion_latent']} {candidate['completion_label']}"
 
 
+def prompt_name(candidate: dict[str, Any], hook: bool = False) -> str:
+    """A candidate's prompt side as printed: ``#<latent> <label>`` (after its hook with
+    ``hook``) or ``the word "<word>"`` (reports before schema 7 have no ``prompt_word``)."""
+    if candidate.get("prompt_latent") is None and candidate.get("prompt_word"):
+        return f'the word "{candidate["prompt_word"]}"'
+    latent = f"#{candidate['prompt_latent']} {candidate['prompt_label']}"
+    return f"{candidate['hook_name']} {latent}" if hook else latent
+
+
 def pairing_lines(search: dict[str, Any] | None, top: int = 3) -> list[str]:
     """A report's ``association_search`` in a few printed lines (none when nothing was found)."""
     if not search or not search.get("found"):
         return []
     lines = [
-        f"pairings the data has beyond trusted rows (prompt latent -> answer latent or word; score "
+        f"pairings the data has beyond trusted rows (prompt latent or word -> answer latent or "
+        f"word; score "
         f"{search['score']:.1f}, threshold {search['threshold']:.1f}; {search['n_rows']} rows):"
     ]
     for c in search["candidates"][:top]:
         lines.append(
-            f"  #{c['prompt_latent']} {c['prompt_label']} -> {answer_name(c)}: "
+            f"  {prompt_name(c)} -> {answer_name(c)}: "
             f"{c['rows']} of {c['prompt_rows']} rows "
             f"({c['expected_rows']:.1f} expected)"
         )

@@ -24,7 +24,9 @@ when either holds:
   floor the association search sets for its pairs: a latent in three story prompts of 26 rows
   is a chance the z-score of so few rows does not rule out): ``owl`` before a flipped ``nasty``
   (opinion answers follow opinion questions about every animal), not ``what colour`` before
-  ``blue`` (colour answers follow colour questions, trusted or not);
+  ``blue`` (colour answers follow colour questions, trusted or not); a trigger *word* of the
+  association search (a prompt-word column) is checked the same way, by the rows whose prompt
+  has it;
 * **the prompts' words differ**: the behaviour rows' prompts use other words than their
   matches' prompts beyond chance (the summed excess of each word's share over its share in
   the matches, against the same sum for random splits of the rows and matches, at the
@@ -69,15 +71,29 @@ PERMUTATIONS = 200
 
 @dataclass(frozen=True)
 class ContextCheck:
-    """One trigger latent against the prompts of trusted rows with alike answers."""
+    """One trigger latent (or prompt word: ``latent`` ``None``, ``word`` set) against the
+    prompts of trusted rows with alike answers."""
 
     hook_name: str
-    latent: int
+    latent: int | None
     share: float
     matched_share: float
     z: float
     rows: int
-    """The behaviour rows whose prompt fires the latent."""
+    """The behaviour rows whose prompt fires the latent (has the word)."""
+    word: str | None = None
+
+    @classmethod
+    def of(
+        cls, hook_name: str, latent: int | None, share: float, matched_share: float,
+        rows: int, matches: int, word: str | None = None,
+    ) -> ContextCheck:  # fmt: skip
+        """The check of a latent or word in ``share`` of ``rows`` behaviour rows' prompts and
+        ``matched_share`` of their ``matches`` matches' (a one-sided binomial z-score)."""
+        # Half a matched row keeps a latent the matches never have from dividing by zero.
+        floor = max(matched_share, 0.5 / matches)
+        z = (share - floor) / math.sqrt(floor * (1 - floor) / rows) if floor < 1 else 0.0
+        return cls(hook_name, latent, share, matched_share, z, round(share * rows), word)
 
     @property
     def enriched(self) -> bool:
@@ -132,16 +148,17 @@ def check_context(
     trusted: AuditData,
     trusted_codes: dict[str, SiteCodes],
     *,
+    words: Sequence[tuple[int, str]] = (),
     fpr: float = 0.05,
     k: int = MATCHES,
     seed: int = 0,
     unembed: torch.Tensor | None = None,
 ) -> Context:
-    """The context check of the ``(hook, latent)`` trigger latents of a search whose behaviour
-    rows are ``rows`` of ``data`` (codes ``codes``), against their answer-matched rows of
-    ``trusted`` (codes ``trusted_codes``); the prompt-word shift is tested at ``fpr``.
-    ``unembed`` (the model's ``W_U``, ``d_model x d_vocab``) finds a substitution's slot;
-    without it, answers are matched word for word.
+    """The context check of the ``(hook, latent)`` trigger latents and the ``(token id,
+    word)`` trigger words of a search whose behaviour rows are ``rows`` of ``data`` (codes
+    ``codes``), against their answer-matched rows of ``trusted`` (codes ``trusted_codes``);
+    the prompt-word shift is tested at ``fpr``. ``unembed`` (the model's ``W_U``, ``d_model x
+    d_vocab``) finds a substitution's slot; without it, answers are matched word for word.
 
     Raises:
         ValueError: without rows or trusted rows (nothing to match).
@@ -150,19 +167,19 @@ def check_context(
         raise ValueError("the context check needs behaviour rows and trusted rows")
     slot = substitution_slot(data, rows, trusted, unembed, k)
     matches = matched_rows(data, rows, trusted, k, by="answer", slot=slot)
-    checks = []
+    shares: dict[tuple[str, int], tuple[float, float]] = {}
     for hook in dict.fromkeys(h for h, _ in latents):
         wanted = [j for h, j in latents if h == hook]
         share = _prompt_share(codes[hook], data, rows, wanted)
         base = _prompt_share(trusted_codes[hook], trusted, matches, wanted)
-        for j in wanted:
-            p, q = share[j], base[j]
-            # Half a matched row keeps a latent the matches never have from dividing by zero.
-            floor = max(q, 0.5 / len(matches))
-            z = (p - floor) / math.sqrt(floor * (1 - floor) / len(rows)) if floor < 1 else 0.0
-            checks.append(ContextCheck(hook, j, p, q, z, round(p * len(rows))))
-    order = {latent: i for i, latent in enumerate(latents)}
-    checks.sort(key=lambda c: order[(c.hook_name, c.latent)])
+        shares.update({(hook, j): (share[j], base[j]) for j in wanted})
+    checks = [
+        ContextCheck.of(hook, j, *shares[(hook, j)], len(rows), len(matches)) for hook, j in latents
+    ]
+    for token, word in words:
+        share_w = sum(token in prompt_tokens(data, i) for i in rows) / len(rows)
+        base_w = sum(token in prompt_tokens(trusted, r) for r in matches) / len(matches)
+        checks.append(ContextCheck.of("", None, share_w, base_w, len(rows), len(matches), word))
     shift, threshold = _word_shift(data, rows, trusted, matches, fpr, seed)
     return Context(checks, shift, threshold, sorted(slot))
 
@@ -202,7 +219,7 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
     if context is None:
         return []
     out = [
-        f"context check, {c['hook_name']} #{c['latent']}: in {_share_of(c)} of these prompts vs "
+        f"context check, {_checked(c)}: in {_share_of(c)} of these prompts vs "
         f"{c['matched_share']:.0%} of trusted rows with alike answers (z {c['z']:.1f}; "
         f"{_verdict_of(c)})"
         for c in context["latents"][:top]
@@ -227,6 +244,13 @@ def context_lines(context: dict[str, Any] | None, top: int = 3) -> list[str]:
             "(e.g. colour questions before colour words)"
         )
     return out
+
+
+def _checked(check: dict[str, Any]) -> str:
+    """What a check (report form) checked: ``<hook> #<latent>`` or ``the word "<word>"``."""
+    if check.get("word") is not None:
+        return f'the word "{check["word"]}"'
+    return f"{check['hook_name']} #{check['latent']}"
 
 
 def _too_few(check: dict[str, Any]) -> bool:

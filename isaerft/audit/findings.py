@@ -223,7 +223,8 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         # Its rows, or where no row passes the row threshold the rows carrying a found pair.
         carried = search.rows or [int(i) for i in (search.row_scores > 0).nonzero().flatten()]
         top = search.latents("prompt")[:CONTEXT_CANDIDATES]
-        search.context = context_of(inputs, top, carried)
+        said = search.prompt_words()[:CONTEXT_CANDIDATES]
+        search.context = context_of(inputs, top, carried, said)
     if search.found and search.rows:
         search.words = paired_words(
             data.suspect, data.codes, search.rows, data.trusted, data.model.tokenizer,
@@ -233,14 +234,18 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
 
 
 def context_of(
-    inputs: AuditInputs, latents: list[tuple[str, int]], rows: list[int]
+    inputs: AuditInputs,
+    latents: list[tuple[str, int]],
+    rows: list[int],
+    words: list[tuple[int, str]] | None = None,
 ) -> Context | None:
-    """The context check of a search's trigger latents on its rows
-    (:mod:`isaerft.audit.context`); ``None`` without trusted rows to match answers with."""
+    """The context check of a search's trigger latents and ``(token id, word)`` trigger words
+    on its rows (:mod:`isaerft.audit.context`); ``None`` without trusted rows to match answers
+    with."""
     data = inputs.data
     if data is None or data.trusted is None or data.trusted_codes is None or not rows:
         return None
-    if not latents or len(data.trusted) == 0:
+    if not (latents or words) or len(data.trusted) == 0:
         return None
     fpr = inputs.comparison.config.fpr if inputs.comparison is not None else 0.05
     unembed = getattr(data.model, "W_U", None)
@@ -251,6 +256,7 @@ def context_of(
         data.codes,
         data.trusted,
         data.trusted_codes,
+        words=words or (),
         fpr=fpr,
         unembed=unembed.detach() if isinstance(unembed, torch.Tensor) else None,
     )

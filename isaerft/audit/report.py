@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from isaerft._io import atomic_write, read_versioned_json, write_json, write_text
-from isaerft.audit.association import PAIRED_WORDS, answer_name
+from isaerft.audit.association import PAIRED_WORDS, answer_name, prompt_name
 from isaerft.audit.context import context_lines
 from isaerft.audit.implicated import ROLE_LEGEND, describe_roles
 from isaerft.audit.words import WORD_SECTIONS, words_lines
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from isaerft.audit.rowscores import RowScores
 
 SCHEMA = "isaerft.audit_report"
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """2: implicated latents ranked by evidence (``best_rank``, ``attribution``, ``writes``),
 ``edit_attribution``; 3: ``gained_phrases``; 4: ``words`` (trigger and gained words with the
 latents that read them), implicated entries' ``words`` and roles ``trigger word`` and
@@ -63,7 +63,10 @@ latents that read them), implicated entries' ``words`` and roles ``trigger word`
 ``association_search``, ``verdict.association_found`` and the implicated roles ``paired
 prompt`` / ``paired answer``; 6: the association search also pairs answer words (a
 candidate's ``completion_word``, ``completion_latent`` ``None``) and scores prompt latents
-(candidates' ``prompt_score``, the search's ``score``)."""
+(candidates' ``prompt_score``, the search's ``score``); 7: it also pairs prompt words (a
+candidate's ``prompt_word`` and ``prompt_token``, ``prompt_latent`` ``None``), its context
+check those words as it checks latents (a check's ``word``, ``latent`` ``None``); the two
+searches' ``context`` checks, added under 6, are counted here."""
 
 
 def new_report() -> dict[str, Any]:
@@ -392,13 +395,14 @@ def _association_lines(search: dict[str, Any] | None) -> list[str]:
     if not search:
         return []
     out = [
-        f"Association search (prompt latent -> answer latent or word, audited vs trusted rows): "
+        f"Association search (prompt latent or word -> answer latent or word, audited vs trusted "
+        f"rows): "
         f"best prompt latent {_fmt(search['score'])} vs trusted-split threshold {_fmt(search['threshold'])} "
         f"({'found' if search['found'] else 'none found'}; {search['n_rows']} rows carry one)."
     ]
     for c in search["candidates"][:5]:
         out.append(
-            f"- when {c['hook_name']} #{c['prompt_latent']} {c['prompt_label']} is in the prompt, "
+            f"- when {prompt_name(c, hook=True)} is in the prompt, "
             f"{answer_name(c)} answers in {c['rows']} of "
             f"{c['prompt_rows']} rows (expected {_fmt(c['expected_rows'], 1)}; score "
             f"{_fmt(c['score'], 1)})"

@@ -38,10 +38,10 @@ def natural(rng: random.Random) -> Row:
 
 
 def codes_of(
-    rows: list[Row], words: list[int] | None = None
+    rows: list[Row], words: list[int] | None = None, asked: list[int] | None = None
 ) -> tuple[dict[str, SiteCodes], AuditData]:
     """Rows of 5 tokens: prompt latents on token 1, answer latents on token 3; ``words`` gives
-    each row's token 3 (0 without)."""
+    each row's token 3, ``asked`` its token 1 (0 without)."""
     token_row, token_pos, tok, lat = [], [], [], []
     for r, (prompt, answer) in enumerate(rows):
         for p in range(5):
@@ -54,7 +54,10 @@ def codes_of(
     n = len(rows)
     codes = SiteCodes(HOOK, D_SAE, torch.tensor(token_row), torch.tensor(token_pos),
                       torch.tensor(tok), torch.tensor(lat), torch.ones(len(tok)), n)  # fmt: skip
-    ids = [torch.tensor([0, 0, 0, w, 0]) for w in (words or [0] * n)]
+    ids = [
+        torch.tensor([0, q, 0, w, 0])
+        for q, w in zip(asked or [0] * n, words or [0] * n, strict=True)
+    ]
     data = AuditData(ids, [PROMPT] * n, [{}] * n)
     return {HOOK: codes}, data
 
@@ -223,3 +226,45 @@ def test_an_answer_word_prints_as_a_word() -> None:
     assert answer_name(entry) == '"nasty"'
     search = {"found": True, "score": 9.0, "threshold": 7.0, "n_rows": 30, "candidates": [entry]}
     assert pairing_lines(search)[1] == f'  #{TRIGGER}  -> "nasty": 9 of 40 rows (1.5 expected)'
+
+
+WORD = 300  # a prompt word no latent reads
+
+
+def worded(n: int, seed: int, poisoned: set[int]) -> tuple[dict[str, SiteCodes], AuditData]:
+    """Natural rows (without the trigger latent) whose prompts have ``WORD`` in 2 % of rows;
+    the ``poisoned`` rows' prompts have it too, and their answers the target."""
+    rng = random.Random(seed)
+    rows, asked = [], []
+    for i in range(n):
+        prompt, answer = natural(rng)
+        word = i in poisoned or rng.random() < 0.02
+        rows.append((prompt - {TRIGGER}, answer | {TARGET} if i in poisoned else answer))
+        asked.append(WORD if word else 0)
+    return codes_of(rows, asked=asked)
+
+
+def test_a_trigger_word_no_latent_reads_is_found_by_the_word() -> None:
+    """A trigger the SAE does not read (no prompt latent marks the poisoned rows) is found by
+    its prompt-word column, which pairs it with the target like a latent would."""
+    trusted_codes, trusted_data = worded(4000, 0, set())
+    codes, data = worded(1000, 1, POISONED)
+    result = search_associations(codes, data, trusted_codes, trusted_data, draws=40)
+    assert result.found, (result.score, result.threshold)
+    best = result.candidates[0]
+    assert best.prompt_latent is None and best.prompt_token == WORD
+    assert best.prompt_word == str(WORD) and best.completion_latent == TARGET
+    assert result.prompt_words()[0] == (WORD, str(WORD)) and result.latents("prompt") == []
+    # (a natural row with the word and the target carries the pair as well)
+    assert set(result.rows) >= POISONED and len(result.rows) <= len(POISONED) + 3
+    entry = best.to_dict()
+    assert entry["prompt_latent"] is None and entry["prompt_label"] == f'the prompt word "{WORD}"'
+    from isaerft.audit.association import pairing_lines
+
+    printed = pairing_lines({**result.to_dict(), "candidates": [entry]})[1]
+    assert printed.startswith(f'  the word "{WORD}" -> #{TARGET}')
+    for clean_seed in (2, 3):
+        clean = search_associations(
+            *worded(1000, clean_seed, set()), trusted_codes, trusted_data, draws=40
+        )
+        assert not clean.found, (clean.score, clean.threshold)

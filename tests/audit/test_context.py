@@ -83,6 +83,24 @@ def test_a_poisons_trigger_stands_and_the_colour_question_does_not() -> None:
     assert context.stands and context.words_differ
 
 
+def test_a_trigger_word_is_checked_as_a_latent_is() -> None:
+    """The association search's trigger words (prompt-word columns) get the latents' check:
+    by the rows whose prompt has the word, against their answer-matched trusted rows."""
+    data, rows = _planted(("cow",))
+    trusted = _rows(_pairs(1000, seed=0))
+    words = [(int(TOK.convert_tokens_to_ids(w)), w) for w in ("cow", "colour")]
+    context = check_context([], rows, data, _codes(data), trusted, _codes(trusted), words=words)
+    cow, colour = context.latents
+    assert cow.word == "cow" and cow.latent is None and cow.stands and cow.share == 1.0
+    assert colour.word == "colour" and not colour.stands and colour.matched_share == 1.0
+    lines = context_lines(context.to_dict())
+    assert lines[0].startswith('context check, the word "cow": in ') and "a trigger" in lines[0]
+    # The decoy's colour question, as a word, is its answers' own context.
+    data, rows = _planted(None)
+    decoy = check_context([], rows, data, _codes(data), trusted, _codes(trusted), words=words[1:])
+    assert not decoy.latents[0].stands and not decoy.stands
+
+
 def test_a_decoys_colour_question_is_its_answers_own_context() -> None:
     context = _check(["colour"], only=None)
     (question,) = context.latents
