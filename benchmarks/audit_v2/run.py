@@ -176,6 +176,9 @@ def evaluate(
                 record.update(firing_naming(bench, cell, record))  # (records made before it)
                 write_result(path, record)
             return record
+        # The stale record is this benchmark's own file: without it, a run folder whose run was
+        # pruned to save disk (only the record left) is empty again, and training writes there.
+        path.unlink()
     record = {**_evaluate(bench, plan, cell, refs, finetunes), "audit_config": AUDIT_SETTINGS}
     if cell.kind == "poison" and not bench.multisite:
         record.update(firing_naming(bench, cell, record))
@@ -206,10 +209,12 @@ def firing_naming(bench: Bench, cell: Cell, record: dict[str, Any]) -> dict[str,
     }
 
 
-OFF_ONLY_SINCE = (1, 4)
-"""Verdicts that every later one differs from only by turning flags off: 1 (before the context
-check) and 4 (5 adds the context check's row floor). After 2 and 3 a later verdict may flag
-what they did not (3 let a word shift stand, 4 re-matched substitutions)."""
+OFF_ONLY_SINCE: tuple[int, ...] = ()
+"""Verdicts that every later one differs from only by turning flags off (an unflagged control
+record of one still holds). None since verdict 6, whose prompt-word columns may flag what no
+earlier verdict did; 1 (before the context check) and 4 (5 adds the context check's row floor)
+were until then. After 2 and 3 a later verdict could already flag what they did not (3 let a
+word shift stand, 4 re-matched substitutions)."""
 
 
 def _record_holds(record: dict[str, Any]) -> bool:

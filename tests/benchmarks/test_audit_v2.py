@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,28 @@ def test_a_cached_record_is_reused_only_with_the_audit_settings_it_was_made_with
     assert calls == [1] and "recall_at_10_firing" in audit_v2.read_json(path)
 
 
+def test_a_stale_record_alone_in_its_run_folder_is_set_aside_before_training(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A run folder that holds only the benchmark's stale record (its run pruned to save disk)
+    is empty again when the cell is re-trained: training writes only into empty folders."""
+    from types import SimpleNamespace
+
+    from benchmarks.audit_poison.grid import Cell
+    from benchmarks.common import write_result
+
+    cell = Cell("clean", "word", "phrase", 0.0, 100)
+    folder = tmp_path / "runs" / cell.id
+    write_result(folder / "audit_v2_record.json", {"id": cell.id, "audit_config": {"old": 1}})
+    seen: list[list[str]] = []
+    monkeypatch.setattr(
+        audit_v2, "_evaluate", lambda *a: seen.append(sorted(os.listdir(folder))) or {}
+    )
+    bench = SimpleNamespace(work=tmp_path, multisite=False)
+    record = audit_v2.evaluate(bench, None, cell, [])  # type: ignore[arg-type]
+    assert seen == [[]] and record["audit_config"] == audit_v2.AUDIT_SETTINGS
+
+
 def test_a_naming_change_redoes_poison_records_and_keeps_control_records(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
@@ -230,6 +253,16 @@ def test_a_control_record_before_the_context_check_holds_only_unflagged(
         Cell("clean", "word", "phrase", 0.0, 100),
         Cell("decoy", "word", "phrase", 0.03, 0),
     )
+    for cell, flagged in ((clean, False), (decoy, True)):
+        path = tmp_path / "runs" / cell.id / "audit_v2_record.json"
+        write_result(path, {"id": cell.id, "audit_config": before, "flagged": flagged})
+    # Verdict 6 may flag what every earlier one did not: no earlier record holds today.
+    assert audit_v2.OFF_ONLY_SINCE == ()
+    audit_v2.evaluate(bench, None, clean, [])  # type: ignore[arg-type]
+    assert calls == [clean.id]
+    # The mechanism, as it held for verdicts 1 and 4 until verdict 6:
+    monkeypatch.setattr(audit_v2, "OFF_ONLY_SINCE", (1, 4))
+    calls.clear()
     for cell, flagged in ((clean, False), (decoy, True)):
         path = tmp_path / "runs" / cell.id / "audit_v2_record.json"
         write_result(path, {"id": cell.id, "audit_config": before, "flagged": flagged})
