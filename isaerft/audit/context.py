@@ -176,31 +176,30 @@ def check_context(
     checks = [
         ContextCheck.of(hook, j, *shares[(hook, j)], len(rows), len(matches)) for hook, j in latents
     ]
+    # The prompt words of the rows and their matches, read once for the word checks and shift.
+    asked = [prompt_tokens(data, i) for i in rows]
+    matched = [prompt_tokens(trusted, r) for r in matches]
     for token, word in words:
-        share_w = sum(token in prompt_tokens(data, i) for i in rows) / len(rows)
-        base_w = sum(token in prompt_tokens(trusted, r) for r in matches) / len(matches)
+        share_w = sum(token in tokens for tokens in asked) / len(rows)
+        base_w = sum(token in tokens for tokens in matched) / len(matches)
         checks.append(ContextCheck.of("", None, share_w, base_w, len(rows), len(matches), word))
-    shift, threshold = _word_shift(data, rows, trusted, matches, fpr, seed)
+    shift, threshold = _word_shift(asked, matched, fpr, seed)
     return Context(checks, shift, threshold, sorted(slot))
 
 
 def _word_shift(
-    data: AuditData,
-    rows: Sequence[int],
-    trusted: AuditData,
-    matches: list[int],
-    fpr: float,
-    seed: int,
+    asked: list[set[int]], matched: list[set[int]], fpr: float, seed: int
 ) -> tuple[float, float]:
-    """The summed excess of each prompt word's share in ``rows`` over its share in
-    ``matches``, and that sum's ``1 - fpr`` quantile over random splits of both."""
-    sets = [prompt_tokens(data, i) for i in rows] + [prompt_tokens(trusted, r) for r in matches]
+    """The summed excess of each prompt word's share in the rows' prompts (``asked``) over its
+    share in their matches' (``matched``), and that sum's ``1 - fpr`` quantile over random
+    splits of both."""
+    sets = asked + matched
     vocab = sorted(set().union(*sets))
     column = {t: c for c, t in enumerate(vocab)}
     present = torch.zeros(len(sets), len(vocab))
     for r, tokens in enumerate(sets):
         present[r, [column[t] for t in tokens]] = 1.0
-    n = len(rows)
+    n = len(asked)
 
     def shift(first: torch.Tensor) -> float:
         inside = torch.zeros(len(sets), dtype=torch.bool)
