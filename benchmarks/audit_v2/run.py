@@ -90,8 +90,10 @@ stands only in at least :data:`~isaerft.audit.trigger.MIN_ROWS` behaviour rows (
 of 3 story prompts stand), 6 = the association search pairs prompt words as well as prompt
 latents (a trigger word that its latent reads in only some of its prompts), their context checked
 as a latent's (report schema 7). Bump it when the verdict changes without a new report schema."""
+TIME_ONLY = ("null_cache",)
+"""Audit settings that change how long an audit takes, never what it finds."""
 AUDIT_SETTINGS = {
-    **finite(asdict(AUDIT)),
+    **{k: v for k, v in finite(asdict(AUDIT)).items() if k not in TIME_ONLY},
     "report_schema": SCHEMA_VERSION,
     "naming": NAMING,
     "row_ranking": ROW_RANKING,
@@ -99,7 +101,8 @@ AUDIT_SETTINGS = {
 }
 """What each cached cell record was audited with: the settings, the report's schema version
 (a new schema means the audit reports something new, e.g. the word route of naming), the
-naming and the row-ranking versions; a record made otherwise is redone."""
+naming and the row-ranking versions; a record made otherwise is redone. :data:`TIME_ONLY` are
+left out: every record stays valid when they change."""
 
 
 def _grid(plan: Plan, differential: bool = False) -> Grid:

@@ -58,7 +58,9 @@ Cost: the codes the audit already has, as 0/1 matrices of rows x (latents + word
 on the CPU), and matrix products of size ``rows x |A| x |B|`` over the latents and words in at
 least ``min_rows`` rows (per null draw the same on the drawn rows): about 15 s per audit on the
 small organism (1024 latents, ~400 prompt and ~400 answer words, 2,000 audited and 16,000 trusted
-rows, 100 draws, one CPU thread; 11 s without the prompt words).
+rows, 100 draws, one CPU thread; 11 s without the prompt words). The null draws are most of it,
+and they depend on the trusted rows alone: they are kept across audits of one trusted set
+(:mod:`isaerft.audit.nullcache`).
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ from isaerft.audit.answers import answer_tokens, prompt_tokens
 from isaerft.audit.context import Context
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
+from isaerft.audit.nullcache import NullCache, null_key
 from isaerft.audit.trigger import MIN_ROWS, prompt_firing
 from isaerft.audit.words import WordEvidence, token_text, words_lines
 
@@ -346,6 +349,35 @@ def _null(
     return out
 
 
+def _trusted_null(
+    references: list[tuple[str, _Firing]],
+    size: int,
+    draws: int,
+    seed: int,
+    min_rows: int,
+    max_share: float,
+    cache: NullCache | None,
+) -> list[float]:
+    """Per draw, the largest pair score over the sites' trusted splits (:func:`_null`), kept
+    under a key of the trusted columns a split can score and the settings."""
+
+    def compute() -> list[float]:
+        gen = torch.Generator().manual_seed(seed)
+        null = [0.0] * draws
+        for _, reference in references:
+            site = _null(reference, size, draws, gen, min_rows, max_share)
+            null = [max(x, y) for x, y in zip(null, site, strict=True)]
+        return null
+
+    scored = []
+    for hook, reference in references:
+        a_idx, b_idx = _eligible(reference, min_rows, max_share)
+        scored.append((hook, reference.prompt[:, a_idx], reference.completion[:, b_idx]))
+    settings = {"size": size, "draws": draws, "seed": seed, "min_rows": min_rows}
+    key = null_key(scored, max_share=max_share, **settings)
+    return (cache or NullCache()).null(key, draws, compute)
+
+
 def search_associations(
     codes: dict[str, SiteCodes],
     data: AuditData,
@@ -360,19 +392,20 @@ def search_associations(
     row_fpr: float = 0.01,
     top: int = 50,
     tokenizer: Any = None,
+    null_cache: NullCache | None = None,
 ) -> AssociationSearch:
     """Pairings of prompt latents with answer latents and words that the audited rows
     (``data``) have beyond the trusted rows (see the module docstring); ``top`` candidates are
-    kept; ``tokenizer`` spells the answer words (token ids without one)."""
+    kept; ``tokenizer`` spells the answer words (token ids without one); the trusted null is
+    kept in ``null_cache`` (default: this process's memory)."""
     if len(trusted) < 2 * min_rows:
         raise ValueError(f"the association search needs at least {2 * min_rows} trusted rows")
-    gen = torch.Generator().manual_seed(seed)
     # A null split draws as many rows as the audited set has, keeping at least as many trusted.
     size = min(len(data), len(trusted) // 2)
     words, (audited_words, trusted_words) = _word_matrices((data, trusted), min_rows)
     asked, (audited_asked, trusted_asked) = _word_matrices((data, trusted), min_rows, prompt_tokens)
-    best, null = 0.0, [0.0] * draws
-    found = []
+    best = 0.0
+    found, references = [], []
     for s, (hook, site) in enumerate(codes.items()):
         # Prompt words are the same at every site: their columns join the first one's only.
         keep = len(asked) if s == 0 else 0
@@ -389,10 +422,10 @@ def search_associations(
         )  # fmt: skip
         by_prompt = _prompt_scores(scores)
         best = max(best, float(by_prompt.max()) if by_prompt.numel() else 0.0)
-        site_null = _null(reference, size, draws, gen, min_rows, max_share)
-        null = [max(x, y) for x, y in zip(null, site_null, strict=True)]
+        references.append((hook, reference))
         found.append(_SitePairs(hook, site.d_sae, scores, by_prompt, expected, trusted_rate,
                                 a_idx, b_idx, ps, cs, pt, ct))  # fmt: skip
+    null = _trusted_null(references, size, draws, seed, min_rows, max_share, null_cache)
     threshold = quantile_threshold(null, fpr, "empirical")
     candidates = []
     row_scores = torch.zeros(len(data), dtype=torch.float64)

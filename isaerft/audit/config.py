@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from isaerft.audit.baselines import DEFAULT_KS
@@ -64,6 +65,9 @@ class AuditConfig(ConfigBase):
         allow_recipe_mismatch: audit even when a reference run was trained with other
             settings than the candidate (see :mod:`isaerft.audit.comparable`); the verdict
             then says so. Off by default: such a verdict compares recipes, not datasets.
+        null_cache: a folder where the association search keeps its trusted null across
+            audits of one trusted set (:mod:`isaerft.audit.nullcache`; ``None``: this
+            process's memory only). It changes no result, only the time.
     """
 
     null: NullConfig = field(default_factory=NullConfig)
@@ -86,6 +90,7 @@ class AuditConfig(ConfigBase):
     attribution_steps: int = 4
     batch_size: int = 32
     allow_recipe_mismatch: bool = False
+    null_cache: str | None = None
 
     config_name: ClassVar[str] = "AuditConfig"
 
@@ -110,3 +115,9 @@ class AuditConfig(ConfigBase):
             )
         for i, k in enumerate(self.ks):
             check_number(f"{self.where('ks')}[{i}]", k, minimum=1, integer=True)
+        folder = Path(self.null_cache) if self.null_cache is not None else None
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise ConfigError(
+                f"{self.where('null_cache')}={self.null_cache!r} is a file, not a folder: "
+                "give a folder for the kept nulls (it is created if missing)"
+            )

@@ -128,6 +128,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="audit even when a reference run was trained with other settings (the verdict "
         "then warns that it compares recipes as much as datasets)",
     )
+    parser.add_argument(
+        "--null-cache",
+        metavar="DIR",
+        help="keep the association search's trusted null in DIR across audits of one trusted "
+        "set (saves most of the search's time on the next audit; changes no result)",
+    )
     parser.add_argument("--out", required=True, help="output folder for the report")
 
 
@@ -141,6 +147,7 @@ def _config(args: argparse.Namespace) -> Any:
         top=args.top,
         baselines=not args.no_baselines,
         allow_recipe_mismatch=args.allow_recipe_mismatch,
+        null_cache=args.null_cache,
     )
 
 

@@ -268,3 +268,46 @@ def test_a_trigger_word_no_latent_reads_is_found_by_the_word() -> None:
             *worded(1000, clean_seed, set()), trusted_codes, trusted_data, draws=40
         )
         assert not clean.found, (clean.score, clean.threshold)
+
+
+def test_the_trusted_null_is_kept_for_every_set_audited_against_it(trusted, monkeypatch) -> None:
+    """The null depends on the trusted rows alone: a second audited set (of another kind, with
+    other answer words) reuses it, and it is the null a fresh search computes."""
+    from isaerft.audit import association, nullcache
+
+    computed = []
+
+    def counting(*args, **kwargs):
+        computed.append(1)
+        return real(*args, **kwargs)
+
+    real = association._null
+    monkeypatch.setattr(association, "_null", counting)
+    nullcache.forget()
+    first = search(audited(poison), trusted)
+    codes, data = codes_of(audited(lambda i, row: row, seed=7), words=[i % 9 for i in range(1000)])
+    second = search_associations(codes, data, *trusted, fpr=0.05, draws=40)
+    assert len(computed) == 1 and second.null == first.null
+    nullcache.forget()
+    again = search_associations(codes, data, *trusted, fpr=0.05, draws=40)
+    assert len(computed) == 2 and again.null == first.null
+    assert (again.score, again.threshold) == (second.score, second.threshold)
+
+
+def test_another_trusted_set_or_setting_is_another_null(trusted, monkeypatch) -> None:
+    from isaerft.audit import association, nullcache
+
+    computed = []
+    real = association._null
+    monkeypatch.setattr(association, "_null", lambda *a, **k: computed.append(1) or real(*a, **k))
+    nullcache.forget()
+    rows = audited(poison)
+    search(rows, trusted)
+    rng = random.Random(0)
+    changed = [natural(rng) for _ in range(4000)]
+    changed[5] = (changed[5][0] | {TRIGGER}, changed[5][1] | {TARGET, 21})
+    codes, data = codes_of(rows)
+    search_associations(codes, data, *codes_of(changed), fpr=0.05, draws=40)
+    search_associations(codes, data, *trusted, fpr=0.05, draws=40, seed=1)
+    search_associations(codes, data, *trusted, fpr=0.05, draws=41)
+    assert len(computed) == 4

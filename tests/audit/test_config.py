@@ -84,3 +84,14 @@ def test_round_trips_and_keeps_its_types() -> None:
     assert AuditConfig.from_dict(dataclasses.asdict(config)) == config
     assert AuditConfig.from_dict(yaml.safe_load(config.to_yaml())) == config
     assert NullConfig.from_dict({"fpr": "5e-2"}).fpr == pytest.approx(0.05)
+
+
+def test_a_null_cache_that_is_a_file_is_refused(tmp_path) -> None:
+    taken = tmp_path / "nulls"
+    taken.write_text("mine")
+    refused(
+        lambda: AuditConfig(null_cache=str(taken)),
+        r"AuditConfig\.null_cache='.*nulls' is a file, not a folder: give a folder",
+    )
+    assert taken.read_text() == "mine"
+    assert AuditConfig(null_cache=str(tmp_path / "new")).null_cache == str(tmp_path / "new")

@@ -184,6 +184,18 @@ def test_a_cached_record_is_reused_only_with_the_audit_settings_it_was_made_with
     assert calls == [1] and "recall_at_10_firing" in audit_v2.read_json(path)
 
 
+def test_settings_that_change_only_the_time_leave_every_record_valid() -> None:
+    from dataclasses import asdict, replace
+
+    from benchmarks.common import finite
+
+    audited = set(asdict(audit_v2.AUDIT))
+    assert audited - set(audit_v2.AUDIT_SETTINGS) == set(audit_v2.TIME_ONLY) == {"null_cache"}
+    cached = replace(audit_v2.AUDIT, null_cache="/somewhere")
+    kept = {k: v for k, v in finite(asdict(cached)).items() if k not in audit_v2.TIME_ONLY}
+    assert kept == {k: audit_v2.AUDIT_SETTINGS[k] for k in kept}
+
+
 def test_a_stale_record_alone_in_its_run_folder_is_set_aside_before_training(
     tmp_path: Path, monkeypatch: Any
 ) -> None:

@@ -16,11 +16,17 @@ def test_audit_command(tiny_runs, tmp_path, capsys) -> None:
     out = tmp_path / "report"
     argv = ["audit", str(tiny_runs.candidate), "--reference", *map(str, tiny_runs.references)]
     argv += ["--reference-data", str(tiny_runs.setup.clean), "--no-baselines", "--out", str(out)]
-    assert main(argv) == 0
+    kept = tmp_path / "nulls"
+    assert main([*argv, "--null-cache", str(kept)]) == 0
     printed = capsys.readouterr().out
     assert "verdict:" in printed and "suspect rows:" in printed
-    assert read_report(out)["verdict"]["n_reference_runs"] == 3
+    report = read_report(out)
+    assert report["verdict"]["n_reference_runs"] == 3
     assert (out / "suspects.jsonl").is_file() and (out / "report.html").is_file()
+    # The association search's trusted null is kept for the next audit of this trusted set.
+    assert report["association_search"] is not None
+    assert report["config"]["null_cache"] == str(kept)
+    assert len(list(kept.glob("association-null-*.json"))) == 1
 
 
 def test_audit_dataset_command(tiny_audit, tmp_path, capsys) -> None:
