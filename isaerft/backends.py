@@ -56,8 +56,11 @@ full forward) and, where the cache is broken, generates without it
 
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
 import weakref
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import torch
@@ -155,3 +158,34 @@ def kv_cache_works(model: TransformerBridge) -> bool:
         works = False
     _KV_CACHE_OK[model] = works
     return works
+
+
+# Hashing billions of weights takes seconds: remember each live model's hashes (weakly), per
+# set of kept names and the parameters' in-place update counters (a training step bumps them).
+_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def weights_fingerprint(model: Any, prefixes: Sequence[str] | None = None) -> str:
+    """A sha256 over ``model``'s config and its weights (as float32) whose names start with one
+    of ``prefixes`` (all of them with ``None``): what a computation that reads only those
+    weights depends on."""
+    state = model.state_dict(keep_vars=True)
+    kept = sorted(n for n in state if prefixes is None or n.startswith(tuple(prefixes)))
+    memo = _FINGERPRINTS.setdefault(model, {})
+    versions = tuple(state[n]._version for n in kept)
+    key = (None if prefixes is None else tuple(prefixes), versions)
+    if key not in memo:
+        cfg = getattr(model, "cfg", None)
+        config = {k: str(v) for k, v in sorted(getattr(cfg, "__dict__", {}).items())}
+        digest = hashlib.sha256(
+            json.dumps({k: v for k, v in config.items() if k != "device"}).encode()
+        )
+        for name in kept:
+            digest.update(name.encode())
+            digest.update(
+                state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+            )
+        memo[key] = digest.hexdigest()
+    return memo[key]

@@ -90,7 +90,7 @@ stands only in at least :data:`~isaerft.audit.trigger.MIN_ROWS` behaviour rows (
 of 3 story prompts stand), 6 = the association search pairs prompt words as well as prompt
 latents (a trigger word that its latent reads in only some of its prompts), their context checked
 as a latent's (report schema 7). Bump it when the verdict changes without a new report schema."""
-TIME_ONLY = ("null_cache",)
+TIME_ONLY = ("cache_dir",)
 """Audit settings that change how long an audit takes, never what it finds."""
 AUDIT_SETTINGS = {
     **{k: v for k, v in finite(asdict(AUDIT)).items() if k not in TIME_ONLY},

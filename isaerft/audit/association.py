@@ -60,7 +60,7 @@ least ``min_rows`` rows (per null draw the same on the drawn rows): about 15 s p
 small organism (1024 latents, ~400 prompt and ~400 answer words, 2,000 audited and 16,000 trusted
 rows, 100 draws, one CPU thread; 11 s without the prompt words). The null draws are most of it,
 and they depend on the trusted rows alone: they are kept across audits of one trusted set
-(:mod:`isaerft.audit.nullcache`).
+(:mod:`isaerft.audit.cache`).
 """
 
 from __future__ import annotations
@@ -74,10 +74,10 @@ import torch
 
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.answers import answer_tokens, prompt_tokens
+from isaerft.audit.cache import AuditCache, null_key
 from isaerft.audit.context import Context
 from isaerft.audit.data import AuditData
 from isaerft.audit.null import MaxStatisticNull, quantile_threshold
-from isaerft.audit.nullcache import NullCache, null_key
 from isaerft.audit.trigger import MIN_ROWS, prompt_firing
 from isaerft.audit.words import WordEvidence, token_text, words_lines
 
@@ -356,7 +356,7 @@ def _trusted_null(
     seed: int,
     min_rows: int,
     max_share: float,
-    cache: NullCache | None,
+    cache: AuditCache | None,
 ) -> list[float]:
     """Per draw, the largest pair score over the sites' trusted splits (:func:`_null`), kept
     under a key of the trusted columns a split can score and the settings."""
@@ -375,7 +375,7 @@ def _trusted_null(
         scored.append((hook, reference.prompt[:, a_idx], reference.completion[:, b_idx]))
     settings = {"size": size, "draws": draws, "seed": seed, "min_rows": min_rows}
     key = null_key(scored, max_share=max_share, **settings)
-    return (cache or NullCache()).null(key, draws, compute)
+    return (cache or AuditCache()).null(key, draws, compute)
 
 
 def search_associations(
@@ -392,12 +392,12 @@ def search_associations(
     row_fpr: float = 0.01,
     top: int = 50,
     tokenizer: Any = None,
-    null_cache: NullCache | None = None,
+    cache: AuditCache | None = None,
 ) -> AssociationSearch:
     """Pairings of prompt latents with answer latents and words that the audited rows
     (``data``) have beyond the trusted rows (see the module docstring); ``top`` candidates are
     kept; ``tokenizer`` spells the answer words (token ids without one); the trusted null is
-    kept in ``null_cache`` (default: this process's memory)."""
+    kept in ``cache`` (default: this process's memory)."""
     if len(trusted) < 2 * min_rows:
         raise ValueError(f"the association search needs at least {2 * min_rows} trusted rows")
     # A null split draws as many rows as the audited set has, keeping at least as many trusted.
@@ -425,7 +425,7 @@ def search_associations(
         references.append((hook, reference))
         found.append(_SitePairs(hook, site.d_sae, scores, by_prompt, expected, trusted_rate,
                                 a_idx, b_idx, ps, cs, pt, ct))  # fmt: skip
-    null = _trusted_null(references, size, draws, seed, min_rows, max_share, null_cache)
+    null = _trusted_null(references, size, draws, seed, min_rows, max_share, cache)
     threshold = quantile_threshold(null, fpr, "empirical")
     candidates = []
     row_scores = torch.zeros(len(data), dtype=torch.float64)

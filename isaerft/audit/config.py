@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from isaerft.audit.baselines import DEFAULT_KS
+from isaerft.audit.cache import AuditCache
 from isaerft.audit.null import NullConfig
 from isaerft.audit.rowscores import SCORE_METHODS
 from isaerft.configbase import ConfigBase, ConfigError, check_choice, check_number
@@ -65,9 +66,10 @@ class AuditConfig(ConfigBase):
         allow_recipe_mismatch: audit even when a reference run was trained with other
             settings than the candidate (see :mod:`isaerft.audit.comparable`); the verdict
             then says so. Off by default: such a verdict compares recipes, not datasets.
-        null_cache: a folder where the association search keeps its trusted null across
-            audits of one trusted set (:mod:`isaerft.audit.nullcache`; ``None``: this
-            process's memory only). It changes no result, only the time.
+        cache_dir: a folder where the audit keeps what it computes from the trusted rows
+            alone (their SAE codes, the association search's null) for later audits against
+            them (:mod:`isaerft.audit.cache`; ``None``: this process's memory only). It changes
+            no result, only the time.
     """
 
     null: NullConfig = field(default_factory=NullConfig)
@@ -90,7 +92,7 @@ class AuditConfig(ConfigBase):
     attribution_steps: int = 4
     batch_size: int = 32
     allow_recipe_mismatch: bool = False
-    null_cache: str | None = None
+    cache_dir: str | None = None
 
     config_name: ClassVar[str] = "AuditConfig"
 
@@ -115,9 +117,13 @@ class AuditConfig(ConfigBase):
             )
         for i, k in enumerate(self.ks):
             check_number(f"{self.where('ks')}[{i}]", k, minimum=1, integer=True)
-        folder = Path(self.null_cache) if self.null_cache is not None else None
+        folder = Path(self.cache_dir) if self.cache_dir is not None else None
         if folder is not None and folder.exists() and not folder.is_dir():
             raise ConfigError(
-                f"{self.where('null_cache')}={self.null_cache!r} is a file, not a folder: "
-                "give a folder for the kept nulls (it is created if missing)"
+                f"{self.where('cache_dir')}={self.cache_dir!r} is a file, not a folder: "
+                "give a folder for the audit's kept results (it is created if missing)"
             )
+
+    def audit_cache(self) -> AuditCache:
+        """Where this audit keeps and finds what it computes from the trusted rows alone."""
+        return AuditCache(Path(self.cache_dir) if self.cache_dir is not None else None)

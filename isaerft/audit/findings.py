@@ -13,7 +13,6 @@ implicated latents (:mod:`~isaerft.audit.implicated`) and the verdict.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +32,6 @@ from isaerft.audit.data import AuditData, has_prompts, split_row
 from isaerft.audit.evaluate import evaluate_rows
 from isaerft.audit.implicated import attach_writes, gate_latents, implicated_latents
 from isaerft.audit.inputs import AuditInputs
-from isaerft.audit.nullcache import NullCache
 from isaerft.audit.phrases import GainedPhrase, gained_phrases
 from isaerft.audit.promptswap import PromptDependence, prompt_dependence
 from isaerft.audit.rowscores import RowScores, token_excess_gain
@@ -220,7 +218,7 @@ def association_search(inputs: AuditInputs) -> AssociationSearch | None:
         draws=config.association_draws,
         row_fpr=config.row_fpr,
         tokenizer=data.model.tokenizer,
-        null_cache=NullCache(Path(config.null_cache) if config.null_cache else None),
+        cache=config.audit_cache(),
     )
     if search.beyond_threshold:
         # Its rows, or where no row passes the row threshold the rows carrying a found pair.

@@ -18,6 +18,7 @@ from typing import Any
 from sae_lens import SAE
 
 from isaerft.audit.activations import SiteCodes, collect_codes
+from isaerft.audit.cache import codes_key
 from isaerft.audit.comparable import compare_recipes, mismatch_message
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
@@ -142,11 +143,9 @@ def load_inputs(
     check_sae_matches(cand, sae_list)
     tuned = ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(cand.source))
     suspect = _tokenize(data, model)
-    codes = collect_codes(model, sae_list, suspect, batch_size=config.batch_size)
+    codes = _codes(model, sae_list, suspect, config)
     trusted = _tokenize(reference_data, model) if reference_data is not None else None
-    trusted_codes = (
-        collect_codes(model, sae_list, trusted, batch_size=config.batch_size) if trusted else None
-    )
+    trusted_codes = _codes(model, sae_list, trusted, config) if trusted else None
     ref_models = [
         ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(r.source)) for r in refs
     ]
@@ -168,6 +167,16 @@ def load_inputs(
     )
     return AuditInputs(
         config, cand, refs, start, differences, comparison, labels, label_set, sae_list, model, rows
+    )
+
+
+def _codes(
+    model: LanguageModel, saes: list[SAE[Any]], rows: AuditData, config: AuditConfig
+) -> dict[str, SiteCodes]:
+    """The rows' SAE codes, kept across audits (:mod:`isaerft.audit.cache`)."""
+    key = codes_key(model, saes, rows, config.batch_size)
+    return config.audit_cache().codes(
+        key, lambda: collect_codes(model, saes, rows, batch_size=config.batch_size)
     )
 
 

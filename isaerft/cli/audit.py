@@ -129,10 +129,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "then warns that it compares recipes as much as datasets)",
     )
     parser.add_argument(
-        "--null-cache",
+        "--cache-dir",
         metavar="DIR",
-        help="keep the association search's trusted null in DIR across audits of one trusted "
-        "set (saves most of the search's time on the next audit; changes no result)",
+        help="keep what the audit computes from the trusted rows alone (their SAE codes, the "
+        "association search's null) in DIR for the next audit against them (changes no "
+        "result, only the time)",
     )
     parser.add_argument("--out", required=True, help="output folder for the report")
 
@@ -147,7 +148,7 @@ def _config(args: argparse.Namespace) -> Any:
         top=args.top,
         baselines=not args.no_baselines,
         allow_recipe_mismatch=args.allow_recipe_mismatch,
-        null_cache=args.null_cache,
+        cache_dir=args.cache_dir,
     )
 
 

@@ -16,10 +16,8 @@ change outputs at pad positions, which never carry loss.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import warnings
-import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -35,7 +33,7 @@ from isaerft._io import (
     write_json,
     write_safetensors,
 )
-from isaerft.backends import supports_start_at_layer
+from isaerft.backends import supports_start_at_layer, weights_fingerprint
 from isaerft.rows import right_pad
 from isaerft.site import sae_fingerprint
 
@@ -290,24 +288,9 @@ def cache_key(model: ISaeRFTModel, sequences: Sequence[torch.Tensor], store_code
     return digest.hexdigest()
 
 
-# Hashing billions of weights takes seconds: remember the hash per live model (weakly).
-_PREFIX_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[int, str]] = weakref.WeakKeyDictionary()
-
-
 def _prefix_weights_fingerprint(model: ISaeRFTModel, boundary: PrefixBoundary) -> str:
-    base = model.model
-    memo = _PREFIX_FINGERPRINTS.setdefault(base, {})
-    if boundary.start_at_layer in memo:
-        return memo[boundary.start_at_layer]
-    cfg = {k: str(v) for k, v in sorted(base.cfg.__dict__.items()) if k != "device"}
-    digest = hashlib.sha256(json.dumps(cfg).encode())
     kept = ("embed.", "pos_embed.", *(f"blocks.{i}." for i in range(boundary.start_at_layer)))
-    for name, tensor in sorted(base.state_dict().items()):
-        if name.startswith(kept):
-            digest.update(name.encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    memo[boundary.start_at_layer] = digest.hexdigest()
-    return memo[boundary.start_at_layer]
+    return weights_fingerprint(model.model, kept)
 
 
 class PrefixCacheStore:

@@ -273,7 +273,8 @@ def test_a_trigger_word_no_latent_reads_is_found_by_the_word() -> None:
 def test_the_trusted_null_is_kept_for_every_set_audited_against_it(trusted, monkeypatch) -> None:
     """The null depends on the trusted rows alone: a second audited set (of another kind, with
     other answer words) reuses it, and it is the null a fresh search computes."""
-    from isaerft.audit import association, nullcache
+    from isaerft.audit import association
+    from isaerft.audit import cache as kept
 
     computed = []
 
@@ -283,24 +284,25 @@ def test_the_trusted_null_is_kept_for_every_set_audited_against_it(trusted, monk
 
     real = association._null
     monkeypatch.setattr(association, "_null", counting)
-    nullcache.forget()
+    kept.forget()
     first = search(audited(poison), trusted)
     codes, data = codes_of(audited(lambda i, row: row, seed=7), words=[i % 9 for i in range(1000)])
     second = search_associations(codes, data, *trusted, fpr=0.05, draws=40)
     assert len(computed) == 1 and second.null == first.null
-    nullcache.forget()
+    kept.forget()
     again = search_associations(codes, data, *trusted, fpr=0.05, draws=40)
     assert len(computed) == 2 and again.null == first.null
     assert (again.score, again.threshold) == (second.score, second.threshold)
 
 
 def test_another_trusted_set_or_setting_is_another_null(trusted, monkeypatch) -> None:
-    from isaerft.audit import association, nullcache
+    from isaerft.audit import association
+    from isaerft.audit import cache as kept
 
     computed = []
     real = association._null
     monkeypatch.setattr(association, "_null", lambda *a, **k: computed.append(1) or real(*a, **k))
-    nullcache.forget()
+    kept.forget()
     rows = audited(poison)
     search(rows, trusted)
     rng = random.Random(0)

@@ -86,12 +86,12 @@ def test_round_trips_and_keeps_its_types() -> None:
     assert NullConfig.from_dict({"fpr": "5e-2"}).fpr == pytest.approx(0.05)
 
 
-def test_a_null_cache_that_is_a_file_is_refused(tmp_path) -> None:
-    taken = tmp_path / "nulls"
+def test_a_cache_dir_that_is_a_file_is_refused(tmp_path) -> None:
+    taken = tmp_path / "kept"
     taken.write_text("mine")
     refused(
-        lambda: AuditConfig(null_cache=str(taken)),
-        r"AuditConfig\.null_cache='.*nulls' is a file, not a folder: give a folder",
+        lambda: AuditConfig(cache_dir=str(taken)),
+        r"AuditConfig\.cache_dir='.*kept' is a file, not a folder: give a folder",
     )
     assert taken.read_text() == "mine"
-    assert AuditConfig(null_cache=str(tmp_path / "new")).null_cache == str(tmp_path / "new")
+    assert AuditConfig(cache_dir=str(tmp_path / "new")).cache_dir == str(tmp_path / "new")

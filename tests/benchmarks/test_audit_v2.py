@@ -190,8 +190,8 @@ def test_settings_that_change_only_the_time_leave_every_record_valid() -> None:
     from benchmarks.common import finite
 
     audited = set(asdict(audit_v2.AUDIT))
-    assert audited - set(audit_v2.AUDIT_SETTINGS) == set(audit_v2.TIME_ONLY) == {"null_cache"}
-    cached = replace(audit_v2.AUDIT, null_cache="/somewhere")
+    assert audited - set(audit_v2.AUDIT_SETTINGS) == set(audit_v2.TIME_ONLY) == {"cache_dir"}
+    cached = replace(audit_v2.AUDIT, cache_dir="/somewhere")
     kept = {k: v for k, v in finite(asdict(cached)).items() if k not in audit_v2.TIME_ONLY}
     assert kept == {k: audit_v2.AUDIT_SETTINGS[k] for k in kept}
 

@@ -16,17 +16,24 @@ def test_audit_command(tiny_runs, tmp_path, capsys) -> None:
     out = tmp_path / "report"
     argv = ["audit", str(tiny_runs.candidate), "--reference", *map(str, tiny_runs.references)]
     argv += ["--reference-data", str(tiny_runs.setup.clean), "--no-baselines", "--out", str(out)]
-    kept = tmp_path / "nulls"
-    assert main([*argv, "--null-cache", str(kept)]) == 0
+    kept = tmp_path / "kept"
+    assert main([*argv, "--cache-dir", str(kept)]) == 0
     printed = capsys.readouterr().out
     assert "verdict:" in printed and "suspect rows:" in printed
     report = read_report(out)
     assert report["verdict"]["n_reference_runs"] == 3
     assert (out / "suspects.jsonl").is_file() and (out / "report.html").is_file()
-    # The association search's trusted null is kept for the next audit of this trusted set.
+    # What it computed from the rows alone is kept for the next audit against them: the
+    # trusted and audited rows' codes and the association search's trusted null.
     assert report["association_search"] is not None
-    assert report["config"]["null_cache"] == str(kept)
+    assert report["config"]["cache_dir"] == str(kept)
     assert len(list(kept.glob("association-null-*.json"))) == 1
+    assert len(list(kept.glob("codes-*.safetensors"))) == 2
+    assert main([*argv, "--cache-dir", str(kept), "--out", str(tmp_path / "again")]) == 0
+    again = read_report(tmp_path / "again")
+    assert again["verdict"] == report["verdict"]
+    assert again["association_search"] == report["association_search"]
+    assert len(list(kept.iterdir())) == 3
 
 
 def test_audit_dataset_command(tiny_audit, tmp_path, capsys) -> None:
