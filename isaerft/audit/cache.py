@@ -13,7 +13,8 @@ weights and config, each SAE's weights and hook, every row's tokens and the batc
 null, the trusted rows' 0/1 firing matrices at every site (restricted to the columns a split can
 score) and the search's settings. A changed row, weight or setting is another key, so a kept
 result never stands in for another. Each process keeps the latest ones in memory (several
-audits in one Python session); :class:`AuditCache` with a folder also keeps them on disk
+audits in one Python session; the audited rows' codes too, so that a dataset audited again
+reads them back); :class:`AuditCache` with a folder also keeps the trusted ones on disk
 (``isaerft audit --cache-dir DIR``): a null as ``association-null-<key>.json``, codes as
 ``codes-<key>.safetensors``, each written atomically. A file there that does not read back as
 its key's result is left as it is and not used.

@@ -18,7 +18,7 @@ from typing import Any
 from sae_lens import SAE
 
 from isaerft.audit.activations import SiteCodes, collect_codes
-from isaerft.audit.cache import codes_key
+from isaerft.audit.cache import AuditCache, codes_key
 from isaerft.audit.comparable import compare_recipes, mismatch_message
 from isaerft.audit.config import AuditConfig
 from isaerft.audit.data import AuditData, read_rows, tokenize_rows
@@ -143,9 +143,9 @@ def load_inputs(
     check_sae_matches(cand, sae_list)
     tuned = ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(cand.source))
     suspect = _tokenize(data, model)
-    codes = _codes(model, sae_list, suspect, config)
+    codes = _codes(model, sae_list, suspect, config, on_disk=False)
     trusted = _tokenize(reference_data, model) if reference_data is not None else None
-    trusted_codes = _codes(model, sae_list, trusted, config) if trusted else None
+    trusted_codes = _codes(model, sae_list, trusted, config, on_disk=True) if trusted else None
     ref_models = [
         ISaeRFTModel.from_pretrained(model, sae_list, intervention_dir(r.source)) for r in refs
     ]
@@ -171,13 +171,14 @@ def load_inputs(
 
 
 def _codes(
-    model: LanguageModel, saes: list[SAE[Any]], rows: AuditData, config: AuditConfig
+    model: LanguageModel, saes: list[SAE[Any]], rows: AuditData, config: AuditConfig, on_disk: bool
 ) -> dict[str, SiteCodes]:
-    """The rows' SAE codes, kept across audits (:mod:`isaerft.audit.cache`)."""
+    """The rows' SAE codes, kept across audits (:mod:`isaerft.audit.cache`): in memory, and
+    ``on_disk`` in the config's cache folder too (the trusted rows'; an audited set's codes
+    would pile up there, one file per dataset)."""
     key = codes_key(model, saes, rows, config.batch_size)
-    return config.audit_cache().codes(
-        key, lambda: collect_codes(model, saes, rows, batch_size=config.batch_size)
-    )
+    cache = config.audit_cache() if on_disk else AuditCache()
+    return cache.codes(key, lambda: collect_codes(model, saes, rows, batch_size=config.batch_size))
 
 
 def _as_edits(run: str | Path | RunEdits) -> RunEdits:

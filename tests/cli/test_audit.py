@@ -23,17 +23,17 @@ def test_audit_command(tiny_runs, tmp_path, capsys) -> None:
     report = read_report(out)
     assert report["verdict"]["n_reference_runs"] == 3
     assert (out / "suspects.jsonl").is_file() and (out / "report.html").is_file()
-    # What it computed from the rows alone is kept for the next audit against them: the
-    # trusted and audited rows' codes and the association search's trusted null.
+    # What it computed from the trusted rows alone is kept for the next audit against them:
+    # their codes and the association search's null (the audited rows' codes in memory only).
     assert report["association_search"] is not None
     assert report["config"]["cache_dir"] == str(kept)
     assert len(list(kept.glob("association-null-*.json"))) == 1
-    assert len(list(kept.glob("codes-*.safetensors"))) == 2
+    assert len(list(kept.glob("codes-*.safetensors"))) == 1
     assert main([*argv, "--cache-dir", str(kept), "--out", str(tmp_path / "again")]) == 0
     again = read_report(tmp_path / "again")
     assert again["verdict"] == report["verdict"]
     assert again["association_search"] == report["association_search"]
-    assert len(list(kept.iterdir())) == 3
+    assert len(list(kept.iterdir())) == 2
 
 
 def test_audit_dataset_command(tiny_audit, tmp_path, capsys) -> None:
