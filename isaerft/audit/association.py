@@ -327,12 +327,17 @@ def _eligible(firing: _Firing, min_rows: int, max_share: float) -> tuple[torch.T
 
 
 def _null(
-    trusted: _Firing, size: int, draws: int, gen: torch.Generator, min_rows: int, max_share: float
+    p: torch.Tensor,
+    c: torch.Tensor,
+    size: int,
+    draws: int,
+    gen: torch.Generator,
+    min_rows: int,
+    max_share: float,
 ) -> list[float]:
     """The largest pair score of ``draws`` random splits of the trusted rows into ``size``
-    rows and the rest."""
-    a_idx, b_idx = _eligible(trusted, min_rows, max_share)
-    p, c = trusted.prompt[:, a_idx], trusted.completion[:, b_idx]
+    rows and the rest, given their prompt (``p``) and completion (``c``) firing in the columns
+    a split can score (:func:`_eligible`)."""
     n_t = p.shape[0]
     ab_all, a_all, b_all = p.T @ c, p.sum(0)[:, None], c.sum(0)[None, :]
     out = []
@@ -361,18 +366,19 @@ def _trusted_null(
     """Per draw, the largest pair score over the sites' trusted splits (:func:`_null`), kept
     under a key of the trusted columns a split can score and the settings."""
 
-    def compute() -> list[float]:
-        gen = torch.Generator().manual_seed(seed)
-        null = [0.0] * draws
-        for _, reference in references:
-            site = _null(reference, size, draws, gen, min_rows, max_share)
-            null = [max(x, y) for x, y in zip(null, site, strict=True)]
-        return null
-
     scored = []
     for hook, reference in references:
         a_idx, b_idx = _eligible(reference, min_rows, max_share)
         scored.append((hook, reference.prompt[:, a_idx], reference.completion[:, b_idx]))
+
+    def compute() -> list[float]:
+        gen = torch.Generator().manual_seed(seed)
+        null = [0.0] * draws
+        for _, p, c in scored:
+            site = _null(p, c, size, draws, gen, min_rows, max_share)
+            null = [max(x, y) for x, y in zip(null, site, strict=True)]
+        return null
+
     settings = {"size": size, "draws": draws, "seed": seed, "min_rows": min_rows}
     key = null_key(scored, max_share=max_share, **settings)
     return (cache or AuditCache()).null(key, draws, compute)

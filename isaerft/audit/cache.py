@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from isaerft._io import read_json, read_safetensors, write_json, write_safetensors
+from isaerft._io import check_format, read_versioned_json, write_json, write_safetensors
 from isaerft.audit.activations import SiteCodes
 from isaerft.audit.data import AuditData
 from isaerft.backends import weights_fingerprint
@@ -50,6 +50,10 @@ MEMORY_CODES = 2
 _NULLS: OrderedDict[str, list[float]] = OrderedDict()
 _CODES: OrderedDict[str, dict[str, SiteCodes]] = OrderedDict()
 _FIELDS = ("tok", "lat", "val")
+_FORMAT_CHECK: dict[str, Any] = {
+    "kind": FORMAT, "version": VERSION, "what": "a kept audit result", "exact": True,
+    "keys": ("format", "version"),
+}  # fmt: skip
 
 
 def null_key(matrices: Sequence[tuple[str, torch.Tensor, torch.Tensor]], **settings: Any) -> str:
@@ -98,50 +102,59 @@ class AuditCache:
     def null(self, key: str, draws: int, compute: Callable[[], list[float]]) -> list[float]:
         """``key``'s kept null of ``draws`` values, or ``compute()``; kept either way (a null
         found in memory also goes to the folder)."""
-        path = self.path(f"association-null-{key}.json")
-        values = _NULLS.get(key)
-        if values is None and path is not None and path.is_file():
-            values = _read_null(path, key, draws)
-        if values is None:
-            values = compute()
-        _remember(_NULLS, key, list(values), MEMORY_NULLS)
-        if path is not None and not path.exists():
+
+        def write(path: Path, values: list[float]) -> None:
             write_json(path, {"format": FORMAT, "version": VERSION, "key": key, "null": values})
+
+        values = self._kept(
+            _NULLS, MEMORY_NULLS, key, f"association-null-{key}.json",
+            lambda path: _read_null(path, key, draws), compute, write,
+        )  # fmt: skip
         return list(values)
 
     def codes(self, key: str, compute: Callable[[], dict[str, SiteCodes]]) -> dict[str, SiteCodes]:
         """``key``'s kept codes, or ``compute()``; kept either way."""
-        path = self.path(f"codes-{key}.safetensors")
-        codes = _CODES.get(key)
-        if codes is None and path is not None and path.is_file():
-            codes = _read_codes(path, key)
-        if codes is None:
-            codes = compute()
-        _remember(_CODES, key, codes, MEMORY_CODES)
+        return self._kept(
+            _CODES, MEMORY_CODES, key, f"codes-{key}.safetensors",
+            lambda path: _read_codes(path, key), compute,
+            lambda path, codes: _write_codes(path, key, codes),
+        )  # fmt: skip
+
+    def _kept(
+        self,
+        memory: OrderedDict[str, Any],
+        size: int,
+        key: str,
+        name: str,
+        read: Callable[[Path], Any],
+        compute: Callable[[], Any],
+        write: Callable[[Path, Any], None],
+    ) -> Any:
+        """From memory, else the folder's file ``name`` (``read`` gives ``None`` when it is not
+        ``key``'s), else ``compute()``; then remembered, and written where no file is."""
+        path = self.path(name)
+        value = memory.get(key)
+        if value is None and path is not None and path.is_file():
+            value = read(path)
+        if value is None:
+            value = compute()
+        memory[key] = value
+        memory.move_to_end(key)
+        while len(memory) > size:
+            memory.popitem(last=False)
         if path is not None and not path.exists():
-            _write_codes(path, key, codes)
-        return codes
-
-
-def _remember(memory: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
-    memory[key] = value
-    memory.move_to_end(key)
-    while len(memory) > size:
-        memory.popitem(last=False)
+            write(path, value)
+        return value
 
 
 def _read_null(path: Path, key: str, draws: int) -> list[float] | None:
     """The null in ``path`` when it is ``key``'s, ``draws`` finite values; else ``None``."""
     try:
-        kept = read_json(path)
+        kept = read_versioned_json(path, **_FORMAT_CHECK)
     except (OSError, ValueError):
         return None
-    if not isinstance(kept, dict) or kept.get("key") != key:
-        return None
-    if (kept.get("format"), kept.get("version")) != (FORMAT, VERSION):
-        return None
     values = kept.get("null")
-    if not isinstance(values, list) or len(values) != draws:
+    if kept.get("key") != key or not isinstance(values, list) or len(values) != draws:
         return None
     if not all(type(v) in (int, float) and math.isfinite(v) for v in values):
         return None
@@ -164,13 +177,9 @@ def _read_codes(path: Path, key: str) -> dict[str, SiteCodes] | None:
     """The codes in ``path`` when they are ``key``'s and hang together; else ``None``."""
     try:
         with safe_open(str(path), "pt") as handle:
-            meta = handle.metadata() or {}
-        tensors = read_safetensors(path)
-        if (meta.get("format"), meta.get("version"), meta.get("key")) != (
-            FORMAT,
-            str(VERSION),
-            key,
-        ):
+            meta = check_format(handle.metadata() or {}, path, **_FORMAT_CHECK)
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        if meta.get("key") != key:
             return None
         described = json.loads(meta["sites"])
         out = {}
