@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 
 from isaerft._io import check_format, read_versioned_json, write_json, write_safetensors
 from isaerft.audit.activations import SiteCodes
@@ -188,7 +188,7 @@ def _read_codes(path: Path, key: str) -> dict[str, SiteCodes] | None:
             tok, lat, val = (tensors[f"site{i}.{f}"] for f in _FIELDS)
             hook, d_sae, n_rows = str(site["hook_name"]), int(site["d_sae"]), int(site["n_rows"])
             out[hook] = SiteCodes(hook, d_sae, row, pos, tok, lat, val, n_rows)
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError):
         return None
     return out if out and all(_coherent(c) for c in out.values()) else None
 

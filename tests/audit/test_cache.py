@@ -153,6 +153,14 @@ def test_codes_that_do_not_hang_together_are_not_used_nor_replaced(tmp_path, bad
     assert path.read_bytes() == before
 
 
+def test_an_unreadable_codes_file_is_not_used_nor_replaced(tmp_path) -> None:
+    path = tmp_path / f"codes-{KEY}.safetensors"
+    path.write_bytes(b"not a safetensors file")
+    good = {HOOK: site()}
+    assert AuditCache(tmp_path).codes(KEY, lambda: good) is good
+    assert path.read_bytes() == b"not a safetensors file"
+
+
 def test_codes_of_another_key_are_not_used(tmp_path) -> None:
     AuditCache(tmp_path).codes(KEY, lambda: {HOOK: site()})
     other = "o" * 64
