@@ -161,7 +161,8 @@ def kv_cache_works(model: TransformerBridge) -> bool:
 
 
 # Hashing billions of weights takes seconds: remember each live model's hashes (weakly), per
-# set of kept names and the parameters' in-place update counters (a training step bumps them).
+# set of kept names and each tensor's storage and in-place update counter (a training step
+# bumps the counter; a parameter replaced by another tensor has other storage).
 _FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = (
     weakref.WeakKeyDictionary()
 )
@@ -174,7 +175,7 @@ def weights_fingerprint(model: Any, prefixes: Sequence[str] | None = None) -> st
     state = model.state_dict(keep_vars=True)
     kept = sorted(n for n in state if prefixes is None or n.startswith(tuple(prefixes)))
     memo = _FINGERPRINTS.setdefault(model, {})
-    versions = tuple(state[n]._version for n in kept)
+    versions = tuple((state[n].data_ptr(), state[n]._version) for n in kept)
     key = (None if prefixes is None else tuple(prefixes), versions)
     if key not in memo:
         cfg = getattr(model, "cfg", None)

@@ -64,7 +64,15 @@ def test_the_codes_key_follows_the_model_the_sae_the_rows_and_the_batches() -> N
     assert codes_key(model, [tiny_sae(hook_name=HOOK, seed=1)], rows(), 2) != base
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # an in-place change to a live model's weights
-    assert codes_key(model, [sae], rows(), 2) != base
+    changed = codes_key(model, [sae], rows(), 2)
+    assert changed != base
+    # A weight replaced by another tensor (both never changed in place: the same version) is
+    # read again.
+    name, weight = list(model.named_parameters())[-1]
+    assert weight._version == 0
+    module = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(module, name.rpartition(".")[2], torch.nn.Parameter(weight.detach() + 1.0))
+    assert codes_key(model, [sae], rows(), 2) != changed
 
 
 def test_a_null_kept_in_a_folder_is_read_back(tmp_path) -> None:
