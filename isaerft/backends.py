@@ -68,6 +68,8 @@ from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge import TransformerBridge
 
+from isaerft._memo import WeightsMemo
+
 #: A model ``ISaeRFTModel`` can wrap.
 LanguageModel: TypeAlias = HookedTransformer | TransformerBridge
 
@@ -163,30 +165,27 @@ def kv_cache_works(model: TransformerBridge) -> bool:
 # Hashing billions of weights takes seconds: remember each live model's hashes (weakly), per
 # set of kept names and each tensor's storage and in-place update counter (a training step
 # bumps the counter; a parameter replaced by another tensor has other storage).
-_FINGERPRINTS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = (
-    weakref.WeakKeyDictionary()
-)
+_FINGERPRINTS = WeightsMemo()
 
 
 def weights_fingerprint(model: Any, prefixes: Sequence[str] | None = None) -> str:
     """A sha256 over ``model``'s config and its weights (as float32) whose names start with one
     of ``prefixes`` (all of them with ``None``): what a computation that reads only those
-    weights depends on."""
+    weights depends on. Kept per live model while those weights stay the same
+    (:class:`~isaerft._memo.WeightsMemo`)."""
     state = model.state_dict(keep_vars=True)
     kept = sorted(n for n in state if prefixes is None or n.startswith(tuple(prefixes)))
-    memo = _FINGERPRINTS.setdefault(model, {})
-    versions = tuple((state[n].data_ptr(), state[n]._version) for n in kept)
-    key = (None if prefixes is None else tuple(prefixes), versions)
-    if key not in memo:
-        cfg = getattr(model, "cfg", None)
-        config = {k: str(v) for k, v in sorted(getattr(cfg, "__dict__", {}).items())}
-        digest = hashlib.sha256(
-            json.dumps({k: v for k, v in config.items() if k != "device"}).encode()
-        )
+    cfg = getattr(model, "cfg", None)
+    config = {k: str(v) for k, v in sorted(getattr(cfg, "__dict__", {}).items())}
+    described = json.dumps({k: v for k, v in config.items() if k != "device"})
+
+    def compute() -> str:
+        digest = hashlib.sha256(described.encode())
         for name in kept:
             digest.update(name.encode())
             digest.update(
                 state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
             )
-        memo[key] = digest.hexdigest()
-    return memo[key]
+        return digest.hexdigest()
+
+    return _FINGERPRINTS.get(model, state, kept, (described, prefixes and tuple(prefixes)), compute)

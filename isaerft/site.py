@@ -18,6 +18,7 @@ from sae_lens import SAE
 from sae_lens.saes.topk_sae import TopK, TopKSAE
 from torch import nn
 
+from isaerft._memo import WeightsMemo
 from isaerft.components import LatentComponent
 
 # Inference or training classes whose decode is ``out_norm(acts @ W_dec + b_dec)``.
@@ -55,14 +56,26 @@ def check_sae_supported(sae: SAE[Any]) -> None:
         )
 
 
+_SAE_FINGERPRINTS = WeightsMemo()
+
+
 def sae_fingerprint(sae: SAE[Any]) -> str:
-    """A sha256 over the SAE's weights (as float32) and architecture; changes if any weight does."""
-    digest = hashlib.sha256(sae_architecture(sae).encode())
-    for name, tensor in sorted(sae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return "sha256:" + digest.hexdigest()
+    """A sha256 over the SAE's weights (as float32) and architecture; changes if any weight does.
+    Kept per live SAE while its weights stay the same (:class:`~isaerft._memo.WeightsMemo`)."""
+    architecture = sae_architecture(sae)
+    state = sae.state_dict(keep_vars=True)
+    names = sorted(state)
+
+    def compute() -> str:
+        digest = hashlib.sha256(architecture.encode())
+        for name in names:
+            tensor = state[name]
+            digest.update(name.encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return "sha256:" + digest.hexdigest()
+
+    return _SAE_FINGERPRINTS.get(sae, state, names, architecture, compute)
 
 
 class LinearDecoder:
