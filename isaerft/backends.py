@@ -162,9 +162,7 @@ def kv_cache_works(model: TransformerBridge) -> bool:
     return works
 
 
-# Hashing billions of weights takes seconds: remember each live model's hashes (weakly), per
-# set of kept names and each tensor's storage and in-place update counter (a training step
-# bumps the counter; a parameter replaced by another tensor has other storage).
+# Hashing billions of weights takes seconds: each live model's hashes are kept (see _memo).
 _FINGERPRINTS = WeightsMemo()
 
 
@@ -188,4 +186,5 @@ def weights_fingerprint(model: Any, prefixes: Sequence[str] | None = None) -> st
             )
         return digest.hexdigest()
 
-    return _FINGERPRINTS.get(model, state, kept, (described, prefixes and tuple(prefixes)), compute)
+    which = None if prefixes is None else tuple(prefixes)
+    return _FINGERPRINTS.get(model, state, kept, (described, which), compute)
