@@ -1,7 +1,7 @@
 """Results computed from a live module's weights, kept while those weights stay the same.
 
-Hashing a model's or an SAE's weights reads every byte of them (about half a second for a
-300 MB SAE); an audit asks for the same fingerprint several times. A result is kept per live
+Hashing a model's or an SAE's weights reads every byte of them (hundreds of megabytes for the
+SAE of a 2B model); an audit asks for the same fingerprint several times. A result is kept per live
 module (weakly: a module that is freed takes its results with it) under each weight's storage
 address and in-place counter, so an in-place change (``add_`` under ``no_grad``,
 ``load_state_dict``) or a weight replaced by another tensor computes it again.
