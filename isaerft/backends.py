@@ -56,7 +56,6 @@ full forward) and, where the cache is broken, generates without it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 import weakref
@@ -68,7 +67,7 @@ from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 from transformer_lens.model_bridge import TransformerBridge
 
-from isaerft._memo import WeightsMemo
+from isaerft._fingerprint import weights_digest
 
 #: A model ``ISaeRFTModel`` can wrap.
 LanguageModel: TypeAlias = HookedTransformer | TransformerBridge
@@ -162,29 +161,15 @@ def kv_cache_works(model: TransformerBridge) -> bool:
     return works
 
 
-# Hashing billions of weights takes seconds: each live model's hashes are kept (see _memo).
-_FINGERPRINTS = WeightsMemo()
-
-
 def weights_fingerprint(model: Any, prefixes: Sequence[str] | None = None) -> str:
     """A sha256 over ``model``'s config and its weights (as float32) whose names start with one
     of ``prefixes`` (all of them with ``None``): what a computation that reads only those
     weights depends on. Kept per live model while those weights stay the same
-    (:class:`~isaerft._memo.WeightsMemo`)."""
-    state = model.state_dict(keep_vars=True)
-    kept = sorted(n for n in state if prefixes is None or n.startswith(tuple(prefixes)))
+    (:func:`~isaerft._fingerprint.weights_digest`)."""
+    names = sorted(
+        n for n in model.state_dict() if prefixes is None or n.startswith(tuple(prefixes))
+    )
     cfg = getattr(model, "cfg", None)
     config = {k: str(v) for k, v in sorted(getattr(cfg, "__dict__", {}).items())}
     described = json.dumps({k: v for k, v in config.items() if k != "device"})
-
-    def compute() -> str:
-        digest = hashlib.sha256(described.encode())
-        for name in kept:
-            digest.update(name.encode())
-            digest.update(
-                state[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-            )
-        return digest.hexdigest()
-
-    which = None if prefixes is None else tuple(prefixes)
-    return _FINGERPRINTS.get(model, state, kept, (described, which), compute)
+    return weights_digest(model, described, names, shapes=False)

@@ -8,7 +8,6 @@ bit for bit.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from sae_lens import SAE
 from sae_lens.saes.topk_sae import TopK, TopKSAE
 from torch import nn
 
-from isaerft._memo import WeightsMemo
+from isaerft._fingerprint import weights_digest
 from isaerft.components import LatentComponent
 
 # Inference or training classes whose decode is ``out_norm(acts @ W_dec + b_dec)``.
@@ -56,26 +55,12 @@ def check_sae_supported(sae: SAE[Any]) -> None:
         )
 
 
-_SAE_FINGERPRINTS = WeightsMemo()
-
-
 def sae_fingerprint(sae: SAE[Any]) -> str:
     """A sha256 over the SAE's weights (as float32) and architecture; changes if any weight does.
-    Kept per live SAE while its weights stay the same (:class:`~isaerft._memo.WeightsMemo`)."""
-    architecture = sae_architecture(sae)
-    state = sae.state_dict(keep_vars=True)
-    names = sorted(state)
-
-    def compute() -> str:
-        digest = hashlib.sha256(architecture.encode())
-        for name in names:
-            tensor = state[name]
-            digest.update(name.encode())
-            digest.update(str(tuple(tensor.shape)).encode())
-            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return "sha256:" + digest.hexdigest()
-
-    return _SAE_FINGERPRINTS.get(sae, state, names, architecture, compute)
+    Kept per live SAE while its weights stay the same
+    (:func:`~isaerft._fingerprint.weights_digest`)."""
+    names = sorted(sae.state_dict())
+    return "sha256:" + weights_digest(sae, sae_architecture(sae), names, shapes=True)
 
 
 class LinearDecoder:

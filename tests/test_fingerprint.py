@@ -11,7 +11,7 @@ import torch
 from factories import tiny_model, tiny_sae
 
 from isaerft import sae_fingerprint
-from isaerft._memo import PER_MODULE, WeightsMemo
+from isaerft._fingerprint import PER_MODULE, weights_digest
 from isaerft.backends import weights_fingerprint
 
 
@@ -69,12 +69,14 @@ def test_a_model_fingerprint_follows_its_config_and_which_weights(hashes: list[i
     assert weights_fingerprint(model) != whole
 
 
-def test_each_module_keeps_its_latest_results() -> None:
-    memo, module = WeightsMemo(), torch.nn.Linear(2, 2)
-    state = module.state_dict(keep_vars=True)
-    for k in range(PER_MODULE + 3):
-        assert memo.get(module, state, ["weight"], k, lambda k=k: str(k)) == str(k)
-    assert memo.get(module, state, ["weight"], 0, lambda: "again") == "again"
-    assert memo.get(module, state, ["weight"], PER_MODULE + 2, lambda: "again") == str(
-        PER_MODULE + 2
-    )
+def test_each_module_keeps_its_latest_digests(hashes: list[int]) -> None:
+    module = torch.nn.Linear(2, 2)
+    first = [
+        weights_digest(module, str(k), ["weight"], shapes=False) for k in range(PER_MODULE + 3)
+    ]
+    assert len(set(first)) == PER_MODULE + 3 and len(hashes) == PER_MODULE + 3
+    # The latest PER_MODULE are kept; the first, dropped, is hashed again (to the same digest).
+    assert weights_digest(module, str(PER_MODULE + 2), ["weight"], shapes=False) == first[-1]
+    assert len(hashes) == PER_MODULE + 3
+    assert weights_digest(module, "0", ["weight"], shapes=False) == first[0]
+    assert len(hashes) == PER_MODULE + 4
